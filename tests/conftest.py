@@ -1,0 +1,150 @@
+"""Fixtures shared by every test file: keys, a token factory, a fixed clock."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from verifiers import KeySet, OfflineVerifier
+from verifiers.jose import b64url_encode, jwk_from_public_key, kid_for
+
+VECTORS = Path(__file__).parent / "vectors"
+NOW = 1_795_000_000  # a fixed clock: 2026-11-18T09:46:40Z
+ISSUER = "urn:codeservice:dev"
+ALL_SCENES = ["clinic", "transit", "venue"]
+
+
+def require_servers() -> bool:
+    """In CI a missing server is a failure, not a skip."""
+    return os.environ.get("CODESERVICE_REQUIRE_SERVERS") == "1"
+
+
+def skip_or_fail(reason: str) -> None:
+    if require_servers():
+        pytest.fail(f"{reason} (CODESERVICE_REQUIRE_SERVERS=1)")
+    pytest.skip(reason)
+
+
+@dataclass
+class TestKey:
+    """A private key for tests, its public JWK (with kid) and a raw signer."""
+
+    __test__ = False
+    alg: str
+    private_key: Any
+    jwk: dict[str, str]
+
+    @property
+    def kid(self) -> str:
+        return self.jwk["kid"]
+
+    def sign(self, signing_input: bytes) -> bytes:
+        if self.alg == "EdDSA":
+            return self.private_key.sign(signing_input)
+        r, s = decode_dss_signature(self.private_key.sign(signing_input, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+
+def make_test_key(alg: str) -> TestKey:
+    private_key = Ed25519PrivateKey.generate() if alg == "EdDSA" else ec.generate_private_key(ec.SECP256R1())
+    jwk: dict[str, str] = jwk_from_public_key(private_key.public_key())
+    jwk.update(kid=kid_for(jwk), alg=alg, use="sig")
+    return TestKey(alg, private_key, jwk)
+
+
+@pytest.fixture(scope="session")
+def ed25519_key() -> TestKey:
+    return make_test_key("EdDSA")
+
+
+@pytest.fixture(scope="session")
+def es256_key() -> TestKey:
+    return make_test_key("ES256")
+
+
+@pytest.fixture(scope="session")
+def jwks(ed25519_key: TestKey, es256_key: TestKey) -> dict[str, Any]:
+    return {"keys": [ed25519_key.jwk, es256_key.jwk]}
+
+
+@pytest.fixture(scope="session")
+def key_set(jwks: dict[str, Any]) -> KeySet:
+    return KeySet.from_jwks(jwks)
+
+
+def b64json(value: Any) -> str:
+    raw = value if isinstance(value, (bytes, str)) else json.dumps(value, separators=(",", ":"))
+    return b64url_encode(raw.encode("utf-8") if isinstance(raw, str) else raw)
+
+
+def default_claims(now: int = NOW, **overrides: Any) -> dict[str, Any]:
+    claims: dict[str, Any] = {
+        "iss": ISSUER,
+        "sub": "q1w2e3r4t5y6u7i8",
+        "iat": now,
+        "exp": now + 60,
+        "jti": b64url_encode(secrets.token_bytes(8)),
+        "scp": list(ALL_SCENES),
+    }
+    claims.update(overrides)
+    return {k: v for k, v in claims.items() if v is not DROP}
+
+
+DROP = object()
+"""Pass as a claim or header value to leave that member out."""
+
+TokenFactory = Callable[..., str]
+
+
+@pytest.fixture
+def make_token(ed25519_key: TestKey) -> TokenFactory:
+    """``make_token(key=..., header=..., claims=..., **claim_overrides)`` -> compact JWS.
+
+    ``header`` / ``claims`` may be dicts (merged over the defaults; DROP
+    removes a member) or raw ``str``/``bytes`` segment contents.
+    """
+
+    def build(
+        *,
+        key: TestKey | None = None,
+        header: dict[str, Any] | str | bytes | None = None,
+        claims: dict[str, Any] | str | bytes | None = None,
+        now: int = NOW,
+        **claim_overrides: Any,
+    ) -> str:
+        key = key or ed25519_key
+        if isinstance(header, (str, bytes)):
+            header_segment = b64json(header)
+        else:
+            merged = {"alg": key.alg, "typ": "rsc+jwt", "kid": key.kid, **(header or {})}
+            header_segment = b64json({k: v for k, v in merged.items() if v is not DROP})
+        if isinstance(claims, (str, bytes)):
+            claims_segment = b64json(claims)
+        else:
+            claims_segment = b64json(default_claims(now, **{**(claims or {}), **claim_overrides}))
+        signing_input = f"{header_segment}.{claims_segment}"
+        return f"{signing_input}.{b64url_encode(key.sign(signing_input.encode('ascii')))}"
+
+    return build
+
+
+@pytest.fixture
+def verifier(key_set: KeySet) -> OfflineVerifier:
+    """An in-memory verifier at a scanner of venue ``museum-1``, device ``gate-1``."""
+    return OfflineVerifier(key_set, issuer=ISSUER, venue_id="museum-1", device_id="gate-1")
+
+
+@pytest.fixture
+def transit_in() -> dict[str, str]:
+    return {"station": "人民广场", "direction": "in", "line": "1"}

@@ -1,0 +1,36 @@
+"""The offline verifier of resident service codes.
+
+Needs only pyjwt's companion ``cryptography`` at run time: no Flask,
+SQLAlchemy, qrcode or Pillow.
+"""
+
+from .decision import Decision
+from .errors import (
+    ConfigurationError,
+    KeySetError,
+    Rejection,
+    SceneRegistryError,
+    StoreError,
+    VerifierError,
+)
+from .keys import KeySet
+from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
+from .verifier import DEFAULT_ISSUER, OfflineVerifier
+
+__all__ = [
+    "DEFAULT_ISSUER",
+    "ConfigurationError",
+    "Decision",
+    "KeySet",
+    "KeySetError",
+    "OfflineVerifier",
+    "Outcome",
+    "Rejection",
+    "Scene",
+    "SceneRegistry",
+    "SceneRegistryError",
+    "StateWrite",
+    "StoreError",
+    "VerifierError",
+    "Visit",
+]

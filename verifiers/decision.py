@@ -1,0 +1,64 @@
+"""The decision of contract section 2, and the usage record of section 5."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from functools import lru_cache
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    ok: bool
+    code: str
+    scene: str | None
+    sub: str | None
+    jti: str | None
+    exp: int | None
+    message: str
+    detail: dict[str, Any] = field(default_factory=dict)
+    record_id: str | None = None
+    """The id of the usage record this decision was logged as."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "code": self.code,
+            "scene": self.scene,
+            "sub": self.sub,
+            "jti": self.jti,
+            "exp": self.exp,
+            "detail": self.detail,
+            "message": self.message,
+        }
+
+
+@lru_cache(maxsize=4)
+def _utc_second(seconds: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
+
+
+def rfc3339(timestamp: float) -> str:
+    """UTC with milliseconds: ``2026-11-27T03:04:05.678Z``."""
+    seconds = int(timestamp)
+    return f"{_utc_second(seconds)}.{int((timestamp - seconds) * 1000):03d}Z"
+
+
+def usage_record(
+    decision: Decision, *, venue_id: str | None, device_id: str | None, decided_at: float
+) -> dict[str, Any]:
+    """One record per decision; ``id`` is its idempotency key when synced."""
+    return {
+        "id": decision.record_id or str(uuid.uuid4()),
+        "scene": decision.scene,
+        "venue_id": venue_id,
+        "device_id": device_id,
+        "sub": decision.sub,
+        "jti": decision.jti,
+        "decided_at": rfc3339(decided_at),
+        "ok": decision.ok,
+        "code": decision.code,
+        "detail": decision.detail,
+    }

@@ -1,0 +1,63 @@
+"""Scenes are plug-ins: built-in ones are loaded exactly like third-party ones.
+
+Every scene is a :class:`~verifiers.scenes.base.Scene` subclass registered
+under the entry-point group ``codeservice.scenes``; the entry point's name is
+the scene's name. A registry refuses a second scene of the same name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any
+
+from ..errors import SceneRegistryError
+from .base import Outcome, Scene, SceneState, StateWrite, Visit
+
+ENTRY_POINT_GROUP = "codeservice.scenes"
+
+__all__ = ["ENTRY_POINT_GROUP", "Outcome", "Scene", "SceneRegistry", "SceneState", "StateWrite", "Visit"]
+
+
+class SceneRegistry:
+    """Scene name -> Scene class; duplicates refused."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type[Scene]] = {}
+
+    def register(self, name: str, scene_class: type[Scene]) -> None:
+        if not (isinstance(scene_class, type) and issubclass(scene_class, Scene)):
+            raise SceneRegistryError(f"scene {name!r}: {scene_class!r} is not a Scene subclass")
+        existing = self._classes.get(name)
+        if existing is not None and existing is not scene_class:
+            raise SceneRegistryError(
+                f"scene {name!r} is registered twice: {_dotted(existing)} and {_dotted(scene_class)}"
+            )
+        self._classes[name] = scene_class
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes
+
+    def create(self, name: str, config: Mapping[str, Any] | None = None) -> Scene:
+        scene_class = self._classes[name]
+        scene = scene_class(**(config or {}))
+        scene.name = name  # the entry point's name is the scene's name
+        return scene
+
+    @classmethod
+    def from_entry_points(cls, group: str = ENTRY_POINT_GROUP) -> SceneRegistry:
+        registry = cls()
+        for entry_point in entry_points(group=group):
+            try:
+                scene_class = entry_point.load()
+            except Exception as exc:  # a broken plug-in must say which one
+                raise SceneRegistryError(f"scene {entry_point.name!r} ({entry_point.value}) cannot be loaded: {exc}") from exc
+            registry.register(entry_point.name, scene_class)
+        return registry
+
+
+def _dotted(scene_class: type) -> str:
+    return f"{scene_class.__module__}.{scene_class.__qualname__}"

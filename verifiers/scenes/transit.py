@@ -1,0 +1,111 @@
+"""Transit gates: entry opens a trip, exit closes it and computes the fare."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import BadContext, SceneRejection
+from .base import Outcome, Scene, SceneState, StateWrite, Visit, optional_text, required_text
+
+
+class Passback(SceneRejection):
+    code = "passback"
+    default_message = "a trip is already open for this resident: exit first"
+
+
+class NoEntry(SceneRejection):
+    code = "no_entry"
+    default_message = "no open trip for this resident: no entry was recorded"
+
+
+@dataclass(frozen=True, slots=True)
+class FareTable:
+    """Distance bands: up to ``bands[i][0]`` km costs ``bands[i][1]`` cents; beyond
+    the last band, ``extra_cents`` for every started ``extra_km``. A trip between
+    stations missing from ``stations_km`` (km markers along the network) costs
+    the first band's fare: a flat fare where no distances are configured."""
+
+    bands: tuple[tuple[float, int], ...] = ((6.0, 300), (16.0, 400))
+    extra_km: float = 10.0
+    extra_cents: int = 100
+    stations_km: Mapping[str, float] | None = None
+
+    def fare_cents(self, from_station: str, to_station: str) -> int:
+        stations = self.stations_km or {}
+        if from_station not in stations or to_station not in stations:
+            return self.bands[0][1]
+        distance = abs(stations[to_station] - stations[from_station])
+        for limit_km, cents in self.bands:
+            if distance <= limit_km:
+                return cents
+        last_km, last_cents = self.bands[-1]
+        return last_cents + math.ceil((distance - last_km) / self.extra_km) * self.extra_cents
+
+
+# Percent of the fare each concession category pays.
+DEFAULT_CONCESSIONS = {"senior": 0, "disabled": 0, "child": 50, "student": 50}
+DEFAULT_MAX_TRIP_SECONDS = 4 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class TransitContext:
+    station: str
+    direction: str
+    line: str | None
+
+
+class TransitScene(Scene):
+    name = "transit"
+
+    def __init__(
+        self,
+        *,
+        fare_table: FareTable | Mapping[str, Any] | None = None,
+        concessions: Mapping[str, int] | None = None,
+        max_trip_seconds: int = DEFAULT_MAX_TRIP_SECONDS,
+    ) -> None:
+        if isinstance(fare_table, Mapping):
+            fare_table = FareTable(**{k: tuple(map(tuple, v)) if k == "bands" else v for k, v in fare_table.items()})
+        self.fare_table = fare_table or FareTable()
+        self.concessions = dict(DEFAULT_CONCESSIONS if concessions is None else concessions)
+        self.max_trip_seconds = max_trip_seconds
+        """An open trip older than this (a forgotten exit) no longer blocks entry."""
+
+    def parse_context(self, context: Mapping[str, Any], visit_defaults: Mapping[str, Any]) -> TransitContext:
+        direction = context.get("direction")
+        if direction not in ("in", "out"):
+            raise BadContext("context field 'direction' must be 'in' or 'out'")
+        return TransitContext(
+            station=required_text(context, "station"), direction=direction, line=optional_text(context, "line")
+        )
+
+    def decide(self, visit: Visit, context: TransitContext, state: SceneState) -> Outcome:
+        trip_key = f"trip:{visit.sub}"
+        trip = state.get(trip_key)
+        detail: dict[str, Any] = {
+            "station": context.station,
+            "direction": context.direction,
+            "line": context.line,
+            "fare_cents": None,
+            "trip_id": trip["id"] if trip else None,
+        }
+        if context.direction == "in":
+            if trip is not None:
+                raise Passback(detail=detail)
+            detail["trip_id"] = visit.jti
+            opened = {"id": visit.jti, "station": context.station, "line": context.line, "entered_at": int(visit.now)}
+            expires_at = int(visit.now) + self.max_trip_seconds
+            return Outcome(detail=detail, writes=[StateWrite(trip_key, opened, expires_at)])
+        if trip is None:
+            raise NoEntry(detail=detail)
+        detail["entry_station"] = trip["station"]
+        detail["fare_cents"] = self.fare(trip["station"], context.station, visit.category)
+        return Outcome(detail=detail, writes=[StateWrite(trip_key, None, 0)])
+
+    def fare(self, from_station: str, to_station: str, category: str | None) -> int:
+        full = self.fare_table.fare_cents(from_station, to_station)
+        percent = self.concessions.get(category, 100) if category else 100
+        return full * percent // 100

@@ -1,0 +1,181 @@
+"""The code's verification rules 1-5 of contract section 2, in order.
+
+Pure: a token, a key set and ``now`` in, a :class:`VerifiedCode` out, or the
+first failing rule's :class:`~verifiers.errors.Rejection`. Revocation, replay
+and the scene's rules (6-8) need state and live in :mod:`verifiers.verifier`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import (
+    AlgNotAllowed,
+    BadSignature,
+    Expired,
+    IssuerMismatch,
+    Malformed,
+    NotYetValid,
+    Rejection,
+    SceneNotAllowed,
+    UnknownKey,
+    WrongType,
+)
+from .jose import _CANONICAL_LAST, JoseFormatError, json_object
+from .keys import KeySet
+
+MAX_TOKEN_BYTES = 4096
+TOKEN_TYPE = "rsc+jwt"
+HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
+SUPPORTED_ALGORITHMS = ("EdDSA", "ES256")
+MAX_LIFETIME_SECONDS = 300
+CATEGORIES = frozenset({"senior", "student", "disabled", "child"})
+
+_COMPACT_JWS = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\Z")
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCode:
+    """A code whose signature and claim types are good."""
+
+    iss: str
+    sub: str
+    jti: str
+    iat: int
+    exp: int
+    scopes: tuple[str, ...]
+    category: str | None
+    kid: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerificationRules:
+    issuer: str
+    algorithms: frozenset[str] = frozenset(SUPPORTED_ALGORITHMS)
+    leeway: int = 10
+
+
+def _segment(segment: str) -> bytes:
+    rest = len(segment) & 3
+    if rest == 1 or (rest and segment[-1] not in _CANONICAL_LAST[rest]):
+        raise Malformed("a segment is not canonical base64url")
+    try:
+        return base64.urlsafe_b64decode(segment + "==="[: (4 - rest) & 3])
+    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the regex guards this
+        raise Malformed("a segment is not base64url") from exc
+
+
+def split_token(token: object) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+    """Rule 1: size, form, strict base64url, JSON objects without duplicate members.
+
+    Returns ``(header, claims, signing_input, signature)``.
+    """
+    if not isinstance(token, str):
+        raise Malformed("the code is not text")
+    if len(token) > MAX_TOKEN_BYTES:  # before any decoding; non-ASCII fails the match below
+        raise Malformed(f"the code is longer than {MAX_TOKEN_BYTES} bytes")
+    match = _COMPACT_JWS.match(token)
+    if match is None:
+        raise Malformed("the code is not three base64url segments (no padding, no whitespace)")
+    header_b64, claims_b64, signature_b64 = match.groups()
+    try:
+        header = json_object(_segment(header_b64))
+        claims = json_object(_segment(claims_b64))
+    except JoseFormatError as exc:
+        raise Malformed(f"the code's header or claims are not a JSON object: {exc}") from exc
+    signature = _segment(signature_b64)
+    signing_input = token[: match.end(2)].encode("ascii")
+    return header, claims, signing_input, signature
+
+
+def check_header(header: dict[str, Any], keys: KeySet, rules: VerificationRules) -> Any:
+    """Rule 2: the header's members, type, algorithm and key. Returns the key."""
+    if not HEADER_MEMBERS.issuperset(header):
+        extra = sorted(set(header) - HEADER_MEMBERS)
+        raise Malformed(f"the header carries members a code never has: {', '.join(extra)}")
+    if header.get("typ") != TOKEN_TYPE:
+        raise WrongType()
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in rules.algorithms:
+        raise AlgNotAllowed(f"algorithm {alg!r} is not allowed")
+    key = keys.get(header.get("kid"))
+    if key is None:
+        raise UnknownKey()
+    if key.alg != alg:
+        raise AlgNotAllowed(f"key {key.kid} is a {key.alg} key, not {alg}")
+    return key
+
+
+def _is_int(value: object) -> bool:
+    # bool is a subclass of int in Python; JSON true is not a NumericDate.
+    return type(value) is int
+
+
+def _is_text(value: object) -> bool:
+    return type(value) is str and value != ""
+
+
+def read_claims(claims: dict[str, Any], kid: str) -> VerifiedCode:
+    """Rule 4, first part: required claims, their types, the lifetime."""
+    iat, exp, scopes = claims.get("iat"), claims.get("exp"), claims.get("scp")
+    if not (
+        _is_int(iat)
+        and _is_int(exp)
+        and _is_text(claims.get("iss"))
+        and _is_text(claims.get("sub"))
+        and _is_text(claims.get("jti"))
+        and type(scopes) is list
+        and all(type(scope) is str for scope in scopes)
+    ):
+        raise Malformed("a required claim is missing or of the wrong type")
+    category = claims.get("cat")
+    if category is not None and (type(category) is not str or category not in CATEGORIES):
+        raise Malformed("the category claim is not one of senior, student, disabled, child")
+    if not 1 <= exp - iat <= MAX_LIFETIME_SECONDS:
+        raise Malformed(f"the code's lifetime is outside 1..{MAX_LIFETIME_SECONDS} seconds")
+    return VerifiedCode(
+        iss=claims["iss"],
+        sub=claims["sub"],
+        jti=claims["jti"],
+        iat=iat,
+        exp=exp,
+        scopes=tuple(scopes),
+        category=category,
+        kid=kid,
+    )
+
+
+def check_validity(code: VerifiedCode, rules: VerificationRules, scene: str, now: float) -> None:
+    """Rule 4, second part (issuer, expiry, issued-at), then rule 5 (scene)."""
+    if code.iss != rules.issuer:
+        raise IssuerMismatch()
+    if now > code.exp + rules.leeway:
+        raise Expired()
+    if code.iat > now + rules.leeway:
+        raise NotYetValid()
+    if scene not in code.scopes:
+        raise SceneNotAllowed(f"the code is not valid for {scene!r}")
+
+
+def check_code(token: object, keys: KeySet, rules: VerificationRules, scene: str, now: float) -> VerifiedCode:
+    """Rules 1-5 of contract section 2, in order; the first failure is raised.
+
+    A rejection raised once the signature and claim types are good carries
+    the code in ``rejection.verified``, so a decision can name the resident
+    and the code; before that nothing in the token is trusted.
+    """
+    header, claims, signing_input, signature = split_token(token)
+    key = check_header(header, keys, rules)
+    if not key.verify(signature, signing_input):
+        raise BadSignature()
+    code = read_claims(claims, key.kid)
+    try:
+        check_validity(code, rules, scene, now)
+    except Rejection as rejection:
+        rejection.verified = code
+        raise
+    return code

@@ -1,0 +1,224 @@
+"""OfflineVerifier: contract section 2 end to end, with a scene and local state."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta, timezone, tzinfo
+from pathlib import Path
+from typing import Any
+
+from .decision import Decision, usage_record
+from .errors import BadContext, ConfigurationError, Rejection, Replayed, Revoked, UnknownScene
+from .keys import KeySet
+from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
+from .store import MemoryStore, SqliteStore, Store
+from .tokens import SUPPORTED_ALGORITHMS, VerificationRules, VerifiedCode, check_code
+
+DEFAULT_ISSUER = "urn:codeservice:dev"
+CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
+ACCEPTED_MESSAGE = "accepted"
+
+log = logging.getLogger(__name__)
+
+
+def local_day(now: float, tz: tzinfo) -> tuple[float, float, str]:
+    """The local calendar day around ``now``: (starts at, ends at, YYYY-MM-DD)."""
+    local = datetime.fromtimestamp(now, tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight.timestamp(), (midnight + timedelta(days=1)).timestamp(), local.date().isoformat()
+
+
+class _SceneState:
+    """One scene's view of the store: its keys, prefixed with its name."""
+
+    __slots__ = ("_prefix", "_transaction")
+
+    def __init__(self, transaction: Any, scene_name: str) -> None:
+        self._transaction = transaction
+        self._prefix = scene_name + ":"
+
+    def get(self, key: str) -> Any:
+        return self._transaction.get(self._prefix + key)
+
+    def scoped(self, writes: Iterable[StateWrite]) -> list[StateWrite]:
+        return [StateWrite(self._prefix + w.key, w.value, w.expires_at) for w in writes]
+
+
+class OfflineVerifier:
+    """Verify codes with the issuer's public keys alone; log every decision.
+
+    ``store`` is a path to an SQLite file (state survives restarts and
+    crashes), a store object, or None for bounded memory.
+    """
+
+    def __init__(
+        self,
+        keys: KeySet,
+        *,
+        issuer: str = DEFAULT_ISSUER,
+        store: str | Path | Store | None = None,
+        algorithms: Iterable[str] = SUPPORTED_ALGORITHMS,
+        leeway: int = 10,
+        venue_id: str | None = None,
+        device_id: str | None = None,
+        scenes: SceneRegistry | None = None,
+        scene_config: Mapping[str, Mapping[str, Any]] | None = None,
+        revoked: Iterable[str] = (),
+        tz: tzinfo = CHINA_STANDARD_TIME,
+    ) -> None:
+        unsupported = set(algorithms) - set(SUPPORTED_ALGORITHMS)
+        if unsupported:
+            raise ConfigurationError(f"unsupported algorithms {sorted(unsupported)}; only {SUPPORTED_ALGORITHMS}")
+        if type(leeway) is not int or not 0 <= leeway <= 300:
+            raise ConfigurationError("leeway must be an integer from 0 to 300 seconds")
+        self.keys = keys
+        self.rules = VerificationRules(issuer=issuer, algorithms=frozenset(algorithms), leeway=leeway)
+        self.venue_id = venue_id
+        self.device_id = device_id
+        self.tz = tz
+        self.store: Store = (
+            MemoryStore() if store is None else SqliteStore(store) if isinstance(store, (str, Path)) else store
+        )
+        self._registry = scenes if scenes is not None else SceneRegistry.from_entry_points()
+        self._scene_config = dict(scene_config or {})
+        self._scenes: dict[str, Scene] = {}
+        self._day: tuple[float, float, str] = (0.0, 0.0, "")
+        saved = self.store.get_meta("revoked")
+        self.revoked: frozenset[str] = frozenset(saved["subs"]) if saved else frozenset(revoked)
+
+    # -- public API -------------------------------------------------------
+
+    def verify(
+        self, token: object, scene: object, context: object = None, *, now: float | None = None
+    ) -> Decision:
+        """Apply every rule of contract section 2; never raises for any token or context."""
+        now = time.time() if now is None else now
+        code: VerifiedCode | None = None
+        scene_name = scene if type(scene) is str and scene in self._registry else None
+        try:
+            scene_module = self._scene(scene)
+            parsed_context = self._parse_context(scene_module, context)
+            code = check_code(token, self.keys, self.rules, scene_module.name, now)
+            if code.sub in self.revoked:
+                raise Revoked()
+            return self._decide(scene_module, parsed_context, code, now)
+        except Rejection as rejection:
+            code = code or rejection.verified  # type: ignore[assignment]
+            decision = Decision(
+                ok=False,
+                code=rejection.code,
+                scene=scene_name,
+                sub=code.sub if code else None,
+                jti=code.jti if code else None,
+                exp=code.exp if code else None,
+                message=rejection.message,
+                detail=rejection.detail,
+                record_id=str(uuid.uuid4()),
+            )
+            with self.store.transaction(now) as transaction:
+                transaction.save(self._record(decision, now))
+            return decision
+
+    def set_revocations(self, subs: Iterable[str], *, fetched_at: float | None = None) -> None:
+        """Replace the revocation list (kept in the store, so it survives restarts)."""
+        revoked = frozenset(subs)
+        self.store.set_meta("revoked", {"subs": sorted(revoked), "fetched_at": fetched_at or time.time()})
+        self.revoked = revoked
+
+    def pending_records(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Usage records not yet acknowledged by the service, oldest first."""
+        return self.store.pending_records(limit)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> OfflineVerifier:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- steps ------------------------------------------------------------
+
+    def _scene(self, name: object) -> Scene:
+        if type(name) is not str or name not in self._registry:
+            raise UnknownScene(f"no installed scene is called {name!r}"[:200])
+        scene = self._scenes.get(name)
+        if scene is None:
+            scene = self._scenes[name] = self._registry.create(name, self._scene_config.get(name))
+        return scene
+
+    def _parse_context(self, scene: Scene, context: object) -> Any:
+        if context is None:
+            context = {}
+        if type(context) is not dict:
+            raise BadContext("the context must be a JSON object")
+        try:  # its values reach the usage record: they must be JSON in UTF-8 (no lone surrogates)
+            json.dumps(context, ensure_ascii=False).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise BadContext("the context is not JSON representable as UTF-8") from exc
+        try:
+            return scene.parse_context(context, {"venue_id": self.venue_id, "device_id": self.device_id})
+        except Rejection:
+            raise
+        except Exception as exc:  # a scene's bug must not crash a gate
+            log.exception("scene %s failed to parse its context", scene.name)
+            raise BadContext(f"the {scene.name} scene could not read the context") from exc
+
+    def _decide(self, scene: Scene, context: Any, code: VerifiedCode, now: float) -> Decision:
+        """Rules 7 and 8, and the usage record, in one store transaction."""
+        with self.store.transaction(now) as transaction:
+            if transaction.jti_seen(code.jti):
+                raise Replayed()
+            state = _SceneState(transaction, scene.name)
+            outcome = self._scene_outcome(scene, self._visit(code, now), context, state)
+            decision = Decision(
+                ok=True,
+                code="accepted",
+                scene=scene.name,
+                sub=code.sub,
+                jti=code.jti,
+                exp=code.exp,
+                message=ACCEPTED_MESSAGE,
+                detail=outcome.detail,
+                record_id=str(uuid.uuid4()),
+            )
+            transaction.save(
+                self._record(decision, now),
+                jti=code.jti,
+                jti_expires_at=code.exp + self.rules.leeway + 1,
+                writes=state.scoped(outcome.writes),
+            )
+        return decision
+
+    @staticmethod
+    def _scene_outcome(scene: Scene, visit: Visit, context: Any, state: _SceneState) -> Outcome:
+        try:
+            return scene.decide(visit, context, state)
+        except Rejection:
+            raise
+        except Exception as exc:
+            log.exception("scene %s failed to decide", scene.name)
+            raise BadContext(f"the {scene.name} scene could not apply its rules") from exc
+
+    def _visit(self, code: VerifiedCode, now: float) -> Visit:
+        day = self._day
+        if not day[0] <= now < day[1]:
+            day = self._day = local_day(now, self.tz)
+        return Visit(
+            sub=code.sub,
+            jti=code.jti,
+            category=code.category,
+            now=now,
+            day=day[2],
+            day_ends_at=int(day[1]),
+            venue_id=self.venue_id,
+            device_id=self.device_id,
+        )
+
+    def _record(self, decision: Decision, now: float) -> dict[str, Any]:
+        return usage_record(decision, venue_id=self.venue_id, device_id=self.device_id, decided_at=now)
