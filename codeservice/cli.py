@@ -1,0 +1,117 @@
+"""``flask --app codeservice keys ...``: thin commands over ``KeyStore``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import click
+from flask import Flask, current_app
+from flask.cli import AppGroup
+
+from .errors import KeyStoreError
+from .keystore import ALGORITHMS, KeyInfo, KeyStore
+
+keys_cli = AppGroup("keys", help="Manage the keys that sign residents' codes.")
+
+
+def init_app(app: Flask) -> None:
+    app.cli.add_command(keys_cli)
+
+
+def _store() -> KeyStore:
+    return KeyStore.from_config(current_app.config)
+
+
+@contextmanager
+def _clean_errors() -> Iterator[None]:
+    """A key store problem is the operator's to fix: one line, no traceback."""
+    try:
+        yield
+    except KeyStoreError as exc:
+        raise click.ClickException(exc.message) from None
+
+
+def _when(ts: int | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+ALG = click.Choice(ALGORITHMS, case_sensitive=False)
+
+
+@keys_cli.command("init")
+@click.option("--alg", type=ALG, default=None, help="Signing algorithm [default: SIGNING_ALG, EdDSA].")
+def init_command(alg: str | None) -> None:
+    """Create the first signing key; do nothing if there is one."""
+    store = _store()
+    with _clean_errors():
+        info = store.init(alg or current_app.config["SIGNING_ALG"])
+        if info is None:
+            current = next(k for k in store.keys() if k.state == "signing")
+            click.echo(
+                f"A signing key already exists in {store.directory}: "
+                f"{current.kid} ({current.alg}); nothing to do."
+            )
+            return
+    click.echo(f"Created signing key {info.kid} ({info.alg}) in {store.directory}.")
+
+
+@keys_cli.command("rotate")
+@click.option("--alg", type=ALG, default=None, help="Signing algorithm [default: the current key's].")
+def rotate_command(alg: str | None) -> None:
+    """Make a new key the signing key.
+
+    The previous key stops signing and stays published while codes it signed
+    may still be valid, plus KEY_PUBLISH_GRACE seconds.
+    """
+    store = _store()
+    with _clean_errors():
+        before = {k.kid for k in store.keys() if k.state == "signing"}
+        info = store.rotate(alg)
+        previous = [k for k in store.keys(info.created_at) if k.kid in before]
+    click.echo(f"New signing key {info.kid} ({info.alg}).")
+    for key in previous:
+        click.echo(
+            f"The previous key {key.kid} no longer signs; it stays published until "
+            f"{_when(key.published_until)} for the codes it signed."
+        )
+
+
+@keys_cli.command("list")
+def list_command() -> None:
+    """List the keys and their state (no private material)."""
+    store = _store()
+    with _clean_errors():
+        keys = store.keys()
+    if not keys:
+        click.echo(f"No keys in {store.directory}; run `flask --app codeservice keys init`.")
+        return
+    click.echo(f"Keys in {store.directory}:")
+    rows = [("KID", "ALG", "STATE", "CREATED", "PUBLISHED UNTIL")]
+    rows += [_row(k) for k in keys]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _row(key: KeyInfo) -> tuple[str, str, str, str, str]:
+    labels = {"signing": "(while signing)", "retired": "(withdrawn)"}
+    until = labels.get(key.state) or _when(key.published_until)
+    return (key.kid, key.alg, key.state, _when(key.created_at), until)
+
+
+@keys_cli.command("retire")
+@click.argument("kid")
+def retire_command(kid: str) -> None:
+    """Unpublish a key at once (e.g. if it leaked).
+
+    Codes it signed stop verifying once verifiers refresh their key set. The
+    signing key cannot be retired: rotate first.
+    """
+    store = _store()
+    with _clean_errors():
+        info = store.retire(kid)
+    click.echo(f"Retired key {info.kid}: it is no longer published; codes it signed stop verifying.")

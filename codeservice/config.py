@@ -1,0 +1,68 @@
+"""The service's configuration: defaults, then ``CODESERVICE_*`` variables, then overrides."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from .errors import ConfigError
+from .issuance import MAX_TTL, MIN_TTL
+from .keystore import ALGORITHMS
+
+ENV_PREFIX = "CODESERVICE_"
+
+DEFAULTS: dict[str, Any] = {
+    "ISSUER": "urn:codeservice:dev",
+    "CODE_TTL": 60,
+    "KEYS_DIR": "keys",
+    "KEY_PUBLISH_GRACE": 3600,
+    "LEEWAY": 10,
+    "ENV": "production",
+    "SECRET_KEY": None,
+    "DATABASE_URL": None,
+    "RATE_LIMITS": "on",
+    "SIGNING_ALG": "EdDSA",
+}
+
+
+def load_config(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] = os.environ,
+) -> dict[str, Any]:
+    """``DEFAULTS``, then ``CODESERVICE_<NAME>`` for each default's name, then ``overrides``.
+
+    Environment values are strings, converted to int where the default is an
+    int. Raises ``ConfigError`` for a value that cannot be used.
+    """
+    config = dict(DEFAULTS)
+    for name, default in DEFAULTS.items():
+        var = ENV_PREFIX + name
+        if var not in environ:
+            continue
+        value = environ[var]
+        if isinstance(default, int):
+            try:
+                config[name] = int(value.strip())
+            except ValueError:
+                raise ConfigError(f"{var} must be an integer, got {value!r}") from None
+        else:
+            config[name] = value
+    if overrides:
+        config.update(overrides)
+    _validate(config)
+    return config
+
+
+def _validate(config: Mapping[str, Any]) -> None:
+    ttl = config["CODE_TTL"]
+    if type(ttl) is not int or not MIN_TTL <= ttl <= MAX_TTL:
+        raise ConfigError(
+            f"CODE_TTL must be an integer from {MIN_TTL} to {MAX_TTL} seconds, got {ttl!r}"
+        )
+    for name in ("KEY_PUBLISH_GRACE", "LEEWAY"):
+        if type(config[name]) is not int or config[name] < 0:
+            raise ConfigError(f"{name} must be a non-negative integer, got {config[name]!r}")
+    alg = config["SIGNING_ALG"]
+    if alg not in ALGORITHMS:
+        raise ConfigError(f"SIGNING_ALG must be one of {', '.join(ALGORITHMS)}, got {alg!r}")
