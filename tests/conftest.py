@@ -20,7 +20,7 @@ from verifiers import KeySet, OfflineVerifier
 from verifiers.jose import b64url_encode, jwk_from_public_key, kid_for
 
 VECTORS = Path(__file__).parent / "vectors"
-NOW = 1_795_000_000  # a fixed clock: 2026-11-18T09:46:40Z
+NOW = 1_795_000_000  # a fixed clock: 2026-11-18T11:06:40Z
 ISSUER = "urn:codeservice:dev"
 ALL_SCENES = ["clinic", "transit", "venue"]
 
@@ -148,3 +148,125 @@ def verifier(key_set: KeySet) -> OfflineVerifier:
 @pytest.fixture
 def transit_in() -> dict[str, str]:
     return {"station": "人民广场", "direction": "in", "line": "1"}
+
+
+# -- the service ---------------------------------------------------------------
+
+PG_URL = os.environ.get("CODESERVICE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def gb11643_id(body17: str) -> str:
+    """A resident ID number: 17 digits and their GB 11643 check character."""
+    weights = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+    total = sum(int(d) * w for d, w in zip(body17, weights, strict=True))
+    return body17 + "10X98765432"[total % 11]
+
+
+DEMO_PASSWORD = "correct horse battery"
+
+
+def registration(**overrides: Any) -> dict[str, Any]:
+    """A valid registration body; a fresh phone and ID number each call."""
+    body = {
+        "name": "张三明",
+        "id_type": "resident_id",
+        "id_number": gb11643_id(f"310104{1990 + secrets.randbelow(10)}0101{secrets.randbelow(1000):03d}"),
+        "phone": f"13{secrets.randbelow(10**9):09d}",
+        "password": DEMO_PASSWORD,
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not DROP}
+
+
+@pytest.fixture(scope="session")
+def postgres_schema() -> Any:
+    """A private schema on the test PostgreSQL server for this test run."""
+    sqlalchemy = pytest.importorskip("sqlalchemy")
+    schema = f"cs_test_{os.getpid()}"
+    engine = sqlalchemy.create_engine(PG_URL)
+    try:
+        with engine.begin() as connection:
+            connection.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach it means "absent"
+        engine.dispose()
+        skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.__class__.__name__}")
+    yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    with engine.begin() as connection:
+        connection.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Every service test runs on a real SQLite file and on the PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'codeservice.db'}"
+    return request.getfixturevalue("postgres_schema")
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path) -> Path:
+    from codeservice.keystore import KeyStore
+    from codeservice.pii import DataKeys
+
+    directory = tmp_path / "keys"
+    DataKeys.create(directory)
+    KeyStore(directory).init("EdDSA")
+    return directory
+
+
+@pytest.fixture
+def app_config(database_url: str, keys_dir: Path, tmp_path: Path) -> dict[str, Any]:
+    return {
+        "DATABASE_URL": database_url,
+        "KEYS_DIR": str(keys_dir),
+        "ENV": "development",
+        "RATE_LIMITS": "off",
+    }
+
+
+@pytest.fixture
+def app(app_config: dict[str, Any]) -> Any:
+    from codeservice import create_app, db
+
+    application = create_app(app_config)
+    application.testing = True
+    with application.app_context():
+        db.init_db()
+    yield application
+    with application.app_context():
+        from codeservice.models import Base
+
+        engine = db.engine()
+        if engine.dialect.name == "postgresql":
+            with engine.begin() as connection:
+                for table in reversed(Base.metadata.sorted_tables):
+                    connection.execute(table.delete())
+        engine.dispose()
+
+
+@pytest.fixture
+def client(app: Any) -> Any:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Any) -> Any:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def resident(client: Any) -> dict[str, Any]:
+    """A registered resident's registration body (with the password in the clear)."""
+    body = registration()
+    response = client.post("/api/v1/residents", json=body)
+    assert response.status_code == 201, response.get_json()
+    return body
+
+
+@pytest.fixture
+def logged_in(client: Any, resident: dict[str, Any]) -> Any:
+    """The test client, logged in as ``resident``."""
+    response = client.post("/api/v1/session", json={"phone": resident["phone"], "password": resident["password"]})
+    assert response.status_code == 200, response.get_json()
+    return client

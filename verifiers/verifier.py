@@ -67,7 +67,7 @@ class OfflineVerifier:
         device_id: str | None = None,
         scenes: SceneRegistry | None = None,
         scene_config: Mapping[str, Mapping[str, Any]] | None = None,
-        revoked: Iterable[str] = (),
+        revoked: Iterable[str] | None = None,
         tz: tzinfo = CHINA_STANDARD_TIME,
     ) -> None:
         unsupported = set(algorithms) - set(SUPPORTED_ALGORITHMS)
@@ -87,8 +87,11 @@ class OfflineVerifier:
         self._scene_config = dict(scene_config or {})
         self._scenes: dict[str, Scene] = {}
         self._day: tuple[float, float, str] = (0.0, 0.0, "")
-        saved = self.store.get_meta("revoked")
-        self.revoked: frozenset[str] = frozenset(saved["subs"]) if saved else frozenset(revoked)
+        self.revoked: frozenset[str] = frozenset()
+        if revoked is not None:  # given: it replaces what the store remembers
+            self.set_revocations(revoked)
+        elif saved := self.store.get_meta("revoked"):
+            self.revoked = frozenset(saved["subs"])
 
     # -- public API -------------------------------------------------------
 

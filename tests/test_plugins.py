@@ -1,0 +1,279 @@
+"""Scenes are plug-ins (contract section 3): the registry, built-ins, an out-of-tree scene.
+
+The out-of-tree scene is ``tests/plugin_example``, a distribution of its own.
+Rather than installing it into the shared virtualenv, the tests make it visible
+as an installer would: a ``.dist-info`` directory (``METADATA`` and
+``entry_points.txt``, written from the example's ``pyproject.toml``) in a
+temporary directory on ``sys.path``, where ``importlib.metadata`` finds it.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from collections import OrderedDict
+from pathlib import Path
+
+import pytest
+from conftest import ISSUER, NOW
+
+from verifiers import OfflineVerifier, Scene, SceneRegistry, SceneRegistryError
+from verifiers.scenes import ENTRY_POINT_GROUP
+from verifiers.scenes.clinic import ClinicScene
+from verifiers.scenes.transit import TransitScene
+from verifiers.scenes.venue import VenueScene
+
+PLUGIN_EXAMPLE = Path(__file__).parent / "plugin_example"
+PLUGIN_MODULES = ["library_scene"]
+
+
+def write_distribution(site: Path, name: str, scenes: dict[str, str], version: str = "0.1.0") -> Path:
+    """What an installer leaves behind: ``<name>-<version>.dist-info`` with the entry points."""
+    dist_info = site / f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    lines = [f"[{ENTRY_POINT_GROUP}]", *(f"{scene} = {target}" for scene, target in scenes.items())]
+    (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+    return dist_info
+
+
+@pytest.fixture
+def site(tmp_path, monkeypatch) -> Path:
+    """An empty site directory on ``sys.path``, for distributions written into it."""
+    site = tmp_path / "site"
+    site.mkdir()
+    monkeypatch.syspath_prepend(str(site))
+    yield site
+    for module in PLUGIN_MODULES:
+        sys.modules.pop(module, None)
+
+
+@pytest.fixture
+def library_plugin(site, monkeypatch) -> Path:
+    """``tests/plugin_example`` as if installed: its metadata from its pyproject, its module on the path."""
+    project = tomllib.loads((PLUGIN_EXAMPLE / "pyproject.toml").read_text())["project"]
+    write_distribution(site, project["name"], project["entry-points"][ENTRY_POINT_GROUP], project["version"])
+    monkeypatch.syspath_prepend(str(PLUGIN_EXAMPLE))
+    return site
+
+
+@pytest.fixture
+def library_verifier(library_plugin, key_set) -> OfflineVerifier:
+    """A verifier built exactly as an integrator builds one: scenes from entry points."""
+    return OfflineVerifier(key_set, issuer=ISSUER, venue_id="library-hq", device_id="desk-1")
+
+
+def fresh(make_token, now: int = NOW, **claims):
+    return make_token(now=now, scp=["library", "venue"], **claims)
+
+
+# -- the registry ------------------------------------------------------------------
+
+
+def test_registry_refuses_a_second_scene_of_the_same_name():
+    registry = SceneRegistry()
+    registry.register("clinic", ClinicScene)
+
+    with pytest.raises(SceneRegistryError) as raised:
+        registry.register("clinic", TransitScene)
+
+    message = str(raised.value)
+    assert "'clinic'" in message
+    assert "verifiers.scenes.clinic.ClinicScene" in message
+    assert "verifiers.scenes.transit.TransitScene" in message
+    assert registry.names() == ["clinic"]
+    assert isinstance(registry.create("clinic"), ClinicScene)  # the first one stays
+
+
+def test_registering_the_same_class_again_is_harmless():
+    registry = SceneRegistry()
+    registry.register("clinic", ClinicScene)
+    registry.register("clinic", ClinicScene)
+
+    assert registry.names() == ["clinic"]
+
+
+class NotAScene:
+    def parse_context(self, context, visit_defaults):
+        return context
+
+    def decide(self, visit, context, state):
+        return None
+
+
+@pytest.mark.parametrize(
+    "candidate", [NotAScene, OrderedDict, ClinicScene(), "verifiers.scenes.clinic:ClinicScene", None]
+)
+def test_registry_refuses_what_is_not_a_scene_class(candidate):
+    registry = SceneRegistry()
+
+    with pytest.raises(SceneRegistryError, match="'odd'.*not a Scene subclass"):
+        registry.register("odd", candidate)
+    assert "odd" not in registry
+
+
+def test_a_registered_scene_is_created_under_its_entry_point_name():
+    registry = SceneRegistry()
+    registry.register("museum", VenueScene)
+
+    scene = registry.create("museum")
+
+    assert isinstance(scene, VenueScene)
+    assert scene.name == "museum"
+
+
+def test_builtin_scenes_come_from_entry_points():
+    registry = SceneRegistry.from_entry_points()
+
+    assert {"clinic", "transit", "venue"} <= set(registry.names())
+    assert isinstance(registry.create("clinic"), ClinicScene)
+    assert isinstance(registry.create("transit"), TransitScene)
+    assert isinstance(registry.create("venue"), VenueScene)
+
+
+def test_a_verifier_knows_only_its_registrys_scenes(key_set, make_token):
+    registry = SceneRegistry()
+    registry.register("clinic", ClinicScene)
+    verifier = OfflineVerifier(key_set, issuer=ISSUER, scenes=registry)
+
+    clinic = verifier.verify(make_token(), "clinic", {"department": "dental"}, now=NOW)
+    transit = verifier.verify(make_token(), "transit", {"station": "A", "direction": "in"}, now=NOW)
+
+    assert (clinic.code, transit.code) == ("accepted", "unknown_scene")
+
+
+# -- an out-of-tree scene ------------------------------------------------------------
+
+
+def test_the_example_distribution_declares_its_scene():
+    project = tomllib.loads((PLUGIN_EXAMPLE / "pyproject.toml").read_text())["project"]
+
+    assert project["name"] == "codeservice-scene-library"
+    assert project["entry-points"]["codeservice.scenes"] == {"library": "library_scene:LibraryScene"}
+
+
+def test_out_of_tree_scene_is_found_through_its_entry_point(library_plugin):
+    registry = SceneRegistry.from_entry_points()
+
+    assert {"clinic", "library", "transit", "venue"} <= set(registry.names())
+    scene = registry.create("library")
+    assert isinstance(scene, Scene)
+    assert type(scene).__module__ == "library_scene"
+
+
+def test_out_of_tree_scene_is_unknown_until_installed(verifier, make_token):
+    decision = verifier.verify(fresh(make_token), "library", {"branch": "Pudong"}, now=NOW)
+
+    assert decision.code == "unknown_scene"
+
+
+def test_out_of_tree_scene_verifies_codes(library_verifier, make_token):
+    decision = library_verifier.verify(fresh(make_token), "library", {"branch": "Pudong"}, now=NOW)
+
+    assert (decision.ok, decision.code, decision.scene) == (True, "accepted", "library")
+    assert decision.detail == {"branch": "Pudong", "loans_today": 1}
+    record = library_verifier.pending_records()[-1]
+    assert (record["scene"], record["code"], record["detail"]) == ("library", "accepted", decision.detail)
+    assert (record["venue_id"], record["device_id"]) == ("library-hq", "desk-1")
+
+
+def test_out_of_tree_scene_rule_loan_limit(library_verifier, make_token):
+    branches = ["Pudong", "Xuhui", "Pudong", "Jing'an"]
+    decisions = [
+        library_verifier.verify(fresh(make_token, NOW + i), "library", {"branch": b}, now=NOW + i)
+        for i, b in enumerate(branches)
+    ]
+    other_resident = library_verifier.verify(
+        fresh(make_token, NOW + 10, sub="Zq3xT0bL9mWc2YhE"), "library", {"branch": "Pudong"}, now=NOW + 10
+    )
+    next_day = library_verifier.verify(fresh(make_token, NOW + 86400), "library", {"branch": "Pudong"}, now=NOW + 86400)
+
+    assert [d.code for d in decisions] == ["accepted", "accepted", "accepted", "loan_limit"]
+    assert decisions[3].detail == {"branch": "Jing'an", "loans_today": 3}
+    assert (other_resident.code, next_day.code) == ("accepted", "accepted")
+
+
+def test_out_of_tree_scene_takes_configuration(library_plugin, key_set, make_token):
+    verifier = OfflineVerifier(key_set, issuer=ISSUER, scene_config={"library": {"daily_limit": 1}})
+    first = verifier.verify(fresh(make_token), "library", {"branch": "Pudong"}, now=NOW)
+    second = verifier.verify(fresh(make_token, NOW + 1), "library", {"branch": "Pudong"}, now=NOW + 1)
+
+    assert (first.code, second.code) == ("accepted", "loan_limit")
+
+
+@pytest.mark.parametrize("context", [{}, {"branch": 5}, {"branch": ""}, ["Pudong"], None])
+def test_out_of_tree_scene_bad_context(library_verifier, make_token, context):
+    decision = library_verifier.verify(fresh(make_token), "library", context, now=NOW)
+
+    assert (decision.ok, decision.code) == (False, "bad_context")
+
+
+def test_out_of_tree_scene_gets_the_common_rules_first(library_verifier, make_token):
+    token = fresh(make_token)
+    library_verifier.verify(token, "library", {"branch": "Pudong"}, now=NOW)
+
+    replayed = library_verifier.verify(token, "library", {"branch": "Pudong"}, now=NOW + 1)
+    not_in_scope = library_verifier.verify(make_token(scp=["transit"]), "library", {"branch": "Pudong"}, now=NOW)
+
+    assert (replayed.code, not_in_scope.code) == ("replayed", "scene_not_allowed")
+
+
+def test_built_in_scenes_still_work_beside_a_plug_in(library_verifier, make_token):
+    decision = library_verifier.verify(fresh(make_token), "venue", {}, now=NOW)
+
+    assert decision.code == "accepted"
+    assert decision.detail["venue_id"] == "library-hq"
+
+
+# -- broken and clashing plug-ins ------------------------------------------------------
+
+
+def test_broken_plug_in_is_named(site):
+    write_distribution(site, "codeservice-scene-ghost", {"ghost": "no_such_module_for_codeservice:GhostScene"})
+
+    with pytest.raises(SceneRegistryError) as raised:
+        SceneRegistry.from_entry_points()
+
+    assert "'ghost'" in str(raised.value)
+    assert "no_such_module_for_codeservice:GhostScene" in str(raised.value)
+
+
+def test_plug_in_naming_a_missing_class_is_named(site):
+    write_distribution(site, "codeservice-scene-typo", {"typo": "verifiers.scenes.venue:VenuScene"})
+
+    with pytest.raises(SceneRegistryError, match="'typo'.*verifiers.scenes.venue:VenuScene"):
+        SceneRegistry.from_entry_points()
+
+
+def test_plug_in_that_is_not_a_scene_is_refused(site):
+    write_distribution(site, "codeservice-scene-odd", {"odd": "collections:OrderedDict"})
+
+    with pytest.raises(SceneRegistryError, match="'odd'.*not a Scene subclass"):
+        SceneRegistry.from_entry_points()
+
+
+def test_broken_plug_in_stops_the_verifier_at_construction(site, key_set):
+    write_distribution(site, "codeservice-scene-ghost", {"ghost": "no_such_module_for_codeservice:GhostScene"})
+
+    with pytest.raises(SceneRegistryError, match="'ghost'"):
+        OfflineVerifier(key_set, issuer=ISSUER)
+
+
+def test_two_distributions_registering_the_same_name_are_refused(library_plugin):
+    write_distribution(library_plugin, "other-library-scenes", {"library": "verifiers.scenes.venue:VenueScene"})
+
+    with pytest.raises(SceneRegistryError) as raised:
+        SceneRegistry.from_entry_points()
+
+    message = str(raised.value)
+    assert "'library'" in message
+    assert "library_scene.LibraryScene" in message
+    assert "verifiers.scenes.venue.VenueScene" in message
+
+
+def test_a_plug_in_may_not_take_a_built_in_name(library_plugin):
+    write_distribution(library_plugin, "codeservice-scene-fake-clinic", {"clinic": "library_scene:LibraryScene"})
+
+    with pytest.raises(SceneRegistryError, match="'clinic'"):
+        SceneRegistry.from_entry_points()
