@@ -154,9 +154,9 @@ def decoding_spy(monkeypatch) -> list[str]:
     calls: list[str] = []
     real = verifiers.tokens._segment
 
-    def spy(segment: str) -> bytes:
+    def spy(segment: str, standard: bytes) -> bytes:
         calls.append(segment)
-        return real(segment)
+        return real(segment, standard)
 
     monkeypatch.setattr(verifiers.tokens, "_segment", spy)
     return calls

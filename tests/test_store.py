@@ -349,3 +349,34 @@ def test_store_in_a_missing_directory_is_a_store_error(key_set, tmp_path):
         OfflineVerifier(key_set, issuer=ISSUER, store=path)
 
     assert str(path) in str(raised.value)
+
+
+# -- the SQLite store's journal ----------------------------------------------------
+
+
+def test_decisions_wait_in_the_journal_until_a_batch_commits(open_verifier, store_path, make_token):
+    verifier = open_verifier(store_path)
+    verifier.verify(make_token(), "transit", ENTRY, now=NOW)
+
+    journal = store_path.with_name(store_path.name + ".journal")
+    assert journal.read_bytes().count(b"\n") == 1  # written before verify returned
+    assert len(verifier.pending_records()) == 1  # reading the outbox commits the batch first
+    assert journal.read_bytes() == b""
+
+
+def test_a_replayed_journal_adds_nothing_twice_and_a_torn_line_is_ignored(
+    open_verifier, store_path, make_token, key_set
+):
+    token = make_token()
+    first = open_verifier(store_path)
+    accepted = first.verify(token, "transit", ENTRY, now=NOW)
+    journal = store_path.with_name(store_path.name + ".journal")
+    line = journal.read_bytes()
+    first.close()  # commits the batch and empties the journal
+    # As if the process had died after committing but before emptying the
+    # journal, and a power cut had torn a second line half-way.
+    journal.write_bytes(line + line[: len(line) // 2])
+
+    reopened = open_verifier(store_path)
+    assert [r["id"] for r in reopened.pending_records()] == [accepted.record_id]
+    assert reopened.verify(token, "transit", ENTRY, now=NOW + 1).code == "replayed"

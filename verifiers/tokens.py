@@ -7,7 +7,6 @@ and the scene's rules (6-8) need state and live in :mod:`verifiers.verifier`.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import re
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ CATEGORIES = frozenset({"senior", "student", "disabled", "child"})
 _COMPACT_JWS = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\Z")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VerifiedCode:
     """A code whose signature and claim types are good."""
 
@@ -59,13 +58,22 @@ class VerificationRules:
     leeway: int = 10
 
 
-def _segment(segment: str) -> bytes:
+_TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")
+_PADDING = (b"", b"", b"==", b"=")
+
+
+def _segment(segment: str, standard: bytes) -> bytes:
+    """Decode one base64url segment, given as its already-translated ASCII bytes.
+
+    The caller's regex has checked the alphabet; here: length and canonical
+    trailing bits, then a plain base64 decode.
+    """
     rest = len(segment) & 3
     if rest == 1 or (rest and segment[-1] not in _CANONICAL_LAST[rest]):
         raise Malformed("a segment is not canonical base64url")
     try:
-        return base64.urlsafe_b64decode(segment + "==="[: (4 - rest) & 3])
-    except (binascii.Error, ValueError) as exc:  # pragma: no cover - the regex guards this
+        return binascii.a2b_base64(standard + _PADDING[rest], strict_mode=True)
+    except binascii.Error as exc:  # pragma: no cover - the regex guards this
         raise Malformed("a segment is not base64url") from exc
 
 
@@ -82,14 +90,16 @@ def split_token(token: object) -> tuple[dict[str, Any], dict[str, Any], bytes, b
     if match is None:
         raise Malformed("the code is not three base64url segments (no padding, no whitespace)")
     header_b64, claims_b64, signature_b64 = match.groups()
+    ascii_token = token.encode("ascii")
+    standard = ascii_token.translate(_TO_STANDARD_ALPHABET)
+    header_end, claims_end = match.end(1), match.end(2)
     try:
-        header = json_object(_segment(header_b64))
-        claims = json_object(_segment(claims_b64))
+        header = json_object(_segment(header_b64, standard[:header_end]))
+        claims = json_object(_segment(claims_b64, standard[header_end + 1 : claims_end]))
     except JoseFormatError as exc:
         raise Malformed(f"the code's header or claims are not a JSON object: {exc}") from exc
-    signature = _segment(signature_b64)
-    signing_input = token[: match.end(2)].encode("ascii")
-    return header, claims, signing_input, signature
+    signature = _segment(signature_b64, standard[claims_end + 1 :])
+    return header, claims, ascii_token[:claims_end], signature
 
 
 def check_header(header: dict[str, Any], keys: KeySet, rules: VerificationRules) -> Any:

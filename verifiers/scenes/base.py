@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Protocol
 from ..errors import BadContext
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Visit:
     """One accepted code presented at one scanner, as a scene sees it."""
 
@@ -32,7 +32,7 @@ class Visit:
     device_id: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StateWrite:
     key: str
     value: Any
@@ -82,11 +82,22 @@ class Scene(ABC):
 # Context helpers shared by scenes: each raises BadContext naming the field.
 
 
+def is_text(value: object, max_length: int = 200) -> bool:
+    """A non-blank string that is also valid UTF-8 (no lone surrogates): it reaches usage records."""
+    if type(value) is not str or not value.strip() or len(value) > max_length:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def required_text(context: Mapping[str, Any], name: str, *, max_length: int = 200) -> str:
     value = context.get(name)
-    if type(value) is not str or not value.strip() or len(value) > max_length:
+    if not is_text(value, max_length):
         raise BadContext(f"context field {name!r} must be a non-empty string of at most {max_length} characters")
-    return value
+    return value  # type: ignore[return-value]
 
 
 def optional_text(context: Mapping[str, Any], name: str, *, max_length: int = 200) -> str | None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadContext, SceneRejection
-from .base import Outcome, Scene, SceneState, StateWrite, Visit, optional_mapping, required_text
+from .base import Outcome, Scene, SceneState, StateWrite, Visit, is_text, optional_mapping, required_text
 
 
 class NoAppointment(SceneRejection):
@@ -20,7 +20,7 @@ class AlreadyCheckedIn(SceneRejection):
     default_message = "already checked in to this department today"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ClinicContext:
     department: str
     appointments: dict[str, str] | None
@@ -31,7 +31,7 @@ class ClinicScene(Scene):
 
     def parse_context(self, context: Mapping[str, Any], visit_defaults: Mapping[str, Any]) -> ClinicContext:
         appointments = optional_mapping(context, "appointments")
-        if appointments is not None and not all(type(a) is str and a for a in appointments.values()):
+        if appointments is not None and not all(is_text(a) for a in appointments.values()):
             raise BadContext("context field 'appointments' must map code ids to appointment ids (strings)")
         return ClinicContext(department=required_text(context, "department"), appointments=appointments)
 

@@ -50,7 +50,7 @@ DEFAULT_CONCESSIONS = {"senior": 0, "disabled": 0, "child": 50, "student": 50}
 DEFAULT_MAX_TRIP_SECONDS = 4 * 3600
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TransitContext:
     station: str
     direction: str

@@ -13,6 +13,7 @@ from .base import (
     SceneState,
     StateWrite,
     Visit,
+    is_text,
     optional_mapping,
     optional_positive_int,
     optional_text,
@@ -42,7 +43,7 @@ class Reservation:
     party_size: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class VenueContext:
     venue_id: str
     capacity: int | None
@@ -94,7 +95,7 @@ def _reservation(value: object) -> Reservation:
     if type(value) is not dict:
         raise BadContext("each reservation must be an object with 'id' and 'party_size'")
     reservation_id, party_size = value.get("id"), value.get("party_size", 1)
-    if type(reservation_id) is not str or not reservation_id:
+    if not is_text(reservation_id):
         raise BadContext("a reservation's 'id' must be a non-empty string")
     if type(party_size) is not int or not 1 <= party_size <= MAX_PARTY_SIZE:
         raise BadContext(f"a reservation's 'party_size' must be an integer from 1 to {MAX_PARTY_SIZE}")
