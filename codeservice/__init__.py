@@ -1,19 +1,25 @@
-"""The resident code service: ``create_app()`` wires configuration and commands."""
+"""The resident code service: ``create_app()`` wires configuration, storage, keys and routes."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 import click
 from flask import Flask
 
-from . import cli
+from . import api, cli, db, web
 from .config import load_config
-from .errors import ConfigError
+from .errors import ConfigError, KeyStoreError
+from .keystore import KeyStore
+from .pii import DataKeys
 
 __all__ = ["create_app"]
+
+MAX_BODY_BYTES = 1024 * 1024
+SESSION_LIFETIME = timedelta(days=30)
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -25,9 +31,35 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             # Loaded by `flask --app codeservice ...`: one line, not a traceback.
             raise click.ClickException(f"configuration: {exc.message}") from None
         raise
-    app = Flask(__name__, instance_relative_config=True)
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
     app.config.from_mapping(settings)
     # A relative keys directory means the one under the working directory.
     app.config["KEYS_DIR"] = os.path.abspath(app.config["KEYS_DIR"])
+    development = app.config["ENV"] == "development"
+    app.config.update(
+        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=not development,
+        SESSION_COOKIE_NAME="codeservice_session",
+        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
+        JSON_AS_ASCII=False,
+    )
+    app.json.ensure_ascii = False  # type: ignore[attr-defined]
+    app.extensions["codeservice.keys"] = KeyStore.from_config(app.config)
+    app.secret_key = app.config["SECRET_KEY"] or _session_secret(app)
+    db.init_app(app)
+    api.init_app(app)
+    web.init_app(app)
     cli.init_app(app)
     return app
+
+
+def _session_secret(app: Flask) -> str | None:
+    """Without CODESERVICE_SECRET_KEY, derive one from the data key (shared by instances)."""
+    try:
+        return DataKeys.load(app.config["KEYS_DIR"]).session_secret
+    except KeyStoreError:
+        # No keys yet (`keys init` has not run): commands still work, pages
+        # that need a session fail with "no secret key" until it has.
+        return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -10,7 +11,10 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from .errors import KeyStoreError
+from . import db, identity, residents
+from .context import data_keys
+from .errors import ClientError, KeyStoreError
+from .pii import DATA_KEY_FILE, DataKeys
 from .keystore import ALGORITHMS, KeyInfo, KeyStore
 
 keys_cli = AppGroup("keys", help="Manage the keys that sign residents' codes.")
@@ -18,6 +22,15 @@ keys_cli = AppGroup("keys", help="Manage the keys that sign residents' codes.")
 
 def init_app(app: Flask) -> None:
     app.cli.add_command(keys_cli)
+    app.cli.add_command(init_db_command)
+    app.cli.add_command(residents_cli)
+
+
+@click.command("init-db")
+def init_db_command() -> None:
+    """Create or upgrade the database schema; safe to repeat."""
+    db.init_db()
+    click.echo(f"Database ready: {db.engine().url.render_as_string(hide_password=True)}")
 
 
 def _store() -> KeyStore:
@@ -48,6 +61,8 @@ def init_command(alg: str | None) -> None:
     """Create the first signing key; do nothing if there is one."""
     store = _store()
     with _clean_errors():
+        if DataKeys.create(store.directory):
+            click.echo(f"Created the personal-data key {store.directory / DATA_KEY_FILE}.")
         info = store.init(alg or current_app.config["SIGNING_ALG"])
         if info is None:
             current = next(k for k in store.keys() if k.state == "signing")
@@ -115,3 +130,33 @@ def retire_command(kid: str) -> None:
     with _clean_errors():
         info = store.retire(kid)
     click.echo(f"Retired key {info.kid}: it is no longer published; codes it signed stop verifying.")
+
+
+# -- residents -----------------------------------------------------------------
+
+residents_cli = AppGroup("residents", help="Manage residents.")
+CATEGORY_CHOICES = click.Choice([*residents.ADMIN_CATEGORIES, "none"], case_sensitive=False)
+
+
+@residents_cli.command("set-category")
+@click.option("--phone", required=True, help="The resident's phone number.")
+@click.option("--category", type=CATEGORY_CHOICES, required=True, help="The concession category; none clears it.")
+def set_category_command(phone: str, category: str) -> None:
+    """Set the concession category of the resident with this phone.
+
+    senior is not set here: it follows from a resident ID's birth date.
+    """
+    chosen = None if category.lower() == "none" else category.lower()
+    try:
+        resident = residents.set_category(db.session(), data_keys(), phone, chosen)
+    except (ClientError, KeyStoreError) as exc:
+        raise click.ClickException(exc.message) from None
+    number = residents.masked_phone(identity.normalize_phone(phone))
+    effective = residents.code_category(
+        resident, int(time.time()), current_app.config.get("SENIOR_AGE", residents.DEFAULT_SENIOR_AGE)
+    )
+    click.echo(
+        f"Resident {resident.name} ({number}): category {chosen or 'none'}; "
+        f"codes now carry {effective or 'no category'}."
+    )
+

@@ -23,6 +23,9 @@ DEFAULTS: dict[str, Any] = {
     "DATABASE_URL": None,
     "RATE_LIMITS": "on",
     "SIGNING_ALG": "EdDSA",
+    "SENIOR_AGE": 60,
+    "LOGIN_MAX_FAILURES": 5,
+    "LOGIN_COOLDOWN": 900,
 }
 
 
@@ -63,6 +66,9 @@ def _validate(config: Mapping[str, Any]) -> None:
     for name in ("KEY_PUBLISH_GRACE", "LEEWAY"):
         if type(config[name]) is not int or config[name] < 0:
             raise ConfigError(f"{name} must be a non-negative integer, got {config[name]!r}")
+    for name in ("SENIOR_AGE", "LOGIN_MAX_FAILURES", "LOGIN_COOLDOWN"):
+        if type(config[name]) is not int or config[name] < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {config[name]!r}")
     alg = config["SIGNING_ALG"]
     if alg not in ALGORITHMS:
         raise ConfigError(f"SIGNING_ALG must be one of {', '.join(ALGORITHMS)}, got {alg!r}")

@@ -38,3 +38,117 @@ class KeyFileError(KeyStoreError):
 class ConfigError(CodeserviceError):
     code = "config_error"
     default_message = "the service is misconfigured"
+
+
+# Client errors: the API renders each as its status and the one error shape.
+
+
+class ClientError(CodeserviceError):
+    status = 400
+    code = "bad_request"
+    default_message = "the request cannot be processed"
+
+
+class InvalidJson(ClientError):
+    code = "invalid_json"
+    default_message = "the body is not a JSON object"
+
+
+class MissingField(ClientError):
+    code = "missing_field"
+
+
+class WrongFieldType(ClientError):
+    code = "wrong_type"
+
+
+class NotAuthenticated(ClientError):
+    status = 401
+    code = "not_authenticated"
+    default_message = "log in first"
+
+
+class BadCredentials(ClientError):
+    status = 401
+    code = "bad_credentials"
+    default_message = "the phone number or the password is wrong"
+
+
+class Forbidden(ClientError):
+    status = 403
+    code = "forbidden"
+    default_message = "not allowed"
+
+
+class CodeRevoked(Forbidden):
+    code = "code_revoked"
+    default_message = "codes are no longer issued for this resident"
+
+
+class NotFound(ClientError):
+    status = 404
+    code = "not_found"
+    default_message = "no such resource"
+
+
+class MethodNotAllowed(ClientError):
+    status = 405
+    code = "method_not_allowed"
+    default_message = "this method is not allowed here"
+
+
+class Conflict(ClientError):
+    status = 409
+    code = "conflict"
+
+
+class IdentityTaken(Conflict):
+    code = "identity_taken"
+    default_message = "an account already exists for this identity document"
+
+
+class PhoneTaken(Conflict):
+    code = "phone_taken"
+    default_message = "an account already exists for this phone number"
+
+
+class BodyTooLarge(ClientError):
+    status = 413
+    code = "body_too_large"
+    default_message = "the request body is too large"
+
+
+class UnsupportedMediaType(ClientError):
+    status = 415
+    code = "unsupported_media_type"
+    default_message = "send Content-Type: application/json"
+
+
+class InvalidField(ClientError):
+    """A field of the right type whose value will not do (a wrong check digit, say)."""
+
+    status = 422
+    code = "invalid_field"
+
+    def __init__(self, field: str, message: str, *, code: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+        if code:
+            self.code = code
+
+
+class TooManyAttempts(ClientError):
+    status = 429
+    code = "too_many_attempts"
+    default_message = "too many failed attempts; try again later"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ResidentNotFound(NotFound):
+    """No resident has the phone number an administrator gave."""
+
+    code = "resident_not_found"
+    default_message = "no resident has this phone number"

@@ -49,7 +49,11 @@ def test_init_creates_a_key(runner: FlaskCliRunner, keys_dir: Path) -> None:
     assert result.exit_code == 0, result.output
     (info,) = store(keys_dir).keys()
     assert info.alg == "EdDSA" and info.state == "signing"
-    assert result.output == f"Created signing key {info.kid} (EdDSA) in {keys_dir}.\n"
+    assert result.output == (
+        f"Created the personal-data key {keys_dir / 'data.key'}.\n"
+        f"Created signing key {info.kid} (EdDSA) in {keys_dir}.\n"
+    )
+    assert (keys_dir / "data.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_init_is_safe_to_repeat(runner: FlaskCliRunner, keys_dir: Path) -> None:
@@ -246,7 +250,7 @@ def test_real_flask_command(tmp_path: Path) -> None:
     keys_dir = tmp_path / "relative" / "keys"
     body = json.loads((keys_dir / "keyring.json").read_text())
     (entry,) = body["keys"]
-    assert init.stdout == f"Created signing key {entry['kid']} (EdDSA) in {keys_dir}.\n"
+    assert init.stdout.endswith(f"Created signing key {entry['kid']} (EdDSA) in {keys_dir}.\n")
     assert stat.S_IMODE(keys_dir.stat().st_mode) == 0o700
     assert stat.S_IMODE((keys_dir / entry["file"]).stat().st_mode) == 0o600
 

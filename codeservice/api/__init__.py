@@ -1,0 +1,108 @@
+"""The JSON API: one blueprint, one error shape.
+
+Every error under ``/api/`` (and on the other JSON routes) is
+``{"error": {"code": "...", "message": "..."}}`` with a 4xx status: client
+input never produces HTML or a 5xx.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Blueprint, Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from ..errors import (
+    BodyTooLarge,
+    ClientError,
+    CodeserviceError,
+    InvalidJson,
+    MethodNotAllowed,
+    MissingField,
+    NotFound,
+    UnsupportedMediaType,
+    WrongFieldType,
+)
+
+log = logging.getLogger(__name__)
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+JSON_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/openapi.json")
+
+_HTTP_ERRORS: dict[int, type[ClientError]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: BodyTooLarge,
+    415: UnsupportedMediaType,
+}
+
+
+def error_response(error: CodeserviceError) -> Response:
+    body: dict[str, Any] = {"code": error.code, "message": error.message}
+    field = getattr(error, "field", None)
+    if field:
+        body["field"] = field
+    response = jsonify(error=body)
+    response.status_code = error.status
+    retry_after = getattr(error, "retry_after", 0)
+    if retry_after:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def wants_json() -> bool:
+    return request.path.startswith(JSON_PREFIXES)
+
+
+def _handle_codeservice_error(error: CodeserviceError) -> Response:
+    if error.status >= 500:
+        log.error("server error %s: %s", error.code, error.message)
+    return error_response(error)
+
+
+def _handle_http_exception(error: HTTPException) -> Any:
+    if not wants_json():
+        return error
+    client_error = _HTTP_ERRORS.get(error.code or 400, ClientError)
+    return error_response(client_error())
+
+
+def _handle_unexpected(error: Exception) -> Any:
+    log.exception("unhandled error on %s %s", request.method, request.path)
+    return error_response(CodeserviceError())
+
+
+def init_app(app: Flask) -> None:
+    from . import codes, public, residents  # noqa: F401  (routes register themselves)
+
+    app.register_blueprint(api)
+    app.register_blueprint(public.blueprint)
+    app.register_error_handler(CodeserviceError, _handle_codeservice_error)
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(Exception, _handle_unexpected)
+
+
+def json_body(fields: Mapping[str, type]) -> dict[str, Any]:
+    """The request's JSON object with ``fields`` present and of their types.
+
+    415 without a JSON content type; 400 for a body that is not a JSON object,
+    a missing field or a field of the wrong JSON type.
+    """
+    if not request.is_json:
+        raise UnsupportedMediaType()
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise InvalidJson()
+    for name, expected in fields.items():
+        if name not in body or body[name] is None:
+            raise MissingField(f"the field {name!r} is required")
+        value = body[name]
+        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+            raise WrongFieldType(f"the field {name!r} must be a {_json_type(expected)}")
+    return body
+
+
+def _json_type(expected: type) -> str:
+    return {str: "string", int: "integer", dict: "object", list: "array", bool: "boolean"}.get(expected, "value")

@@ -1,0 +1,73 @@
+"""The database: one engine per app, one session per request.
+
+SQLite in the instance folder by default; PostgreSQL (or anything SQLAlchemy
+speaks) by ``CODESERVICE_DATABASE_URL``, e.g. ``postgresql+psycopg://user@host/db``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask, current_app, g
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from .models import Base
+
+SQLITE_FILE = "codeservice.db"
+
+
+def database_url(app: Flask) -> str:
+    url = app.config.get("DATABASE_URL")
+    if url:
+        return url
+    os.makedirs(app.instance_path, exist_ok=True)
+    return f"sqlite:///{os.path.join(app.instance_path, SQLITE_FILE)}"
+
+
+def make_engine(url: str) -> Engine:
+    options: dict[str, Any] = {"future": True}
+    if url.startswith("sqlite"):
+        options["connect_args"] = {"timeout": 30}
+        engine = create_engine(url, **options)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return create_engine(url, pool_pre_ping=True, **options)
+
+
+def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+    cursor = connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def init_app(app: Flask) -> None:
+    engine = make_engine(database_url(app))
+    app.extensions["codeservice.db"] = sessionmaker(engine, expire_on_commit=False)
+    app.teardown_appcontext(_close_session)
+
+
+def engine(app: Flask | None = None) -> Engine:
+    factory = (app or current_app).extensions["codeservice.db"]
+    return factory.kw["bind"]
+
+
+def session() -> Session:
+    """The request's (or CLI command's) session, created on first use."""
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["codeservice.db"]()
+    return g.db_session
+
+
+def _close_session(_exc: BaseException | None) -> None:
+    db_session = g.pop("db_session", None)
+    if db_session is not None:
+        db_session.close()
+
+
+def init_db(app: Flask | None = None) -> None:
+    """Create the schema; safe to repeat (migrations take over in a later step)."""
+    Base.metadata.create_all(engine(app))

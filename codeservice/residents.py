@@ -1,0 +1,361 @@
+"""Residents: registration, login, the code's concession category. No Flask here.
+
+Every function takes the SQLAlchemy session and the personal-data keys
+(:class:`~codeservice.pii.DataKeys`) as parameters, and the time as ``now``.
+
+Stored, per resident: the name masked for display (``张*明``) and, encrypted
+(AES-GCM, each with its purpose as associated data), the full name, the ID
+number and the phone; beside the last two a keyed hash (HMAC) of their
+normalised form, for uniqueness and lookup; the password as a scrypt hash; the
+birth date when the document is a resident ID. Nothing identifying is stored
+or logged in the clear.
+
+The concession category a code carries (``code_category``):
+
+- ``disabled``, when an administrator set it: it wins over ``senior``, being a
+  deliberate decision whose concession is, in the default fare table, as
+  generous (free) and which may carry entitlements of its own;
+- else ``senior``, when the birth date (resident IDs) makes the resident at
+  least ``senior_age`` years old on the day in China (UTC+8). One is that age
+  from the birthday on; someone born on 29 February, from 1 March in common
+  years. It follows the calendar: no one has to ask for it;
+- else the category an administrator set (``student`` or ``child``), if any.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import secrets
+import unicodedata
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta, timezone
+from typing import Any
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from . import identity
+from .errors import BadCredentials, IdentityTaken, InvalidField, PhoneTaken, ResidentNotFound, TooManyAttempts
+from .issuance import new_code_id
+from .models import LoginThrottle, Resident
+from .pii import DataKeys
+
+__all__ = [
+    "ADMIN_CATEGORIES",
+    "CHINA_TIME",
+    "DEFAULT_COOLDOWN_SECONDS",
+    "DEFAULT_MAX_FAILURES",
+    "DEFAULT_SENIOR_AGE",
+    "age_on",
+    "authenticate",
+    "code_category",
+    "find_by_phone",
+    "masked_name",
+    "masked_phone",
+    "register",
+    "set_category",
+]
+
+log = logging.getLogger(__name__)
+
+CHINA_TIME = timezone(timedelta(hours=8), "UTC+08:00")
+"""China Standard Time: no daylight saving since 1991."""
+DEFAULT_SENIOR_AGE = 60
+DEFAULT_MAX_FAILURES = 5
+DEFAULT_COOLDOWN_SECONDS = 900
+ADMIN_CATEGORIES = ("student", "disabled", "child")
+"""The categories an administrator sets; ``senior`` follows from the birth date."""
+
+# Purposes bound to each encrypted value and keyed hash (pii.DataKeys).
+NAME_PURPOSE = "name"
+ID_NUMBER_PURPOSE = "id_number"
+PHONE_PURPOSE = "phone"
+
+
+def _id_hash_purpose(id_type: str) -> str:
+    return f"id:{id_type}"
+
+
+# -- registration --------------------------------------------------------------
+
+
+def register(session: Session, keys: DataKeys, fields: Mapping[str, Any], *, now: datetime) -> Resident:
+    """A new resident from a registration's fields; committed.
+
+    InvalidField (422) for a field that will not do, IdentityTaken (409) when
+    the identity document already has an account, PhoneTaken (409) when the
+    phone does; checked first, and again if the insert loses a race.
+    """
+    now = _aware(now)
+    registration = identity.validate_registration(fields, today=now.astimezone(CHINA_TIME).date())
+    id_hash = keys.lookup_hash(registration.id_number, purpose=_id_hash_purpose(registration.id_type))
+    phone_hash = keys.lookup_hash(registration.phone, purpose=PHONE_PURPOSE)
+    _ensure_free(session, id_hash, phone_hash)
+    resident = Resident(
+        code_id=new_code_id(),
+        name=masked_name(registration.name),
+        name_encrypted=keys.encrypt(registration.name, purpose=NAME_PURPOSE),
+        id_type=registration.id_type,
+        id_number_encrypted=keys.encrypt(registration.id_number, purpose=ID_NUMBER_PURPOSE),
+        id_number_hash=id_hash,
+        phone_encrypted=keys.encrypt(registration.phone, purpose=PHONE_PURPOSE),
+        phone_hash=phone_hash,
+        password_hash=generate_password_hash(registration.password),
+        birth_date=registration.birth_date,
+        category=None,
+        auth_epoch=0,
+        revoked_at=None,
+        created_at=now.astimezone(UTC),
+    )
+    session.add(resident)
+    try:
+        session.commit()
+    except IntegrityError:
+        # Another registration with the same document or phone won the race.
+        session.rollback()
+        _ensure_free(session, id_hash, phone_hash)
+        raise
+    log.info("registered resident %d (%s)", resident.id, resident.id_type)
+    return resident
+
+
+def _ensure_free(session: Session, id_hash: str, phone_hash: str) -> None:
+    if session.scalar(select(Resident.id).where(Resident.id_number_hash == id_hash)) is not None:
+        raise IdentityTaken()
+    if session.scalar(select(Resident.id).where(Resident.phone_hash == phone_hash)) is not None:
+        raise PhoneTaken()
+
+
+# -- login ---------------------------------------------------------------------
+
+
+def authenticate(
+    session: Session,
+    keys: DataKeys,
+    phone: str,
+    password: str,
+    *,
+    now: datetime,
+    max_failures: int = DEFAULT_MAX_FAILURES,
+    cooldown_seconds: int = DEFAULT_COOLDOWN_SECONDS,
+) -> Resident:
+    """The resident with this phone and password.
+
+    A wrong password and an unknown phone raise the same BadCredentials, after
+    the same work (an unknown phone's password is checked against a dummy
+    hash). Failures are counted per phone, known or not, by its keyed hash:
+    after ``max_failures`` of them, every attempt for that phone raises
+    TooManyAttempts (with ``retry_after``) until ``cooldown_seconds`` have
+    passed, even with the right password. Success clears the count.
+    """
+    now = _aware(now)
+    try:
+        normalized_phone: str | None = identity.normalize_phone(phone)
+    except InvalidField:
+        normalized_phone = None  # no account can have it: a failure, but nothing to count
+    candidate = identity.normalize_password(password) if _encodable(password) else None
+
+    phone_hash = keys.lookup_hash(normalized_phone, purpose=PHONE_PURPOSE) if normalized_phone else None
+    if phone_hash is not None:
+        _check_throttle(session, phone_hash, now)
+    resident = (
+        session.scalar(select(Resident).where(Resident.phone_hash == phone_hash)) if phone_hash is not None else None
+    )
+    if resident is not None and candidate is not None:
+        ok = check_password_hash(resident.password_hash, candidate)
+    else:
+        check_password_hash(_dummy_password_hash(), candidate or "")
+        ok = False
+
+    if not ok:
+        if phone_hash is not None:
+            failures = _record_failure(
+                session, phone_hash, now=now, max_failures=max_failures, cooldown_seconds=cooldown_seconds
+            )
+            log.info("failed login (%d in a row for that phone)", failures)
+        raise BadCredentials()
+    assert resident is not None and phone_hash is not None
+    session.execute(
+        delete(LoginThrottle).where(LoginThrottle.phone_hash == phone_hash),
+        execution_options={"synchronize_session": False},
+    )
+    session.commit()
+    log.info("resident %d logged in", resident.id)
+    return resident
+
+
+@functools.cache
+def _dummy_password_hash() -> str:
+    """A hash of a random password, made like a real one: the same work to check."""
+    return generate_password_hash(secrets.token_urlsafe(16))
+
+
+def _check_throttle(session: Session, phone_hash: str, now: datetime) -> None:
+    row = session.execute(
+        select(LoginThrottle.failures, LoginThrottle.locked_until).where(LoginThrottle.phone_hash == phone_hash)
+    ).first()
+    if row is None or row.locked_until is None:
+        return
+    locked_until = _as_utc(row.locked_until)
+    if locked_until > now:
+        retry_after = max(1, math.ceil((locked_until - now).total_seconds()))
+        log.info("login refused: cooling down for %d s", retry_after)
+        minutes = math.ceil(retry_after / 60)
+        raise TooManyAttempts(
+            f"too many failed attempts; try again in {minutes} minute{'s' if minutes != 1 else ''}",
+            retry_after=retry_after,
+        )
+    # The cool-down is over: a fresh count.
+    session.execute(
+        update(LoginThrottle)
+        .where(LoginThrottle.phone_hash == phone_hash)
+        .values(failures=0, locked_until=None),
+        execution_options={"synchronize_session": False},
+    )
+    session.commit()
+
+
+def _record_failure(
+    session: Session, phone_hash: str, *, now: datetime, max_failures: int, cooldown_seconds: int
+) -> int:
+    """Count one more failure (atomically, whoever else is counting); lock at ``max_failures``."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        statement = insert(LoginThrottle).values(phone_hash=phone_hash, failures=1, locked_until=None)
+        session.execute(
+            statement.on_conflict_do_update(
+                index_elements=[LoginThrottle.phone_hash],
+                set_={"failures": LoginThrottle.failures + 1},
+            )
+        )
+    else:  # another database: lock the row, or create it
+        row = session.get(LoginThrottle, phone_hash, with_for_update=True)
+        if row is None:
+            session.add(LoginThrottle(phone_hash=phone_hash, failures=1, locked_until=None))
+        else:
+            row.failures += 1
+        session.flush()
+    failures = session.scalar(select(LoginThrottle.failures).where(LoginThrottle.phone_hash == phone_hash)) or 0
+    if failures >= max_failures:
+        session.execute(
+            update(LoginThrottle)
+            .where(LoginThrottle.phone_hash == phone_hash, LoginThrottle.locked_until.is_(None))
+            .values(locked_until=now.astimezone(UTC) + timedelta(seconds=cooldown_seconds)),
+            execution_options={"synchronize_session": False},
+        )
+    session.commit()
+    return failures
+
+
+# -- lookup and administration -------------------------------------------------
+
+
+def find_by_phone(session: Session, keys: DataKeys, phone: str) -> Resident | None:
+    """The resident with this phone (any accepted spelling), or None; InvalidField for a malformed phone."""
+    phone_hash = keys.lookup_hash(identity.normalize_phone(phone), purpose=PHONE_PURPOSE)
+    return session.scalar(select(Resident).where(Resident.phone_hash == phone_hash))
+
+
+def set_category(session: Session, keys: DataKeys, phone: str, category: str | None) -> Resident:
+    """Set (or, with None, clear) the category an administrator gives a resident; committed.
+
+    ``category``: ``student``, ``disabled``, ``child`` or None. ResidentNotFound
+    when no resident has the phone.
+    """
+    if category is not None and category not in ADMIN_CATEGORIES:
+        raise InvalidField(
+            "category",
+            f"the category must be one of {', '.join(ADMIN_CATEGORIES)}, or none"
+            + (" (senior follows from the birth date)" if category == "senior" else ""),
+            code="invalid_category",
+        )
+    resident = find_by_phone(session, keys, phone)
+    if resident is None:
+        raise ResidentNotFound()
+    resident.category = category
+    session.commit()
+    log.info("resident %d: category set to %s", resident.id, category or "none")
+    return resident
+
+
+# -- categories ----------------------------------------------------------------
+
+
+def code_category(resident: Resident, now: int, senior_age: int = DEFAULT_SENIOR_AGE) -> str | None:
+    """The concession category (the code's ``cat``) at ``now``, seconds since the epoch.
+
+    ``disabled`` (set by an administrator) first, then ``senior`` from the
+    birth date, then the administrator's ``student`` or ``child``.
+    """
+    category = resident.category
+    if category == "disabled":
+        return category
+    if resident.birth_date is not None:
+        today = datetime.fromtimestamp(now, CHINA_TIME).date()
+        if age_on(resident.birth_date, today) >= senior_age:
+            return "senior"
+    return category
+
+
+def age_on(birth_date: date, day: date) -> int:
+    """Completed years of age on ``day``; the birthday itself counts (29 February: from 1 March)."""
+    return day.year - birth_date.year - ((day.month, day.day) < (birth_date.month, birth_date.day))
+
+
+# -- display -------------------------------------------------------------------
+
+
+def masked_name(name: str) -> str:
+    """The name as shown back: enough for its owner to recognise, little for anyone else.
+
+    Chinese (and other non-Latin) names keep the first and last character,
+    each one between becoming ``*``: 张三明 -> 张*明, 欧阳娜娜 -> 欧**娜; a
+    two-character name keeps the first: 张三 -> 张*; one character stays as it
+    is. Latin-script names keep each word's initial: John Smith -> J*** S****.
+    """
+    name = name.strip()
+    if _is_latin(name):
+        return " ".join(word[:1] + "*" * (len(word) - 1) for word in name.split())
+    if len(name) <= 1:
+        return name
+    if len(name) == 2:
+        return name[0] + "*"
+    return name[0] + "*" * (len(name) - 2) + name[-1]
+
+
+def _is_latin(name: str) -> bool:
+    letters = [ch for ch in name if ch.isalpha()]
+    return bool(letters) and all(unicodedata.name(ch, "").startswith("LATIN") for ch in letters)
+
+
+def masked_phone(phone: str) -> str:
+    """A normalised phone with its middle hidden: 138****5678."""
+    return phone[:3] + "****" + phone[-4:] if len(phone) == 11 else "*" * len(phone)
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def _aware(now: datetime) -> datetime:
+    if not isinstance(now, datetime) or now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError("now must be a timezone-aware datetime, e.g. datetime.now(UTC)")
+    return now
+
+
+def _as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands times back naive, in UTC as stored)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
