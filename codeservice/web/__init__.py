@@ -1,0 +1,286 @@
+"""The mobile web pages: register, log in, show the live code, history.
+
+Server-rendered HTML that works without JavaScript; ``static/code.js`` then
+renews the code on ``/code`` in place through ``GET /api/v1/code``. Nothing
+is inline (no ``<script>`` body, no ``on...=`` attribute) and nothing is
+loaded from outside the service, so a strict Content-Security-Policy holds.
+Strings come from :mod:`.i18n`; forms carry a CSRF token (:mod:`.csrf`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    flash,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+
+from markupsafe import Markup
+
+from .. import auth, db, identity, residents
+from ..api import codes
+from ..context import data_keys
+from ..errors import ClientError, CodeRevoked, TooManyAttempts
+from . import csrf, i18n
+
+web = Blueprint(
+    "web",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static",
+)
+
+ID_TYPES = ("resident_id", "passport", "hk_macao_permit", "taiwan_permit")
+REGISTER_FIELDS = ("name", "id_type", "id_number", "phone", "password")
+LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
+# The registration rules the messages and hints quote (codeservice.identity).
+RULES = {"min": identity.MIN_PASSWORD_LENGTH, "max_name": identity.MAX_NAME_LENGTH}
+
+# Sent with every page (not the static files) unless the app sets its own.
+# The pages need nothing but their own origin: the QR is inline SVG, the
+# script and style sheet are files under /static.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
+    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(web)
+
+
+# -- rendering helpers -------------------------------------------------------
+
+
+@web.context_processor
+def _template_globals() -> dict[str, Any]:
+    lang = i18n.current_language()
+    return {
+        "lang": lang,
+        "html_lang": i18n.HTML_LANG[lang],
+        "other_lang": next(code for code in i18n.LANGUAGES if code != lang),
+        "t": lambda key, **values: i18n.translate(key, lang, **values),
+        "csrf_field": csrf.FIELD,
+        "csrf_token": csrf.token,
+        "notices": _notices,
+        "rules": RULES,
+    }
+
+
+def _notices() -> list[str]:
+    """Flashed catalogue keys, translated (anything else is dropped)."""
+    return [i18n.translate(key) for key in get_flashed_messages() if i18n.has(key)]
+
+
+def _page(template: str, status: int = 200, **context: Any) -> Response:
+    response = current_app.make_response(render_template(f"web/{template}", **context))
+    response.status_code = status
+    return response
+
+
+def _see_other(endpoint: str) -> Response:
+    """The redirect after a POST (303: the browser follows with a GET)."""
+    return redirect(url_for(endpoint), code=303)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+@web.after_request
+def _page_headers(response: Response) -> Response:
+    if request.endpoint == "web.static":
+        return response
+    # Pages hold a CSRF token or a live code: never cache or share them.
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in PAGE_HEADERS.items():
+        response.headers.setdefault(name, value)
+    return response
+
+
+@web.before_request
+def _check_csrf() -> Response | None:
+    if request.method == "POST" and not csrf.is_valid():
+        return _page(
+            "message.html",
+            400,
+            title_key="csrf_title",
+            message_key="csrf_message",
+            back=request.path,  # the form again, with a fresh token
+        )
+    return None
+
+
+def _is_local_path(target: str) -> bool:
+    """A path on this site (``/code``), not a URL elsewhere (``//evil``, ``/\\evil``, ``/\\t/evil``)."""
+    return (
+        target.startswith("/")
+        and not target.startswith("//")
+        and all(ch.isprintable() and not ch.isspace() and ch != "\\" for ch in target)
+    )
+
+
+def _error_message(error: ClientError, field_labels: dict[str, str]) -> str:
+    """The localized message for a service error code (its field's label as a fallback)."""
+    if isinstance(error, TooManyAttempts):
+        minutes = max(1, math.ceil(error.retry_after / 60)) if error.retry_after else 1
+        return i18n.translate("err_too_many_attempts", minutes=minutes)
+    key = f"err_{error.code}"
+    if i18n.has(key):
+        return i18n.translate(key, **RULES)
+    field = getattr(error, "field", None)
+    if field in field_labels:
+        return i18n.translate("err_invalid_field", field=field_labels[field])
+    return i18n.translate("err_generic")
+
+
+def _field_labels() -> dict[str, str]:
+    return {name: i18n.translate(f"field_{name}") for name in REGISTER_FIELDS}
+
+
+# -- pages -------------------------------------------------------------------
+
+
+@web.get("/")
+def index() -> Response:
+    logged_in = auth.current_resident(required=False) is not None
+    return redirect(url_for("web.code_page" if logged_in else "web.login"))
+
+
+@web.get("/lang/<lang>")
+def set_language(lang: str) -> Response:
+    """The language toggle: remember the choice in a cookie, back to the page."""
+    target = request.args.get("next", "")
+    response = redirect(target if _is_local_path(target) else url_for("web.index"))
+    if lang in i18n.LANGUAGES:
+        response.set_cookie(
+            i18n.LANG_COOKIE,
+            lang,
+            max_age=LANG_COOKIE_MAX_AGE,
+            samesite="Lax",
+            httponly=True,
+            secure=current_app.config["SESSION_COOKIE_SECURE"],
+        )
+    return response
+
+
+@web.route("/register", methods=["GET", "POST"])
+def register() -> Response:
+    if request.method == "GET" and auth.current_resident(required=False) is not None:
+        return redirect(url_for("web.code_page"))
+    values = {name: request.form.get(name, "") for name in REGISTER_FIELDS if name != "password"}
+    if request.method == "GET":
+        return _page("register.html", values=values, id_types=ID_TYPES, error=None, error_field=None)
+    fields = {name: value.strip() for name, value in values.items()}
+    fields["password"] = request.form.get("password", "")
+    try:
+        resident = residents.register(db.session(), data_keys(), fields, now=_now())
+    except ClientError as error:
+        return _page(
+            "register.html",
+            error.status,
+            values=values,
+            id_types=ID_TYPES,
+            error=_error_message(error, _field_labels()),
+            error_field=_error_field(error),
+        )
+    auth.log_in(resident)
+    return _see_other("web.code_page")
+
+
+def _error_field(error: ClientError) -> str | None:
+    field = getattr(error, "field", None)
+    if field is None:
+        field = {"identity_taken": "id_number", "phone_taken": "phone"}.get(error.code)
+    return field if field in REGISTER_FIELDS else None
+
+
+@web.route("/login", methods=["GET", "POST"])
+def login() -> Response:
+    if request.method == "GET":
+        if auth.current_resident(required=False) is not None:
+            return redirect(url_for("web.code_page"))
+        return _page("login.html", phone="", error=None)
+    phone = request.form.get("phone", "").strip()
+    password = request.form.get("password", "")
+    config = current_app.config
+    try:
+        resident = residents.authenticate(
+            db.session(),
+            data_keys(),
+            phone,
+            password,
+            now=_now(),
+            max_failures=config.get("LOGIN_MAX_FAILURES", residents.DEFAULT_MAX_FAILURES),
+            cooldown_seconds=config.get("LOGIN_COOLDOWN", residents.DEFAULT_COOLDOWN_SECONDS),
+        )
+    except ClientError as error:
+        response = _page("login.html", error.status, phone=phone, error=_error_message(error, _field_labels()))
+        retry_after = getattr(error, "retry_after", 0)
+        if retry_after:
+            response.headers["Retry-After"] = str(retry_after)
+        return response
+    auth.log_in(resident)
+    return _see_other("web.code_page")
+
+
+@web.post("/logout")
+def logout() -> Response:
+    auth.log_out()
+    flash("logged_out")
+    return _see_other("web.login")
+
+
+@web.get("/code")
+def code_page() -> Response:
+    resident = auth.current_resident(required=False)
+    if resident is None:
+        return redirect(url_for("web.login"))
+    now = int(time.time())
+    category = residents.code_category(resident, now, current_app.config.get("SENIOR_AGE", residents.DEFAULT_SENIOR_AGE))
+    context: dict[str, Any] = {
+        "masked_name": residents.masked_name(resident.name),
+        "category": category if category in i18n.CATEGORIES else None,
+        "server_now": now,
+        "ttl": current_app.config["CODE_TTL"],
+        "code": None,
+    }
+    try:
+        context["code"] = _first_code()
+    except CodeRevoked:
+        return _page("code.html", 403, revoked=True, **context)
+    return _page("code.html", revoked=False, **context)
+
+
+def _first_code() -> dict[str, Any]:
+    """The same payload ``GET /api/v1/code`` sends, rendered into the page."""
+    payload: dict[str, Any] = codes.code().get_json()
+    # Our own QR renderer's output (codeservice.qr): rectangles, no user input.
+    payload["qr_svg"] = Markup(payload["qr_svg"])
+    return payload
+
+
+@web.get("/history")
+def history() -> Response:
+    if auth.current_resident(required=False) is None:
+        return redirect(url_for("web.login"))
+    return _page("history.html")

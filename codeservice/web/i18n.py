@@ -1,0 +1,191 @@
+"""The web pages' strings: one catalogue, Simplified Chinese first, English second.
+
+The language is the ``lang`` cookie's (set by the toggle link) or else the
+best of ``Accept-Language`` between the two; Chinese when neither says.
+Strings are ``str.format`` templates: ``t("countdown", seconds=12)``.
+"""
+
+from __future__ import annotations
+
+from flask import request
+
+LANGUAGES = ("zh", "en")
+DEFAULT_LANGUAGE = "zh"
+LANG_COOKIE = "lang"
+# The value of <html lang="...">: the script subtag tells screen readers and
+# font fallback that the Chinese is Simplified.
+HTML_LANG = {"zh": "zh-Hans", "en": "en"}
+
+CATEGORIES = ("senior", "student", "disabled", "child")
+
+MESSAGES: dict[str, dict[str, str]] = {
+    "zh": {
+        "app_name": "居民服务码",
+        "switch_language": "English",
+        "switch_language_label": "Switch to English",
+        # register
+        "register_title": "注册",
+        "register_intro": "注册后即可使用居民服务码。",
+        "field_name": "姓名",
+        "field_id_type": "证件类型",
+        "field_id_number": "证件号码",
+        "field_phone": "手机号码",
+        "field_password": "密码",
+        "password_hint": "至少 {min} 个字符，不能包含手机号码或证件号码。",
+        "id_type_resident_id": "居民身份证",
+        "id_type_passport": "护照",
+        "id_type_hk_macao_permit": "港澳居民来往内地通行证",
+        "id_type_taiwan_permit": "台湾居民来往大陆通行证",
+        "register_submit": "注册",
+        "have_account": "已有账号？",
+        "go_login": "登录",
+        # login
+        "login_title": "登录",
+        "login_submit": "登录",
+        "no_account": "还没有账号？",
+        "go_register": "注册",
+        "logged_out": "您已退出登录。",
+        # errors of the forms, by the service's error code
+        "error_summary": "请修改以下内容后重新提交：",
+        "err_invalid_name": "请填写姓名（不超过 {max_name} 个字符，不含特殊符号）。",
+        "err_invalid_id_type": "请选择证件类型。",
+        "err_invalid_id_number": "证件号码无效，请核对后重新输入。",
+        "err_invalid_phone": "手机号码无效，请输入 11 位中国大陆手机号码。",
+                "err_weak_password": "密码太简单：至少 {min} 个字符，不能是重复字符或连续按键，也不能包含手机号码或证件号码。",
+        "err_identity_taken": "该证件已注册，请直接登录。",
+        "err_phone_taken": "该手机号码已注册，请直接登录。",
+        "err_bad_credentials": "手机号码或密码错误。",
+        "err_too_many_attempts": "尝试次数过多，请 {minutes} 分钟后再试。",
+        "err_missing_field": "请填写所有必填项。",
+        "err_invalid_field": "{field}填写有误，请核对。",
+        "err_generic": "无法完成请求，请稍后再试。",
+        # CSRF and other error pages
+        "csrf_title": "表单已失效",
+        "csrf_message": "该表单已过期或无效（安全校验未通过）。请返回并重新提交。",
+        "back": "返回",
+        # code page
+        "code_title": "我的服务码",
+        "code_hint": "请向工作人员或扫码设备出示此码。",
+        "qr_label": "居民服务码二维码",
+        "countdown": "{seconds} 秒后自动更新",
+        "countdown_static": "有效期 {seconds} 秒",
+        "expires_in": "二维码 {seconds} 秒后过期",
+        "refreshing": "正在更新…",
+        "refresh": "刷新二维码",
+        "updated": "已更新",
+        "offline": "网络已断开。当前二维码仍可使用 {seconds} 秒。",
+        "offline_expired": "离线 — 二维码已过期",
+        "offline_expired_help": "请连接网络后点击“刷新二维码”。",
+        "expired": "二维码已过期",
+        "retrying": "暂时无法更新二维码，正在重试…",
+        "session_expired": "登录已过期，请重新登录。",
+        "login_again": "重新登录",
+        "revoked": "您的服务码已停用，请联系服务中心。",
+        "category_senior": "长者",
+        "category_student": "学生",
+        "category_disabled": "残障人士",
+        "category_child": "儿童",
+        "nav_code": "服务码",
+        "nav_history": "使用记录",
+        "logout": "退出登录",
+        # history
+        "history_title": "使用记录",
+        "history_placeholder": "您的服务码使用记录将显示在这里。",
+    },
+    "en": {
+        "app_name": "Resident Service Code",
+        "switch_language": "中文",
+        "switch_language_label": "切换到中文",
+        "register_title": "Register",
+        "register_intro": "Register to get your resident service code.",
+        "field_name": "Name",
+        "field_id_type": "ID type",
+        "field_id_number": "ID number",
+        "field_phone": "Mobile phone",
+        "field_password": "Password",
+        "password_hint": "At least {min} characters, not containing your phone or ID number.",
+        "id_type_resident_id": "Resident ID card",
+        "id_type_passport": "Passport",
+        "id_type_hk_macao_permit": "Hong Kong/Macao permit",
+        "id_type_taiwan_permit": "Taiwan permit",
+        "register_submit": "Register",
+        "have_account": "Already registered?",
+        "go_login": "Log in",
+        "login_title": "Log in",
+        "login_submit": "Log in",
+        "no_account": "No account yet?",
+        "go_register": "Register",
+        "logged_out": "You have logged out.",
+        "error_summary": "Please correct the following and submit again:",
+        "err_invalid_name": "Enter your name (at most {max_name} characters, no special symbols).",
+        "err_invalid_id_type": "Choose an ID type.",
+        "err_invalid_id_number": "This ID number is not valid. Please check it and try again.",
+        "err_invalid_phone": "This phone number is not valid. Enter an 11-digit mainland China mobile number.",
+                "err_weak_password": "This password is too weak: use at least {min} characters, not one repeated character or a run of keys, and not your phone or ID number.",
+        "err_identity_taken": "This ID document is already registered. Please log in.",
+        "err_phone_taken": "This phone number is already registered. Please log in.",
+        "err_bad_credentials": "The phone number or the password is wrong.",
+        "err_too_many_attempts": "Too many attempts. Try again in {minutes} min.",
+        "err_missing_field": "Please fill in every field.",
+        "err_invalid_field": "Please check the field “{field}”.",
+        "err_generic": "The request could not be completed. Please try again later.",
+        "csrf_title": "Form expired",
+        "csrf_message": "This form has expired or is not valid (the security check failed). Please go back and submit it again.",
+        "back": "Back",
+        "code_title": "My service code",
+        "code_hint": "Show this code to the staff or the scanner.",
+        "qr_label": "Resident service code QR",
+        "countdown": "Renews in {seconds} s",
+        "countdown_static": "Valid for {seconds} s",
+        "expires_in": "Code expires in {seconds} s",
+        "refreshing": "Updating…",
+        "refresh": "Refresh code",
+        "updated": "Updated",
+        "offline": "You are offline. This code stays valid for {seconds} s.",
+        "offline_expired": "Offline — code expired",
+        "offline_expired_help": "Connect to the internet, then tap “Refresh code”.",
+        "expired": "Code expired",
+        "retrying": "Cannot update the code right now; retrying…",
+        "session_expired": "Your session has expired. Please log in again.",
+        "login_again": "Log in again",
+        "revoked": "Your service code has been withdrawn. Please contact the service centre.",
+        "category_senior": "Senior",
+        "category_student": "Student",
+        "category_disabled": "Disabled",
+        "category_child": "Child",
+        "nav_code": "Code",
+        "nav_history": "History",
+        "logout": "Log out",
+        "history_title": "Usage history",
+        "history_placeholder": "Your usage history will appear here.",
+    },
+}
+
+
+def negotiate(cookie: str | None, accept_languages: object) -> str:
+    """The page language: a valid cookie wins, then Accept-Language, then Chinese."""
+    if cookie in LANGUAGES:
+        return cookie
+    best = getattr(accept_languages, "best_match", None)
+    if best is not None:
+        match = best(LANGUAGES)
+        if match in LANGUAGES:
+            return match
+    return DEFAULT_LANGUAGE
+
+
+def current_language() -> str:
+    return negotiate(request.cookies.get(LANG_COOKIE), request.accept_languages)
+
+
+def translate(key: str, lang: str | None = None, **values: object) -> str:
+    """The string ``key`` in ``lang`` (the request's by default), formatted with ``values``."""
+    catalogue = MESSAGES[lang or current_language()]
+    text = catalogue.get(key)
+    if text is None:
+        text = MESSAGES[DEFAULT_LANGUAGE].get(key, key)
+    return text.format(**values) if values else text
+
+
+def has(key: str) -> bool:
+    return key in MESSAGES[DEFAULT_LANGUAGE]
