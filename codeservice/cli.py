@@ -1,4 +1,4 @@
-"""``flask --app codeservice keys ...``: thin commands over ``KeyStore``."""
+"""``flask --app codeservice ...`` commands: thin wrappers over plain functions."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup
 
-from . import db, identity, residents
+from . import db, identity, residents, scanners
 from .context import data_keys
 from .errors import ClientError, KeyStoreError
 from .pii import DATA_KEY_FILE, DataKeys
 from .keystore import ALGORITHMS, KeyInfo, KeyStore
+from .scanning import scene_registry
 
 keys_cli = AppGroup("keys", help="Manage the keys that sign residents' codes.")
 
@@ -24,6 +25,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(keys_cli)
     app.cli.add_command(init_db_command)
     app.cli.add_command(residents_cli)
+    app.cli.add_command(scanners_cli)
 
 
 @click.command("init-db")
@@ -160,3 +162,53 @@ def set_category_command(phone: str, category: str) -> None:
         f"codes now carry {effective or 'no category'}."
     )
 
+
+
+# -- scanners ------------------------------------------------------------------
+
+scanners_cli = AppGroup("scanners", help="Manage venue scanners' keys.")
+
+
+@scanners_cli.command("add")
+@click.option("--venue", required=True, help="The venue the scanner belongs to.")
+@click.option("--device", required=True, help="The device's id within the venue.")
+@click.option("--scenes", required=True, help="Comma-separated scenes it may verify, e.g. transit,venue.")
+def scanners_add_command(venue: str, device: str, scenes: str) -> None:
+    """Create a scanner key; it is printed once, alone on the last line."""
+    try:
+        scanner, key = scanners.add_scanner(
+            db.session(),
+            venue_id=venue,
+            device_id=device,
+            scenes=scenes.split(","),
+            installed=scene_registry().names(),
+            now=datetime.now(UTC),
+        )
+    except ClientError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Scanner {scanner.id}: venue {scanner.venue_id}, device {scanner.device_id}, scenes {','.join(scanner.scenes)}.")
+    click.echo("Its key follows; it is shown only now (only its hash is stored):")
+    click.echo(key)
+
+
+@scanners_cli.command("list")
+def scanners_list_command() -> None:
+    """List scanners (never their keys)."""
+    rows = [("ID", "VENUE", "DEVICE", "SCENES", "KEY", "STATE")]
+    for scanner in scanners.list_scanners(db.session()):
+        state = "revoked" if scanner.revoked_at else "active"
+        rows.append((str(scanner.id), scanner.venue_id, scanner.device_id, ",".join(scanner.scenes), scanner.key_hint + "…", state))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@scanners_cli.command("revoke")
+@click.argument("scanner_id", type=int)
+def scanners_revoke_command(scanner_id: int) -> None:
+    """Revoke a scanner's key at once."""
+    try:
+        scanner = scanners.revoke_scanner(db.session(), scanner_id, now=datetime.now(UTC))
+    except ClientError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Scanner {scanner.id} ({scanner.venue_id}/{scanner.device_id}) is revoked.")

@@ -27,21 +27,30 @@ def database_url(app: Flask) -> str:
 
 
 def make_engine(url: str) -> Engine:
-    options: dict[str, Any] = {"future": True}
     if url.startswith("sqlite"):
-        options["connect_args"] = {"timeout": 30}
-        engine = create_engine(url, **options)
-        event.listen(engine, "connect", _sqlite_pragmas)
+        engine = create_engine(url, connect_args={"timeout": 30})
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, **options)
+    return create_engine(url, pool_pre_ping=True)
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
+def _sqlite_connect(connection: Any, _record: Any) -> None:
+    # SQLAlchemy's documented recipe: the driver issues no BEGIN of its own,
+    # so the "begin" hook below decides how transactions start.
+    connection.isolation_level = None
     cursor = connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    # Take the write lock up front: a transaction that reads, then writes
+    # (check a code, then record it) can never be overtaken in between, and
+    # concurrent writers wait on the busy timeout instead of failing.
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def init_app(app: Flask) -> None:

@@ -152,3 +152,14 @@ class ResidentNotFound(NotFound):
 
     code = "resident_not_found"
     default_message = "no resident has this phone number"
+
+
+class ScannerKeyInvalid(ClientError):
+    status = 401
+    code = "invalid_scanner_key"
+    default_message = "the scanner key is missing, unknown or revoked"
+
+
+class SceneNotPermitted(Forbidden):
+    code = "scene_not_permitted"
+    default_message = "this scanner's key does not name this scene"

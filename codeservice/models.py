@@ -8,13 +8,14 @@ are never stored in the clear: an ID number or phone is kept encrypted
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
-from sqlalchemy import Date, DateTime, Integer, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Boolean, Date, DateTime, Index, Integer, LargeBinary, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
 class Base(DeclarativeBase):
-    pass
+    type_annotation_map = {dict[str, Any]: JSON, list[str]: JSON}
 
 
 class Resident(Base):
@@ -51,3 +52,62 @@ class LoginThrottle(Base):
     phone_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Scanner(Base):
+    """A venue device's key: one venue, one device, the scenes it may verify."""
+
+    __tablename__ = "scanners"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    venue_id: Mapped[str] = mapped_column(String(100))
+    device_id: Mapped[str] = mapped_column(String(100))
+    scenes: Mapped[list[str]]
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    """SHA-256 of the key: the key is 256 random bits, so no slow hash is needed."""
+    key_hint: Mapped[str] = mapped_column(String(8))
+    """The key's first characters, for operators telling keys apart."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class UsageRecord(Base):
+    """One decision, online or synced from an offline verifier (contract section 5)."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (Index("ix_usage_records_sub_decided", "sub", "decided_at", "id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    """The record's UUID: the idempotency key of uploads."""
+    scene: Mapped[str | None] = mapped_column(String(64))
+    venue_id: Mapped[str | None] = mapped_column(String(100))
+    device_id: Mapped[str | None] = mapped_column(String(100))
+    sub: Mapped[str | None] = mapped_column(String(64))
+    jti: Mapped[str | None] = mapped_column(String(64))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ok: Mapped[bool] = mapped_column(Boolean)
+    code: Mapped[str] = mapped_column(String(32))
+    detail: Mapped[dict[str, Any]]
+    scanner_id: Mapped[int | None] = mapped_column(Integer)
+    online: Mapped[bool] = mapped_column(Boolean)
+    """True when decided by the verify endpoint, False when uploaded after an offline scan."""
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SeenCode(Base):
+    """Codes accepted by any instance: the service's replay cache."""
+
+    __tablename__ = "seen_codes"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class SceneStateEntry(Base):
+    """The scenes' shared state: open trips, today's entries and check-ins."""
+
+    __tablename__ = "scene_state"
+
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)

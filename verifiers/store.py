@@ -41,7 +41,9 @@ PURGE_EVERY = 1000
 
 
 class Transaction(Protocol):
-    def jti_seen(self, jti: str) -> bool: ...
+    def claim_jti(self, jti: str, expires_at: int) -> bool:
+        """True when ``jti`` was never accepted; the claim holds if the transaction saves it."""
+        ...
 
     def get(self, key: str) -> Any: ...
 
@@ -92,6 +94,9 @@ class MemoryStore:
 
     def jti_seen(self, jti: str) -> bool:
         return jti in self._jtis
+
+    def claim_jti(self, jti: str, expires_at: int) -> bool:
+        return jti not in self._jtis  # one decision at a time: save() records it
 
     def get(self, key: str) -> Any:
         entry = self._state.get(key)
@@ -210,6 +215,9 @@ class SqliteStore:
 
     def jti_seen(self, jti: str) -> bool:
         return jti in self._jtis
+
+    def claim_jti(self, jti: str, expires_at: int) -> bool:
+        return jti not in self._jtis  # one decision at a time: save() records it
 
     def get(self, key: str) -> Any:
         entry = self._state.get(key)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -66,6 +66,7 @@ class OfflineVerifier:
         scenes: SceneRegistry | None = None,
         scene_config: Mapping[str, Mapping[str, Any]] | None = None,
         revoked: Iterable[str] | None = None,
+        revocations: Container[str] | None = None,
         tz: tzinfo = CHINA_STANDARD_TIME,
     ) -> None:
         unsupported = set(algorithms) - set(SUPPORTED_ALGORITHMS)
@@ -85,8 +86,10 @@ class OfflineVerifier:
         self._scene_config = dict(scene_config or {})
         self._scenes: dict[str, Scene] = {}
         self._day: tuple[float, float, str] = (0.0, 0.0, "")
-        self.revoked: frozenset[str] = frozenset()
-        if revoked is not None:  # given: it replaces what the store remembers
+        self.revoked: Container[str] = frozenset()
+        if revocations is not None:  # a live list kept elsewhere (the service's database)
+            self.revoked = revocations
+        elif revoked is not None:  # given: it replaces what the store remembers
             self.set_revocations(revoked)
         elif saved := self.store.get_meta("revoked"):
             self.revoked = frozenset(saved["subs"])
@@ -169,7 +172,8 @@ class OfflineVerifier:
     def _decide(self, scene: Scene, context: Any, code: VerifiedCode, now: float) -> Decision:
         """Rules 7 and 8, and the usage record, in one store transaction."""
         with self.store.transaction(now) as transaction:
-            if transaction.jti_seen(code.jti):
+            jti_expires_at = code.exp + self.rules.leeway + 1
+            if not transaction.claim_jti(code.jti, jti_expires_at):
                 raise Replayed()
             state = _SceneState(transaction, scene.name)
             outcome = self._scene_outcome(scene, self._visit(code, now), context, state)
@@ -187,7 +191,7 @@ class OfflineVerifier:
             transaction.save(
                 self._record(decision, now),
                 jti=code.jti,
-                jti_expires_at=code.exp + self.rules.leeway + 1,
+                jti_expires_at=jti_expires_at,
                 writes=state.scoped(outcome.writes),
             )
         return decision

@@ -66,7 +66,12 @@ def _handle_http_exception(error: HTTPException) -> Any:
     if not wants_json():
         return error
     client_error = _HTTP_ERRORS.get(error.code or 400, ClientError)
-    return error_response(client_error())
+    response = error_response(client_error())
+    # A 405 names the methods the path takes (RFC 9110 section 15.5.6).
+    allow = dict(error.get_headers()).get("Allow")
+    if allow:
+        response.headers["Allow"] = allow
+    return response
 
 
 def _handle_unexpected(error: Exception) -> Any:
@@ -75,7 +80,7 @@ def _handle_unexpected(error: Exception) -> Any:
 
 
 def init_app(app: Flask) -> None:
-    from . import codes, public, residents  # noqa: F401  (routes register themselves)
+    from . import codes, public, residents, scan  # noqa: F401  (routes register themselves)
 
     app.register_blueprint(api)
     app.register_blueprint(public.blueprint)

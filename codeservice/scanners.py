@@ -1,0 +1,74 @@
+"""Scanner keys: one venue, one device, the scenes it may verify. No Flask."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Iterable
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from .errors import InvalidField, NotFound, ScannerKeyInvalid
+from .models import Scanner
+
+KEY_PREFIX = "csk_"  # recognisable in logs and secret scanners; never logged by us
+MAX_NAME = 100
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def add_scanner(
+    session: Session, *, venue_id: str, device_id: str, scenes: Iterable[str], installed: Iterable[str], now: datetime
+) -> tuple[Scanner, str]:
+    """Create a scanner and return it with its key: the only time the key exists in the clear."""
+    scene_list = sorted({scene.strip() for scene in scenes if scene.strip()})
+    unknown = sorted(set(scene_list) - set(installed))
+    for field, value in (("venue", venue_id), ("device", device_id)):
+        if not value.strip() or len(value) > MAX_NAME:
+            raise InvalidField(field, f"--{field} must be 1 to {MAX_NAME} characters")
+    if not scene_list or unknown:
+        raise InvalidField("scenes", f"--scenes must name installed scenes ({', '.join(sorted(installed))})")
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    scanner = Scanner(
+        venue_id=venue_id.strip(),
+        device_id=device_id.strip(),
+        scenes=scene_list,
+        key_hash=hash_key(key),
+        key_hint=key[: len(KEY_PREFIX) + 4],
+        created_at=now,
+    )
+    session.add(scanner)
+    session.commit()
+    return scanner, key
+
+
+def list_scanners(session: Session) -> list[Scanner]:
+    return list(session.scalars(select(Scanner).order_by(Scanner.id)))
+
+
+def revoke_scanner(session: Session, scanner_id: int, *, now: datetime) -> Scanner:
+    scanner = session.get(Scanner, scanner_id)
+    if scanner is None:
+        raise NotFound(f"no scanner with id {scanner_id}")
+    if scanner.revoked_at is None:
+        scanner.revoked_at = now
+        session.commit()
+    return scanner
+
+
+def authenticate(session: Session, authorization: str | None) -> Scanner:
+    """The scanner named by ``Authorization: Bearer <key>``; 401 otherwise."""
+    scheme, _, key = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ScannerKeyInvalid("send the scanner's key as Authorization: Bearer <key>")
+    key_hash = hash_key(key.strip())
+    scanner = session.scalar(select(Scanner).where(Scanner.key_hash == key_hash))
+    # The lookup is by hash; compare again in constant time all the same.
+    if scanner is None or not hmac.compare_digest(scanner.key_hash, key_hash) or scanner.revoked_at is not None:
+        raise ScannerKeyInvalid()
+    return scanner
