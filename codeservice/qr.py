@@ -8,7 +8,7 @@ A token too long for any QR code raises :class:`TokenTooLongError`.
 Speed: ``qrcode.make(token)`` saved as PNG spends nearly all its time trying
 the 8 mask patterns with a pure-Python penalty score and drawing each module
 with PIL. Here the mask is fixed and the PNG is written straight from the
-module rows, several times faster (``bench/issue_qr.py`` measures it).
+module rows, several times faster (``bench/issue.py`` measures it).
 """
 
 from __future__ import annotations

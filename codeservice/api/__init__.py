@@ -7,6 +7,7 @@ input never produces HTML or a 5xx.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -80,7 +81,7 @@ def _handle_unexpected(error: Exception) -> Any:
 
 
 def init_app(app: Flask) -> None:
-    from . import codes, public, residents, scan  # noqa: F401  (routes register themselves)
+    from . import codes, public, residents, revocations, scan, usage  # noqa: F401  (routes register themselves)
 
     app.register_blueprint(api)
     app.register_blueprint(public.blueprint)
@@ -97,7 +98,10 @@ def json_body(fields: Mapping[str, type]) -> dict[str, Any]:
     """
     if not request.is_json:
         raise UnsupportedMediaType()
-    body = request.get_json(silent=True)
+    try:
+        body = json.loads(request.get_data(cache=True), parse_constant=_refuse_constant)
+    except (ValueError, RecursionError):
+        raise InvalidJson() from None
     if not isinstance(body, dict):
         raise InvalidJson()
     for name, expected in fields.items():
@@ -107,6 +111,10 @@ def json_body(fields: Mapping[str, type]) -> dict[str, Any]:
         if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise WrongFieldType(f"the field {name!r} must be a {_json_type(expected)}")
     return body
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 def _json_type(expected: type) -> str:

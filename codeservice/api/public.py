@@ -16,16 +16,22 @@ blueprint = Blueprint("public", __name__)
 # Scanners refresh their key set in the background; five minutes keeps a
 # rotated key reaching them well within its publication grace period.
 JWKS_MAX_AGE_SECONDS = 300
+JWK_SET_MEDIA_TYPE = "application/jwk-set+json"  # RFC 7517 section 8.5.1
 
 
 @blueprint.get("/.well-known/jwks.json")
 def jwks() -> Response:
+    """The key set, with a strong ETag of its bytes; 304 when ``If-None-Match`` holds that tag.
+
+    ``If-None-Match`` is compared weakly (RFC 9110 section 13.1.2): a tag a proxy
+    has weakened (``W/"..."``) still matches, as does ``*``, and any tag of a list.
+    """
     body = json.dumps(key_store().jwks(), separators=(",", ":"), sort_keys=True).encode("utf-8")
     etag = hashlib.sha256(body).hexdigest()[:32]
     headers = {"Cache-Control": f"public, max-age={JWKS_MAX_AGE_SECONDS}", "ETag": f'"{etag}"'}
-    if etag in request.if_none_match:
+    if request.if_none_match.contains_weak(etag):
         return Response(status=304, headers=headers)
-    return Response(body, mimetype="application/jwk-set+json", headers=headers)
+    return Response(body, mimetype=JWK_SET_MEDIA_TYPE, headers=headers)
 
 
 @blueprint.get("/healthz")

@@ -1,0 +1,342 @@
+"""The OpenAPI document: well-formed 3.1, and the JSON routes exactly.
+
+No validator package: a structural check of what we rely on (operations,
+responses, references, security) and a small JSON Schema subset validator,
+enough to hold the real responses to the schemas the document gives.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+
+import codeservice
+from codeservice import create_app, db, errors, scanners
+from codeservice.keystore import KeyStore
+from codeservice.openapi import ERROR_RESPONSES, FIELD_ERROR_CODES, openapi_document
+from codeservice.pii import DataKeys
+from conftest import ALL_SCENES, registration
+from verifiers.errors import Rejection
+
+TOP_LEVEL_FIELDS = {
+    "openapi", "info", "jsonSchemaDialect", "servers", "paths", "webhooks", "components", "security", "tags",
+    "externalDocs",
+}
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+IMPLICIT_METHODS = {"HEAD", "OPTIONS"}  # Flask adds them to every GET / every route
+PAGE_BLUEPRINTS = {"web"}  # HTML pages and their static files: not the JSON API
+STATUS_KEY = re.compile(r"[1-5](?:[0-9]{2}|XX)\Z|default\Z")
+CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
+
+
+# -- helpers shared with test_error_shape.py --------------------------------------
+
+
+def json_routes(app: Flask) -> set[tuple[str, str]]:
+    """(OpenAPI path, upper-case method) of every route outside the page blueprints."""
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        blueprint = rule.endpoint.rpartition(".")[0]
+        if blueprint in PAGE_BLUEPRINTS or rule.endpoint == "static":
+            continue
+        path = CONVERTER.sub(r"{\1}", rule.rule)
+        routes.update((path, method) for method in (rule.methods or set()) - IMPLICIT_METHODS)
+    return routes
+
+
+def documented_operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    for path, item in document["paths"].items():
+        for method in HTTP_METHODS:
+            if method in item:
+                yield path, method.upper(), item[method]
+
+
+def resolve(document: dict[str, Any], node: Any) -> Any:
+    """``node``, or what its ``$ref`` points to (followed to the end)."""
+    while isinstance(node, dict) and "$ref" in node:
+        node = pointer(document, node["$ref"])
+    return node
+
+
+def pointer(document: dict[str, Any], ref: str) -> Any:
+    assert ref.startswith("#/"), f"only local references are used: {ref}"
+    node: Any = document
+    for part in ref[2:].split("/"):
+        part = part.replace("~1", "/").replace("~0", "~")
+        assert isinstance(node, dict) and part in node, f"unresolved $ref {ref}"
+        node = node[part]
+    return node
+
+
+def error_codes(document: dict[str, Any], response: Any) -> set[str]:
+    """The error codes a (documented) error response lists in its schema."""
+    response = resolve(document, response)
+    schema = resolve(document, response["content"]["application/json"]["schema"])
+    codes: set[str] = set()
+    for part in schema.get("allOf", [schema]):
+        code = resolve(document, part).get("properties", {}).get("error", {}).get("properties", {}).get("code", {})
+        codes.update(code.get("enum", []))
+    return codes
+
+
+def validate(document: dict[str, Any], schema: Any, value: Any, where: str = "$") -> list[str]:
+    """Problems of ``value`` against ``schema`` (the JSON Schema subset the document uses)."""
+    schema = resolve(document, schema)
+    problems: list[str] = []
+    for part in schema.get("allOf", []):
+        problems += validate(document, part, value, where)
+    if "const" in schema and value != schema["const"]:
+        problems.append(f"{where}: {value!r} is not {schema['const']!r}")
+    if "enum" in schema and value not in schema["enum"]:
+        problems.append(f"{where}: {value!r} is not one of {schema['enum']}")
+    if "type" in schema:
+        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
+        if not any(_is_type(value, name) for name in types):
+            return [*problems, f"{where}: {value!r} is not of type {schema['type']}"]
+    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
+        problems.append(f"{where}: {value!r} does not match {schema['pattern']}")
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        problems += [f"{where}: missing {name!r}" for name in schema.get("required", []) if name not in value]
+        for name, item in value.items():
+            if name in properties:
+                problems += validate(document, properties[name], item, f"{where}.{name}")
+            elif schema.get("additionalProperties", True) is False:
+                problems.append(f"{where}: unexpected member {name!r}")
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            problems += validate(document, schema["items"], item, f"{where}[{i}]")
+    return problems
+
+
+def _is_type(value: Any, name: str) -> bool:
+    if name == "integer":
+        return type(value) is int
+    if name == "number":
+        return type(value) in (int, float)
+    return isinstance(value, {"string": str, "object": dict, "array": list, "boolean": bool, "null": type(None)}[name])
+
+
+# -- fixtures ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bare_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
+    """An app for what needs no database: the URL map and the document."""
+    directory = tmp_path_factory.mktemp("openapi")
+    DataKeys.create(directory / "keys")
+    KeyStore(directory / "keys").init("EdDSA")
+    return create_app({"DATABASE_URL": f"sqlite:///{directory / 'unused.db'}", "KEYS_DIR": str(directory / "keys")})
+
+
+@pytest.fixture(scope="module")
+def document(bare_app: Flask) -> dict[str, Any]:
+    return openapi_document(bare_app)
+
+
+# -- the document's structure --------------------------------------------------------
+
+
+def test_it_is_openapi_3_1(document: dict[str, Any]) -> None:
+    assert document["openapi"].startswith("3.1.")
+    assert isinstance(document["info"]["title"], str) and isinstance(document["info"]["version"], str)
+    assert set(document) <= TOP_LEVEL_FIELDS
+    json.dumps(document)  # plain JSON data
+
+
+def test_every_operation_has_responses(document: dict[str, Any]) -> None:
+    operation_ids = []
+    for path, method, operation in documented_operations(document):
+        assert path.startswith("/")
+        operation_ids.append(operation["operationId"])
+        responses = operation["responses"]
+        assert responses, f"{method} {path} has no responses"
+        assert any(status.startswith("2") for status in responses), f"{method} {path}: no success response"
+        for status, response in responses.items():
+            assert STATUS_KEY.match(status), f"{method} {path}: response key {status!r}"
+            assert isinstance(resolve(document, response)["description"], str)
+        body = operation.get("requestBody")
+        if body is not None:
+            assert body["content"], f"{method} {path}: a request body without content"
+    assert len(operation_ids) == len(set(operation_ids)), "operationIds must be unique"
+
+
+def test_every_ref_resolves(document: dict[str, Any]) -> None:
+    def refs(node: Any) -> Iterator[str]:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                yield node["$ref"]
+            for value in node.values():
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    found = list(refs(document))
+    assert found
+    for ref in found:
+        pointer(document, ref)
+
+
+def test_every_component_is_used(document: dict[str, Any]) -> None:
+    text = json.dumps(document)
+    for kind, components in document["components"].items():
+        if kind == "securitySchemes":
+            continue
+        for name in components:
+            used = f'"#/components/{kind}/{name}"' in text
+            # 404 and 405 belong to no one operation: the description names them.
+            assert used or kind == "responses", f"components/{kind}/{name} is never referenced"
+
+
+def test_security(document: dict[str, Any], bare_app: Flask) -> None:
+    schemes = document["components"]["securitySchemes"]
+    session, scanner = schemes["session"], schemes["scanner"]
+    assert (session["type"], session["in"], session["name"]) == ("apiKey", "cookie", "codeservice_session")
+    assert session["name"] == bare_app.config["SESSION_COOKIE_NAME"]
+    assert (scanner["type"], scanner["scheme"]) == ("http", "bearer")
+    required: dict[str, set[tuple[str, str]]] = {name: set() for name in schemes}
+    for path, method, operation in documented_operations(document):
+        for requirement in operation["security"]:
+            assert set(requirement) <= set(schemes), f"{method} {path}"
+        if {} not in operation["security"]:
+            (requirement,) = operation["security"]
+            (name,) = requirement
+            required[name].add((path, method))
+    assert required == {
+        "session": {("/api/v1/code", "GET"), ("/api/v1/code.png", "GET"), ("/api/v1/me/usage", "GET")},
+        "scanner": {("/api/v1/verify", "POST"), ("/api/v1/usage", "POST")},
+    }
+
+
+def test_error_responses_carry_their_classes_status(document: dict[str, Any]) -> None:
+    def subclasses(cls: type) -> Iterator[type[errors.ClientError]]:
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from subclasses(sub)
+
+    by_code = {cls.code: cls.status for cls in subclasses(errors.ClientError)}
+    responses = document["components"]["responses"]
+    for name, error in ERROR_RESPONSES.items():
+        assert error_codes(document, responses[name]) == set(error.codes)
+        for code in error.codes:
+            status = 422 if code in FIELD_ERROR_CODES else by_code[code]  # InvalidField's codes are per instance
+            assert status == error.status, f"{code} is documented under {error.status}"
+        assert error.codes and all(code in resolve(document, responses[name])["description"] for code in error.codes)
+
+
+def test_every_field_error_code_is_documented() -> None:
+    """The 422 codes are the ones codeservice.identity raises (read from its source)."""
+    source = (Path(codeservice.__file__).parent / "identity.py").read_text(encoding="utf-8")
+    assert set(re.findall(r'code="([a-z_]+)"', source)) == set(FIELD_ERROR_CODES)
+
+
+def test_every_decision_code_is_documented(document: dict[str, Any]) -> None:
+    """The rules' and the built-in scenes' codes (contract sections 2 and 3) appear in the Decision schema."""
+    description = document["components"]["schemas"]["Decision"]["properties"]["code"]["description"]
+
+    def codes(cls: type) -> Iterator[str]:
+        for sub in cls.__subclasses__():
+            if "code" in vars(sub) and sub.__module__.startswith("verifiers."):
+                yield sub.code
+            yield from codes(sub)
+
+    built_in = {"accepted", *codes(Rejection)}
+    assert {"passback", "capacity_full", "no_appointment", "replayed"} <= built_in
+    for code in built_in:
+        assert re.search(rf"(?<![a-z_]){code}(?![a-z_])", description), code
+
+
+def test_the_document_is_served(client: Any, app: Flask) -> None:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    assert response.get_json() == openapi_document(app)
+
+
+# -- the document and the routes -------------------------------------------------------
+
+
+def test_every_json_route_is_documented_and_nothing_else(document: dict[str, Any], bare_app: Flask) -> None:
+    routes = json_routes(bare_app)
+    documented = {(path, method) for path, method, _operation in documented_operations(document)}
+    assert routes - documented == set(), "routes missing from the OpenAPI document"
+    assert documented - routes == set(), "documented operations without a route"
+
+
+def test_the_page_routes_are_left_out(bare_app: Flask) -> None:
+    """The filter leaves out the HTML pages, and only them."""
+    paths = {path for path, _method in json_routes(bare_app)}
+    assert all(path.startswith(("/api/", "/.well-known/", "/healthz", "/openapi.json")) for path in paths)
+    assert not {"/register", "/login", "/code", "/history"} & paths
+
+
+# -- the schemas hold the real responses -------------------------------------------------
+
+
+def response_schema(document: dict[str, Any], path: str, method: str, status: int) -> Any:
+    response = resolve(document, document["paths"][path][method]["responses"][str(status)])
+    (media,) = response["content"].values()
+    return media["schema"]
+
+
+def assert_valid(document: dict[str, Any], path: str, method: str, response: Any) -> None:
+    schema = response_schema(document, path, method, response.status_code)
+    assert validate(document, schema, json.loads(response.data)) == []
+
+
+def test_the_responses_match_their_schemas(app: Flask, client: Any) -> None:
+    document = openapi_document(app)
+    body = registration()
+    assert_valid(document, "/api/v1/residents", "post", client.post("/api/v1/residents", json=body))
+    assert_valid(document, "/api/v1/residents", "post", client.post("/api/v1/residents", json=body))  # 409
+    assert_valid(document, "/api/v1/residents", "post", client.post("/api/v1/residents", json={**body, "name": ""}))
+    wrong_password = {"phone": body["phone"], "password": "x"}
+    assert_valid(document, "/api/v1/session", "post", client.post("/api/v1/session", json=wrong_password))
+    assert_valid(document, "/api/v1/code", "get", client.get("/api/v1/code"))  # 401
+    login = client.post("/api/v1/session", json={"phone": body["phone"], "password": body["password"]})
+    assert_valid(document, "/api/v1/session", "post", login)
+    assert_valid(document, "/api/v1/code", "get", client.get("/api/v1/code"))
+    assert_valid(document, "/.well-known/jwks.json", "get", client.get("/.well-known/jwks.json"))
+    assert_valid(document, "/healthz", "get", client.get("/healthz"))
+    with app.app_context():
+        _scanner, key = scanners.add_scanner(
+            db.session(), venue_id="v", device_id="d", scenes=ALL_SCENES, installed=ALL_SCENES, now=datetime.now(UTC)
+        )
+    scanner = {"Authorization": f"Bearer {key}"}
+    token = client.get("/api/v1/code").get_json()["token"]
+    for body in ({"token": token, "scene": "venue"}, {"token": token, "scene": "venue"}, {"token": "x", "scene": "?"}):
+        assert_valid(document, "/api/v1/verify", "post", client.post("/api/v1/verify", json=body, headers=scanner))
+    assert_valid(document, "/api/v1/verify", "post", client.post("/api/v1/verify", json={}))  # 401
+    history = client.get("/api/v1/me/usage?limit=1")
+    assert_valid(document, "/api/v1/me/usage", "get", history)
+    (record,) = history.get_json()["records"]
+    assert history.get_json()["next"] is not None  # the second verification's record
+    assert_valid(document, "/api/v1/me/usage", "get", client.get("/api/v1/me/usage?limit=1000"))  # 400
+    upload = client.post("/api/v1/usage", json={"records": [record]}, headers=scanner)
+    assert_valid(document, "/api/v1/usage", "post", upload)
+    assert upload.get_json() == {"accepted": 0, "duplicates": 1}
+    revocations = client.get("/api/v1/revocations")
+    (media_type,) = resolve(document, document["paths"]["/api/v1/revocations"]["get"]["responses"]["200"])["content"]
+    assert revocations.mimetype == media_type
+    schema = response_schema(document, "/api/v1/revocations", "get", 200)
+    assert validate(document, schema, revocations.data.decode("ascii")) == []
+
+
+def test_the_validator_catches_mismatches(document: dict[str, Any]) -> None:
+    code = {"$ref": "#/components/schemas/Code"}
+    good = {"token": "a.b.c", "expires_at": 2, "refresh_after": 1, "qr_svg": "<svg/>"}
+    assert validate(document, code, good) == []
+    assert validate(document, code, {**good, "expires_at": True})
+    assert validate(document, code, {**good, "extra": 1})
+    assert validate(document, code, {k: v for k, v in good.items() if k != "token"})
+    error = response_schema(document, "/api/v1/code", "get", 401)
+    assert validate(document, error, {"error": {"code": "not_authenticated", "message": "m"}}) == []
+    assert validate(document, error, {"error": {"code": "bad_credentials", "message": "m"}})
