@@ -163,6 +163,26 @@ def set_category_command(phone: str, category: str) -> None:
     )
 
 
+@residents_cli.command("revoke")
+@click.option("--phone", required=True, help="The resident's phone number.")
+def revoke_command(phone: str) -> None:
+    """Revoke the resident with this phone.
+
+    Their codes stop being issued, and their code id joins the revocation
+    list that scanners fetch (GET /api/v1/revocations). Safe to repeat.
+    """
+    try:
+        resident = residents.revoke(db.session(), data_keys(), phone, now=datetime.now(UTC))
+    except (ClientError, KeyStoreError) as exc:
+        raise click.ClickException(exc.message) from None
+    number = residents.masked_phone(identity.normalize_phone(phone))
+    revoked_at = resident.revoked_at or datetime.now(UTC)
+    since = (revoked_at if revoked_at.tzinfo else revoked_at.replace(tzinfo=UTC)).astimezone(UTC)
+    click.echo(
+        f"Resident {resident.name} ({number}) is revoked since {since:%Y-%m-%dT%H:%M:%SZ}: "
+        "no codes are issued to them, and their code id is on the revocation list."
+    )
+
 
 # -- scanners ------------------------------------------------------------------
 

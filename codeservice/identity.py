@@ -204,7 +204,7 @@ def _text(fields: Mapping[str, Any], name: str) -> str:
 
 def normalize_name(value: str) -> str:
     """The name, NFC, trimmed, inner whitespace runs made one space; ``invalid_name`` otherwise."""
-    if not _encodable(value):
+    if not is_utf8_text(value):
         raise InvalidField("name", "the name holds characters that are not text", code="invalid_name")
     name = _NAME_SPACES.sub(" ", unicodedata.normalize("NFC", value)).strip()
     if not name:
@@ -328,7 +328,7 @@ def check_password(value: str, *, known: tuple[str, ...] = ()) -> str:
     def weak(message: str) -> InvalidField:
         return InvalidField("password", message, code="weak_password")
 
-    if not _encodable(value):
+    if not is_utf8_text(value):
         raise weak("the password holds characters that are not text")
     password = normalize_password(value)
     if len(password) < MIN_PASSWORD_LENGTH:
@@ -345,7 +345,7 @@ def check_password(value: str, *, known: tuple[str, ...] = ()) -> str:
     return password
 
 
-def _encodable(value: str) -> bool:
+def is_utf8_text(value: str) -> bool:
     """False for a string with lone surrogates (JSON "\\ud800"), which cannot be UTF-8."""
     try:
         value.encode("utf-8")

@@ -40,7 +40,7 @@ class Resident(Base):
     """Set by an administrator: ``student``, ``disabled`` or ``child``."""
     auth_epoch: Mapped[int] = mapped_column(Integer, default=0)
     """Bumped on logout: session cookies carry it, so older copies stop working."""
-    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 

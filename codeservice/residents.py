@@ -58,6 +58,7 @@ __all__ = [
     "masked_name",
     "masked_phone",
     "register",
+    "revoke",
     "set_category",
 ]
 
@@ -158,7 +159,7 @@ def authenticate(
         normalized_phone: str | None = identity.normalize_phone(phone)
     except InvalidField:
         normalized_phone = None  # no account can have it: a failure, but nothing to count
-    candidate = identity.normalize_password(password) if _encodable(password) else None
+    candidate = identity.normalize_password(password) if identity.is_utf8_text(password) else None
 
     phone_hash = keys.lookup_hash(normalized_phone, purpose=PHONE_PURPOSE) if normalized_phone else None
     if phone_hash is not None:
@@ -284,6 +285,25 @@ def set_category(session: Session, keys: DataKeys, phone: str, category: str | N
     return resident
 
 
+def revoke(session: Session, keys: DataKeys, phone: str, *, now: datetime) -> Resident:
+    """Revoke the resident with this phone; committed. Idempotent: a second call changes nothing.
+
+    From then on no code is issued to them (403 ``code_revoked``), the verify
+    endpoint answers ``revoked`` for a code they still hold, and their code
+    id (``sub``) is on the revocation list offline verifiers fetch.
+    ResidentNotFound when no resident has the phone.
+    """
+    now = _aware(now)
+    resident = find_by_phone(session, keys, phone)
+    if resident is None:
+        raise ResidentNotFound()
+    if resident.revoked_at is None:
+        resident.revoked_at = now.astimezone(UTC)
+        session.commit()
+        log.info("resident %d: revoked", resident.id)
+    return resident
+
+
 # -- categories ----------------------------------------------------------------
 
 
@@ -351,11 +371,3 @@ def _aware(now: datetime) -> datetime:
 def _as_utc(value: datetime) -> datetime:
     """A stored time as an aware UTC datetime (SQLite hands times back naive, in UTC as stored)."""
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _encodable(value: str) -> bool:
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -14,7 +14,9 @@ from .errors import (
     VerifierError,
 )
 from .keys import KeySet
+from .revocations import RevocationList, RevocationListError, verify_revocation_list
 from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
+from .sync import SyncReport, VerifierStatus
 from .verifier import DEFAULT_ISSUER, OfflineVerifier
 
 __all__ = [
@@ -26,11 +28,16 @@ __all__ = [
     "OfflineVerifier",
     "Outcome",
     "Rejection",
+    "RevocationList",
+    "RevocationListError",
     "Scene",
     "SceneRegistry",
     "SceneRegistryError",
     "StateWrite",
     "StoreError",
+    "SyncReport",
     "VerifierError",
+    "VerifierStatus",
     "Visit",
+    "verify_revocation_list",
 ]

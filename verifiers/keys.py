@@ -182,12 +182,24 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None  # a 3xx is reported as such, never followed to another host or scheme
+
+
+def opener(url: str) -> urllib.request.OpenerDirector:
+    # Environment proxies apply, except to loopback (a scanner's local relay, tests).
+    local = _is_loopback(urllib.parse.urlsplit(url).hostname or "")
+    proxies = urllib.request.ProxyHandler({}) if local else urllib.request.ProxyHandler()
+    return urllib.request.build_opener(proxies, _NoRedirects)
+
+
 def fetch_url(url: str, headers: Mapping[str, str] | None = None) -> tuple[bytes, Mapping[str, str]]:
     """GET a URL with the rules above; returns the body and response headers."""
     check_url(url)
     request = urllib.request.Request(url, headers={"Accept": "application/json", **(headers or {})})
     try:
-        with urllib.request.urlopen(request, timeout=FETCH_TIMEOUT_SECONDS) as response:  # noqa: S310
+        with opener(url).open(request, timeout=FETCH_TIMEOUT_SECONDS) as response:
             body = response.read(MAX_JWKS_BYTES + 1)
             return body, dict(response.headers)
     except (OSError, ValueError) as exc:

@@ -71,20 +71,17 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-class MemoryStore:
-    """Everything in memory, bounded: the oldest-expiring ``jti`` goes first."""
+class _InMemoryReads:
+    """Replay checks and scene state read from memory: the part both stores share.
 
-    def __init__(self, *, max_jtis: int = DEFAULT_MAX_JTIS, max_records: int = DEFAULT_MAX_RECORDS) -> None:
-        self.max_jtis = max_jtis
-        self.max_records = max_records
-        self.dropped_records = 0
-        self._lock = threading.Lock()
-        self._jtis: dict[str, int] = {}
-        self._jti_expiry: list[tuple[int, str]] = []
-        self._state: dict[str, tuple[Any, int]] = {}
-        self._outbox: OrderedDict[str, dict[str, Any]] = OrderedDict()
-        self._meta: dict[str, Any] = {}
-        self._now = 0.0
+    A subclass keeps ``_jtis`` (jti -> expiry), ``_state`` (key -> (value,
+    expiry)) and ``_lock``, and records writes in :meth:`save`.
+    """
+
+    _jtis: dict[str, int]
+    _state: dict[str, tuple[Any, int]]
+    _lock: Any
+    _now: float
 
     def transaction(self, now: float) -> _Transaction:
         return _Transaction(self, now)
@@ -103,6 +100,22 @@ class MemoryStore:
         if entry is None or entry[1] < self._now:
             return None
         return entry[0]
+
+
+class MemoryStore(_InMemoryReads):
+    """Everything in memory, bounded: the oldest-expiring ``jti`` goes first."""
+
+    def __init__(self, *, max_jtis: int = DEFAULT_MAX_JTIS, max_records: int = DEFAULT_MAX_RECORDS) -> None:
+        self.max_jtis = max_jtis
+        self.max_records = max_records
+        self.dropped_records = 0
+        self._lock = threading.Lock()
+        self._jtis: dict[str, int] = {}
+        self._jti_expiry: list[tuple[int, str]] = []
+        self._state: dict[str, tuple[Any, int]] = {}
+        self._outbox: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._meta: dict[str, Any] = {}
+        self._now = 0.0
 
     def save(
         self,
@@ -170,7 +183,7 @@ BATCH_SECONDS = 1.0
 JOURNAL_SUFFIX = ".journal"
 
 
-class SqliteStore:
+class SqliteStore(_InMemoryReads):
     """The same interface over one SQLite file and its journal (one verifier process per file).
 
     Reads come from an in-memory mirror of the unexpired ``jti``s and scene
@@ -209,21 +222,6 @@ class SqliteStore:
             raise StoreError(f"{self.journal_path}: cannot use the store's journal: {exc.strerror}") from exc
 
     # -- one decision ------------------------------------------------------
-
-    def transaction(self, now: float) -> _Transaction:
-        return _Transaction(self, now)
-
-    def jti_seen(self, jti: str) -> bool:
-        return jti in self._jtis
-
-    def claim_jti(self, jti: str, expires_at: int) -> bool:
-        return jti not in self._jtis  # one decision at a time: save() records it
-
-    def get(self, key: str) -> Any:
-        entry = self._state.get(key)
-        if entry is None or entry[1] < self._now:
-            return None
-        return entry[0]
 
     def save(
         self,
@@ -377,7 +375,7 @@ class _Transaction:
 
     __slots__ = ("_now", "_store")
 
-    def __init__(self, store: MemoryStore | SqliteStore, now: float) -> None:
+    def __init__(self, store: _InMemoryReads, now: float) -> None:
         self._store, self._now = store, now
 
     def __enter__(self) -> Any:

@@ -77,15 +77,18 @@ def _segment(segment: str, standard: bytes) -> bytes:
         raise Malformed("a segment is not base64url") from exc
 
 
-def split_token(token: object) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
+def split_token(
+    token: object, *, max_bytes: int = MAX_TOKEN_BYTES
+) -> tuple[dict[str, Any], dict[str, Any], bytes, bytes]:
     """Rule 1: size, form, strict base64url, JSON objects without duplicate members.
 
-    Returns ``(header, claims, signing_input, signature)``.
+    Returns ``(header, claims, signing_input, signature)``. ``max_bytes`` is
+    the code's limit unless given (a revocation list is longer).
     """
     if not isinstance(token, str):
         raise Malformed("the code is not text")
-    if len(token) > MAX_TOKEN_BYTES:  # before any decoding; non-ASCII fails the match below
-        raise Malformed(f"the code is longer than {MAX_TOKEN_BYTES} bytes")
+    if len(token) > max_bytes:  # before any decoding; non-ASCII fails the match below
+        raise Malformed(f"the code is longer than {max_bytes} bytes")
     match = _COMPACT_JWS.match(token)
     if match is None:
         raise Malformed("the code is not three base64url segments (no padding, no whitespace)")
@@ -102,12 +105,18 @@ def split_token(token: object) -> tuple[dict[str, Any], dict[str, Any], bytes, b
     return header, claims, ascii_token[:claims_end], signature
 
 
-def check_header(header: dict[str, Any], keys: KeySet, rules: VerificationRules) -> Any:
-    """Rule 2: the header's members, type, algorithm and key. Returns the key."""
+def check_header(
+    header: dict[str, Any], keys: KeySet, rules: VerificationRules, typ: str = TOKEN_TYPE
+) -> Any:
+    """Rule 2: the header's members, type, algorithm and key. Returns the key.
+
+    ``typ`` is a code's unless given: a revocation list is checked by the
+    same rule with its own type, so neither is ever taken for the other.
+    """
     if not HEADER_MEMBERS.issuperset(header):
         extra = sorted(set(header) - HEADER_MEMBERS)
         raise Malformed(f"the header carries members a code never has: {', '.join(extra)}")
-    if header.get("typ") != TOKEN_TYPE:
+    if header.get("typ") != typ:
         raise WrongType()
     alg = header.get("alg")
     if not isinstance(alg, str) or alg not in rules.algorithms:

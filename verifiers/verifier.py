@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Container, Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -10,10 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from .decision import Decision, new_record_id, usage_record
-from .errors import BadContext, ConfigurationError, Rejection, Replayed, Revoked, UnknownScene
+from .errors import BadContext, ConfigurationError, KeySetError, Rejection, Replayed, Revoked, UnknownScene
 from .keys import KeySet
 from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
 from .store import MemoryStore, SqliteStore, Store
+from .sync import DEFAULT_TIMEOUT, MAX_BATCH_SIZE, SyncReport, VerifierStatus, age, sync
 from .tokens import SUPPORTED_ALGORITHMS, VerificationRules, VerifiedCode, check_code
 
 DEFAULT_ISSUER = "urn:codeservice:dev"
@@ -51,11 +53,16 @@ class OfflineVerifier:
 
     ``store`` is a path to an SQLite file (state survives restarts and
     crashes), a store object, or None for bounded memory.
+
+    ``keys`` None: start from the key set the store holds, the last one a
+    :meth:`sync` (or :meth:`set_keys`) installed; ConfigurationError when it
+    holds none. A verifier reopened on its store this way needs no network
+    to go on verifying.
     """
 
     def __init__(
         self,
-        keys: KeySet,
+        keys: KeySet | None,
         *,
         issuer: str = DEFAULT_ISSUER,
         store: str | Path | Store | None = None,
@@ -74,7 +81,6 @@ class OfflineVerifier:
             raise ConfigurationError(f"unsupported algorithms {sorted(unsupported)}; only {SUPPORTED_ALGORITHMS}")
         if type(leeway) is not int or not 0 <= leeway <= 300:
             raise ConfigurationError("leeway must be an integer from 0 to 300 seconds")
-        self.keys = keys
         self.rules = VerificationRules(issuer=issuer, algorithms=frozenset(algorithms), leeway=leeway)
         self.venue_id = venue_id
         self.device_id = device_id
@@ -82,6 +88,20 @@ class OfflineVerifier:
         self.store: Store = (
             MemoryStore() if store is None else SqliteStore(store) if isinstance(store, (str, Path)) else store
         )
+        self._sync_lock = threading.Lock()
+        self.keys_fetched_at: float | None = None
+        """When the service last confirmed the key set (a sync); None: never (keys given by hand)."""
+        self._keys_etag: str | None = None
+        try:
+            self.keys = self._initial_keys(keys)
+        except ConfigurationError:
+            if isinstance(store, (str, Path)):  # opened here: closed here
+                self.store.close()
+            raise
+        self.revocations_fetched_at: float | None = None
+        """When the revocation list was last confirmed (a sync) or set; None: never."""
+        self.revocations_issued_at: int | None = None
+        self._revocations_etag: str | None = None
         self._registry = scenes if scenes is not None else SceneRegistry.from_entry_points()
         self._scene_config = dict(scene_config or {})
         self._scenes: dict[str, Scene] = {}
@@ -93,6 +113,9 @@ class OfflineVerifier:
             self.set_revocations(revoked)
         elif saved := self.store.get_meta("revoked"):
             self.revoked = frozenset(saved["subs"])
+            self.revocations_fetched_at = saved.get("fetched_at")
+            self.revocations_issued_at = saved.get("issued_at")
+            self._revocations_etag = saved.get("etag")
 
     # -- public API -------------------------------------------------------
 
@@ -127,11 +150,70 @@ class OfflineVerifier:
                 transaction.save(self._record(decision, now))
             return decision
 
-    def set_revocations(self, subs: Iterable[str], *, fetched_at: float | None = None) -> None:
-        """Replace the revocation list (kept in the store, so it survives restarts)."""
+    def set_revocations(
+        self,
+        subs: Iterable[str],
+        *,
+        fetched_at: float | None = None,
+        issued_at: int | None = None,
+        etag: str | None = None,
+    ) -> None:
+        """Replace the revocation list (kept in the store, so it survives restarts).
+
+        ``issued_at`` and ``etag`` are the service's list's (:meth:`sync`
+        passes them); a list set by hand has neither.
+        """
         revoked = frozenset(subs)
-        self.store.set_meta("revoked", {"subs": sorted(revoked), "fetched_at": fetched_at or time.time()})
+        fetched_at = fetched_at or time.time()
+        self.store.set_meta(
+            "revoked",
+            {"subs": sorted(revoked), "fetched_at": fetched_at, "issued_at": issued_at, "etag": etag},
+        )
         self.revoked = revoked
+        self.revocations_fetched_at, self.revocations_issued_at, self._revocations_etag = fetched_at, issued_at, etag
+
+    def set_keys(self, keys: KeySet, *, fetched_at: float | None = None, etag: str | None = None) -> None:
+        """Replace the key set; kept in the store, so a verifier reopened with ``keys=None`` starts from it.
+
+        ``fetched_at`` and ``etag`` are the service's answer's (:meth:`sync`
+        passes them); keys set by hand have no age.
+        """
+        self.store.set_meta("keys", {"jwks": keys.to_jwks(), "fetched_at": fetched_at, "etag": etag})
+        self.keys = keys
+        self.keys_fetched_at, self._keys_etag = fetched_at, etag
+
+    def sync(
+        self,
+        url: str,
+        key: str,
+        *,
+        batch_size: int = MAX_BATCH_SIZE,
+        timeout: float = DEFAULT_TIMEOUT,
+        now: float | None = None,
+    ) -> SyncReport:
+        """Refresh the key set and the revocation list from the service at ``url``, then upload the outbox.
+
+        ``key`` is the scanner's key; ``batch_size`` records (1 to 1000) go in
+        each upload; ``timeout`` is in seconds, per request. Never raises for
+        the network or the service's answers: problems are in the report's
+        ``errors``, and what was not acknowledged waits for the next sync
+        (see :mod:`verifiers.sync`). ConfigurationError for bad arguments.
+        """
+        return sync(self, url, key, batch_size=batch_size, timeout=timeout, now=now)
+
+    def status(self, *, now: float | None = None) -> VerifierStatus:
+        """How old the key set and the revocation list are (None: never confirmed by the service)."""
+        now = time.time() if now is None else now
+        revoked = self.revoked
+        return VerifierStatus(
+            kids=sorted(self.keys),
+            keys_fetched_at=self.keys_fetched_at,
+            keys_age_seconds=age(self.keys_fetched_at, now),
+            revocations_fetched_at=self.revocations_fetched_at,
+            revocations_age_seconds=age(self.revocations_fetched_at, now),
+            revocations_issued_at=self.revocations_issued_at,
+            revoked=len(revoked) if isinstance(revoked, frozenset) else None,
+        )
 
     def pending_records(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Usage records not yet acknowledged by the service, oldest first."""
@@ -147,6 +229,23 @@ class OfflineVerifier:
         self.close()
 
     # -- steps ------------------------------------------------------------
+
+    def _initial_keys(self, keys: KeySet | None) -> KeySet:
+        """``keys``, or the store's; the store's age and ETag hold only for the very same keys."""
+        saved = self.store.get_meta("keys")
+        if keys is None:
+            if not saved:
+                raise ConfigurationError(
+                    "no key set: pass one (KeySet.from_jwks(...)), or sync a verifier on this store first"
+                )
+            try:
+                keys = KeySet.from_jwks(saved["jwks"])
+            except (KeySetError, KeyError, TypeError) as exc:
+                raise ConfigurationError(f"the key set saved in the store cannot be used: {exc}") from exc
+        elif not saved or saved.get("jwks") != keys.to_jwks():
+            return keys
+        self.keys_fetched_at, self._keys_etag = saved.get("fetched_at"), saved.get("etag")
+        return keys
 
     def _scene(self, name: object) -> Scene:
         if type(name) is not str or name not in self._registry:

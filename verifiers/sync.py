@@ -1,0 +1,342 @@
+"""A verifier's sync with the service: refresh keys and revocations, upload the outbox.
+
+:meth:`OfflineVerifier.sync` runs, in this order (the revocation list is
+signed by the issuer's current key, so the key set comes first):
+
+1. the key set from ``{url}/.well-known/jwks.json``, with ``If-None-Match``;
+2. the revocation list from ``{url}/api/v1/revocations`` (a signed JWS,
+   checked by :func:`~verifiers.revocations.verify_revocation_list`);
+3. the usage outbox, oldest first, in batches to ``POST {url}/api/v1/usage``
+   with ``Authorization: Bearer <scanner key>``. A batch leaves the outbox
+   only once the service has answered it with 200 and counted every record
+   (newly accepted or already held: the upload is idempotent by record id).
+
+Nothing about the network raises (the service down, a connection cut, a
+timeout, a 5xx, an answer that is not what it should be): each problem is a
+line in :attr:`SyncReport.errors`, and whatever was not acknowledged is still
+there for the next ``sync()``. A batch the service stored without the
+acknowledgement arriving is sent again and counted as duplicates, never
+stored twice. A key set or revocation list that cannot be fetched or checked
+leaves the last good one in place: a verifier offline for a week still
+verifies with the keys it had, and :meth:`OfflineVerifier.status` says how
+old they are.
+
+Only the standard library speaks HTTP here (``urllib``): https, or plain
+http to a loopback address; redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import ConfigurationError, KeySetError
+from .jose import JoseFormatError, json_object
+from .keys import MAX_JWKS_BYTES, KeySet, check_url, opener
+from .revocations import MAX_REVOCATION_LIST_BYTES, RevocationListError, verify_revocation_list
+
+if TYPE_CHECKING:
+    from .verifier import OfflineVerifier
+
+log = logging.getLogger(__name__)
+
+JWKS_PATH = "/.well-known/jwks.json"
+REVOCATIONS_PATH = "/api/v1/revocations"
+USAGE_PATH = "/api/v1/usage"
+MAX_BATCH_SIZE = 1000
+"""The most records ``POST /api/v1/usage`` takes at once (contract section 4)."""
+DEFAULT_TIMEOUT = 10
+MAX_ANSWER_BYTES = 64 * 1024
+USER_AGENT = "verifiers-sync/1"
+
+
+@dataclass
+class SyncReport:
+    """What one :meth:`OfflineVerifier.sync` did; ``errors`` empty when all of it worked."""
+
+    uploaded: int = 0
+    """Records the service stored for the first time."""
+    duplicates: int = 0
+    """Records the service already held (an earlier sync whose answer was lost); acknowledged all the same."""
+    batches: int = 0
+    """Batches acknowledged (and so removed from the outbox)."""
+    keys_refreshed: bool = False
+    """The service confirmed the key set (200, or 304: unchanged); its age restarts from now."""
+    keys_added: list[str] = field(default_factory=list)
+    keys_removed: list[str] = field(default_factory=list)
+    revocations_refreshed: bool = False
+    """The service confirmed the revocation list (a verified 200, or 304)."""
+    revoked: int | None = None
+    """How many code ids the revocation list held after this sync."""
+    errors: list[str] = field(default_factory=list)
+    keys_age_seconds: float | None = None
+    """Seconds since the key set was last confirmed by the service; None: never (keys given by hand)."""
+    revocations_age_seconds: float | None = None
+    """Seconds since the revocation list was last confirmed; None: never."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+@dataclass(frozen=True)
+class VerifierStatus:
+    """How current a verifier's key set and revocation list are (``OfflineVerifier.status()``)."""
+
+    kids: list[str]
+    keys_fetched_at: float | None
+    keys_age_seconds: float | None
+    revocations_fetched_at: float | None
+    revocations_age_seconds: float | None
+    revocations_issued_at: int | None
+    revoked: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def age(since: float | None, now: float) -> float | None:
+    return None if since is None else max(0.0, now - since)
+
+
+class _Unreachable(Exception):
+    """The request got no HTTP answer (refused, reset, timed out, unreadable)."""
+
+
+@dataclass
+class _Answer:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def _exchange(
+    url: str,
+    *,
+    timeout: float,
+    limit: int,
+    headers: Mapping[str, str],
+    body: bytes | None = None,
+) -> _Answer:
+    """One HTTP request; the answer whatever its status, or _Unreachable."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST" if body is not None else "GET",
+        headers={"User-Agent": USER_AGENT, **headers},
+    )
+    try:
+        try:
+            with opener(url).open(request, timeout=timeout) as response:
+                return _Answer(response.status, response.headers, response.read(limit + 1))
+        except urllib.error.HTTPError as error:  # 3xx, 4xx, 5xx: an answer all the same
+            try:
+                data = error.fp.read(limit + 1) if error.fp is not None else b""
+            finally:
+                if error.fp is not None:
+                    error.fp.close()
+            return _Answer(error.code, error.headers or {}, data)
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+        if isinstance(reason, str):
+            raise _Unreachable(reason) from None
+        raise _Unreachable(f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__) from None
+
+
+def _service_error(answer: _Answer) -> str:
+    """``403 code_revoked: message``, from the service's error shape when it has one."""
+    text = f"HTTP {answer.status}"
+    try:
+        error = json.loads(answer.body[:MAX_ANSWER_BYTES]).get("error")
+        text += f" {error['code']}: {error['message']}"[:300]
+    except (ValueError, AttributeError, KeyError, TypeError):
+        pass
+    if answer.status in (429, 503) and answer.headers.get("Retry-After"):
+        text += f" (retry after {answer.headers['Retry-After']} s)"
+    return text
+
+
+# -- the steps -----------------------------------------------------------------
+
+
+def sync(
+    verifier: OfflineVerifier,
+    url: str,
+    key: str,
+    *,
+    batch_size: int = MAX_BATCH_SIZE,
+    timeout: float = DEFAULT_TIMEOUT,
+    now: float | None = None,
+) -> SyncReport:
+    """See :meth:`OfflineVerifier.sync`."""
+    if not isinstance(url, str) or not url:
+        raise ConfigurationError("sync needs the service's base URL, e.g. https://service.example")
+    base = url.rstrip("/")
+    try:
+        check_url(base)
+    except KeySetError as exc:
+        raise ConfigurationError(f"sync: {exc.message}") from None
+    if not isinstance(key, str) or not key.strip() or any(c in key for c in "\r\n"):
+        raise ConfigurationError("sync needs the scanner's key (flask --app codeservice scanners add)")
+    if type(batch_size) is not int or not 1 <= batch_size <= MAX_BATCH_SIZE:
+        raise ConfigurationError(f"batch_size must be an integer from 1 to {MAX_BATCH_SIZE}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigurationError("timeout must be a positive number of seconds")
+    now = time.time() if now is None else now
+
+    report = SyncReport()
+    with verifier._sync_lock:  # two syncs at once would send the same batches twice
+        _refresh_keys(verifier, base, timeout, now, report)
+        _refresh_revocations(verifier, base, timeout, now, report)
+        _upload(verifier, base, key.strip(), batch_size, timeout, report)
+    report.keys_age_seconds = age(verifier.keys_fetched_at, now)
+    report.revocations_age_seconds = age(verifier.revocations_fetched_at, now)
+    for error in report.errors:
+        log.warning("sync with %s: %s", base, error)
+    return report
+
+
+def _refresh_keys(verifier: OfflineVerifier, base: str, timeout: float, now: float, report: SyncReport) -> None:
+    url = base + JWKS_PATH
+    etag = verifier._keys_etag
+    headers = {"Accept": "application/jwk-set+json, application/json"}
+    if etag:
+        headers["If-None-Match"] = etag
+    try:
+        answer = _exchange(url, timeout=timeout, limit=MAX_JWKS_BYTES, headers=headers)
+    except _Unreachable as exc:
+        report.errors.append(f"keys: the service is unreachable ({exc}); keeping the cached key set")
+        return
+    if answer.status == 304 and etag:
+        verifier.set_keys(verifier.keys, fetched_at=now, etag=etag)
+        report.keys_refreshed = True
+        return
+    if answer.status != 200:
+        report.errors.append(f"keys: {url} answered {_service_error(answer)}; keeping the cached key set")
+        return
+    try:
+        if len(answer.body) > MAX_JWKS_BYTES:
+            raise KeySetError(f"the key set is larger than {MAX_JWKS_BYTES} bytes")
+        try:
+            jwks = json_object(answer.body)
+        except JoseFormatError as exc:
+            raise KeySetError(f"not a JSON key set ({exc})") from None
+        keys = KeySet.from_jwks(jwks)
+        if not keys:
+            raise KeySetError("the key set is empty")
+    except KeySetError as exc:
+        report.errors.append(f"keys: {url} served an unusable key set: {exc.message}; keeping the cached key set")
+        return
+    added, removed = sorted(set(keys) - set(verifier.keys)), sorted(set(verifier.keys) - set(keys))
+    if added or removed:
+        log.info("key set changed: added %s, removed %s", added or "none", removed or "none")
+    verifier.set_keys(keys, fetched_at=now, etag=answer.headers.get("ETag"))
+    report.keys_refreshed = True
+    report.keys_added, report.keys_removed = added, removed
+
+
+def _refresh_revocations(
+    verifier: OfflineVerifier, base: str, timeout: float, now: float, report: SyncReport
+) -> None:
+    url = base + REVOCATIONS_PATH
+    etag = verifier._revocations_etag
+    headers = {"Accept": "application/jose"}
+    if etag:
+        headers["If-None-Match"] = etag
+    try:
+        answer = _exchange(url, timeout=timeout, limit=MAX_REVOCATION_LIST_BYTES, headers=headers)
+    except _Unreachable as exc:
+        report.errors.append(f"revocations: the service is unreachable ({exc}); keeping the cached list")
+        return
+    if answer.status == 304 and etag:
+        verifier.set_revocations(
+            verifier.revoked,  # type: ignore[arg-type]  # a list this sync set earlier: a frozenset
+            fetched_at=now,
+            issued_at=verifier.revocations_issued_at,
+            etag=etag,
+        )
+        report.revocations_refreshed = True
+        report.revoked = len(verifier.revoked)  # type: ignore[arg-type]
+        return
+    if answer.status != 200:
+        report.errors.append(f"revocations: {url} answered {_service_error(answer)}; keeping the cached list")
+        return
+    try:
+        if len(answer.body) > MAX_REVOCATION_LIST_BYTES:
+            raise RevocationListError(f"revocation list refused: larger than {MAX_REVOCATION_LIST_BYTES} bytes")
+        try:
+            jws = answer.body.decode("ascii").strip()
+        except UnicodeDecodeError:
+            raise RevocationListError("revocation list refused: it is not a compact JWS (not ASCII)") from None
+        rules = verifier.rules
+        revocations = verify_revocation_list(
+            jws, verifier.keys, rules.issuer, now, algorithms=rules.algorithms, leeway=rules.leeway
+        )
+    except RevocationListError as exc:
+        report.errors.append(f"revocations: {url}: {exc.message}; keeping the cached list")
+        return
+    verifier.set_revocations(
+        revocations.subs, fetched_at=now, issued_at=revocations.issued_at, etag=answer.headers.get("ETag")
+    )
+    report.revocations_refreshed = True
+    report.revoked = len(revocations.subs)
+
+
+def _upload(
+    verifier: OfflineVerifier, base: str, key: str, batch_size: int, timeout: float, report: SyncReport
+) -> None:
+    url = base + USAGE_PATH
+    headers = {"Content-Type": "application/json", "Accept": "application/json", "Authorization": f"Bearer {key}"}
+    size = batch_size
+    while True:
+        batch = verifier.store.pending_records(size)
+        if not batch:
+            return
+        body = json.dumps({"records": batch}, separators=(",", ":")).encode("utf-8")
+        try:
+            answer = _exchange(url, timeout=timeout, limit=MAX_ANSWER_BYTES, headers=headers, body=body)
+        except _Unreachable as exc:
+            report.errors.append(
+                f"upload: no answer to a batch of {len(batch)} records ({exc}); "
+                "they stay in the outbox and go with the next sync"
+            )
+            return
+        if answer.status == 413 and len(batch) > 1:
+            size = len(batch) // 2  # the service's body limit: smaller batches
+            continue
+        if answer.status != 200:
+            report.errors.append(
+                f"upload: the service refused a batch of {len(batch)} records: {_service_error(answer)}; "
+                "they stay in the outbox"
+            )
+            return
+        counts = _counts(answer.body)
+        if counts is None or sum(counts) != len(batch):
+            report.errors.append(
+                f"upload: the service's answer to a batch of {len(batch)} records does not acknowledge "
+                f"each of them ({answer.body[:200]!r}); they stay in the outbox"
+            )
+            return
+        verifier.store.mark_synced([record["id"] for record in batch])
+        report.uploaded += counts[0]
+        report.duplicates += counts[1]
+        report.batches += 1
+
+
+def _counts(body: bytes) -> tuple[int, int] | None:
+    """``(accepted, duplicates)`` from the usage endpoint's answer, or None."""
+    try:
+        answer = json_object(body)
+    except JoseFormatError:
+        return None
+    accepted, duplicates = answer.get("accepted"), answer.get("duplicates")
+    if type(accepted) is not int or type(duplicates) is not int or accepted < 0 or duplicates < 0:
+        return None
+    return accepted, duplicates
