@@ -29,11 +29,11 @@ from flask import (
 
 from markupsafe import Markup
 
-from .. import auth, db, identity, residents
+from .. import auth, db, identity, residents, usage
 from ..api import codes
 from ..context import data_keys
 from ..errors import ClientError, CodeRevoked, TooManyAttempts
-from . import csrf, i18n
+from . import csrf, history_view, i18n
 
 web = Blueprint(
     "web",
@@ -48,6 +48,7 @@ REGISTER_FIELDS = ("name", "id_type", "id_number", "phone", "password")
 LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
 # The registration rules the messages and hints quote (codeservice.identity).
 RULES = {"min": identity.MIN_PASSWORD_LENGTH, "max_name": identity.MAX_NAME_LENGTH}
+HISTORY_PAGE_SIZE = 20
 
 # Sent with every page (not the static files) unless the app sets its own.
 # The pages need nothing but their own origin: the QR is inline SVG, the
@@ -281,6 +282,25 @@ def _first_code() -> dict[str, Any]:
 
 @web.get("/history")
 def history() -> Response:
-    if auth.current_resident(required=False) is None:
+    """The resident's usage history, newest first, a page at a time (``?before=`` a cursor)."""
+    resident = auth.current_resident(required=False)
+    if resident is None:
         return redirect(url_for("web.login"))
-    return _page("history.html")
+    before = request.args.get("before")
+    try:
+        page = usage.history(db.session(), resident.code_id, limit=HISTORY_PAGE_SIZE, before=before)
+    except usage.InvalidCursor:
+        return _page(
+            "message.html",
+            400,
+            title_key="history_bad_link_title",
+            message_key="history_bad_link",
+            back=url_for("web.history"),
+        )
+    lang = i18n.current_language()
+    return _page(
+        "history.html",
+        entries=[history_view.entry(row, lang) for row in page.rows],
+        next_cursor=page.next,
+        first_page=before is None,
+    )

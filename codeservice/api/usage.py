@@ -1,0 +1,49 @@
+"""Usage records: scanners upload what they decided offline; residents read their own history.
+
+``POST /api/v1/usage`` (scanner key) takes ``{"records": [...]}`` only, never
+a bare array, so the batch can grow other members later; the rules a record
+must meet are in :mod:`codeservice.usage`. The answer is 200 with
+``{"accepted": n, "duplicates": m}``, also when everything was a duplicate:
+re-sending a batch is how a scanner retries.
+
+``GET /api/v1/me/usage`` (resident session) answers
+``{"records": [...], "next": cursor or null}``, newest first.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from flask import jsonify, request
+
+from .. import auth, db, usage
+from . import api, json_body
+from .scan import current_scanner
+
+
+@api.post("/usage")
+def upload_usage() -> Any:
+    session = db.session()
+    scanner = current_scanner()
+    body = json_body({"records": list})
+    rows = usage.validate_batch(
+        body["records"],
+        scanner_id=scanner.id,
+        venue_id=scanner.venue_id,
+        device_id=scanner.device_id,
+        scenes=scanner.scenes,
+        now=datetime.now(UTC),
+    )
+    accepted, duplicates = usage.ingest(session, rows)
+    return jsonify(accepted=accepted, duplicates=duplicates)
+
+
+@api.get("/me/usage")
+def my_usage() -> Any:
+    resident = auth.current_resident()
+    limit = usage.parse_limit(request.args.get("limit"))
+    page = usage.history(db.session(), resident.code_id, limit=limit, before=request.args.get("before"))
+    response = jsonify(records=[usage.record_json(row) for row in page.rows], next=page.next)
+    response.headers["Cache-Control"] = "no-store"
+    return response
