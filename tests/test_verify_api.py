@@ -1,0 +1,629 @@
+"""POST /api/v1/verify end to end: every rule and every scene's code, through the endpoint.
+
+Each test runs on SQLite and on PostgreSQL (the ``app`` fixture). Codes are
+real ones (a resident logs in and fetches ``GET /api/v1/code``) or crafted
+with the service's own signing key (``issue_code``), so that expired and
+not-yet-valid codes can be made; a code signed by the conftest test key is a
+key the service does not know.
+
+A decision is a 200 whatever the token holds (``ok: false`` for a rejection)
+and writes exactly one usage record, whose venue and device are the scanner
+key's. A request the endpoint cannot take (no or a bad key, a body without
+``token`` or ``scene``, wrong JSON types, not JSON, too large) is a 4xx in the
+one error shape and writes nothing.
+
+``unknown_scene`` cannot be reached with a key issued for installed scenes:
+``scanners add`` refuses a scene that is not installed, and a scene the key
+does not name is refused with 403 ``scene_not_permitted`` before any
+verification. It is reached when a key names a scene whose plug-in was
+uninstalled afterwards; that case is simulated by storing such a key directly.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from codeservice import MAX_BODY_BYTES, db
+from codeservice.issuance import issue_code, new_code_id
+from codeservice.keystore import KeyStore
+from codeservice.models import Resident, Scanner, UsageRecord
+from codeservice.scanners import hash_key
+from conftest import gb11643_id, registration
+from verifiers.jose import b64url_decode
+
+VERIFY = "/api/v1/verify"
+DECISION_FIELDS = {"ok", "code", "scene", "sub", "jti", "exp", "detail", "message"}
+SENIOR_ID_NUMBER = gb11643_id("31010419500101123")  # born 1950-01-01: a senior on any day after 2010
+# A configured fare table: 10 km between these two stations is the second band.
+STATIONS_KM = {"People's Square": 0.0, "Century Avenue": 10.0}
+FULL_FARE = 400
+ENTRY = {"station": "People's Square", "direction": "in", "line": "2"}
+EXIT = {"station": "Century Avenue", "direction": "out", "line": "2"}
+
+
+@pytest.fixture
+def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
+    """The shared configuration, with a transit fare table that has distances."""
+    return {**app_config, "SCENES": {"transit": {"fare_table": {"stations_km": STATIONS_KM}}}}
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def add_scanner(runner: Any, *, venue: str = "v1", device: str = "d1", scenes: str = "clinic,transit,venue") -> tuple[int, str]:
+    """``scanners add``: the scanner's id and its key (the last line of the output)."""
+    result = runner.invoke(args=["scanners", "add", "--venue", venue, "--device", device, "--scenes", scenes])
+    assert result.exit_code == 0, result.output
+    match = re.match(r"Scanner (\d+):", result.output)
+    assert match, result.output
+    return int(match.group(1)), result.output.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def scanner_key(runner: Any) -> str:
+    return add_scanner(runner)[1]
+
+
+def scan(client: Any, key: str | None, body: Any = None, **kwargs: Any) -> Any:
+    headers = kwargs.pop("headers", {})
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    if body is not None:  # escaped (ASCII) JSON: lone surrogates and all reach the service
+        kwargs.update(data=json.dumps(body), content_type="application/json")
+    return client.post(VERIFY, headers=headers, **kwargs)
+
+
+def decide(client: Any, key: str, token: Any, scene: Any, context: Any = None) -> dict[str, Any]:
+    """The decision for a presentation; asserts the 200 and the decision's shape."""
+    body = {"token": token, "scene": scene}
+    if context is not None:
+        body["context"] = context
+    response = scan(client, key, body)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    decision = response.get_json()
+    assert set(decision) == DECISION_FIELDS, decision
+    assert isinstance(decision["message"], str) and decision["message"]
+    assert decision["ok"] is (decision["code"] == "accepted")
+    return decision
+
+
+def assert_error(response: Any, status: int, code: str) -> None:
+    """The one error shape: ``{"error": {"code", "message"}}`` (and a ``field`` where one is named)."""
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    body = response.get_json()
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) - {"field"} == {"code", "message"}, body
+    assert body["error"]["code"] == code, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"]
+
+
+def service_code(
+    app: Any,
+    keys_dir: Path,
+    *,
+    sub: str | None = None,
+    scopes: tuple[str, ...] = ("clinic", "transit", "venue"),
+    category: str | None = None,
+    now: int | None = None,
+    ttl: int = 60,
+    issuer: str | None = None,
+) -> str:
+    """A code signed with the service's own signing key."""
+    return issue_code(
+        KeyStore(keys_dir).signer(),
+        sub=sub or new_code_id(),
+        scopes=scopes,
+        category=category,
+        now=int(time.time()) if now is None else now,
+        ttl=ttl,
+        issuer=issuer or app.config["ISSUER"],
+    )
+
+
+def claims_of(token: str) -> dict[str, Any]:
+    return json.loads(b64url_decode(token.split(".")[1]))
+
+
+def usage_rows(app: Any) -> list[UsageRecord]:
+    with Session(db.engine(app)) as session:
+        return list(session.scalars(select(UsageRecord).order_by(UsageRecord.decided_at, UsageRecord.id)))
+
+
+def usage_count(app: Any) -> int:
+    with Session(db.engine(app)) as session:
+        return session.scalar(select(func.count()).select_from(UsageRecord))
+
+
+def log_in(client: Any, body: dict[str, Any]) -> None:
+    response = client.post("/api/v1/session", json={"phone": body["phone"], "password": body["password"]})
+    assert response.status_code == 200, response.get_json()
+
+
+def register(client: Any, **overrides: Any) -> dict[str, Any]:
+    body = registration(**overrides)
+    response = client.post("/api/v1/residents", json=body)
+    assert response.status_code == 201, response.get_json()
+    return body
+
+
+def live_code(client: Any) -> str:
+    """A fresh real code of the logged-in resident (a new ``jti`` each call)."""
+    response = client.get("/api/v1/code")
+    assert response.status_code == 200, response.get_json()
+    return response.get_json()["token"]
+
+
+@pytest.fixture
+def code_id(app: Any, logged_in: Any) -> str:
+    """The logged-in resident's ``sub``, read from the database."""
+    return claims_of(live_code(logged_in))["sub"]
+
+
+# -- clinic --------------------------------------------------------------------
+
+
+def test_clinic_check_in_is_accepted_with_its_department(app, logged_in, code_id, scanner_key):
+    token = live_code(logged_in)
+    decision = decide(logged_in, scanner_key, token, "clinic", {"department": "dental"})
+    claims = claims_of(token)
+    assert decision == {
+        "ok": True,
+        "code": "accepted",
+        "scene": "clinic",
+        "sub": code_id,
+        "jti": claims["jti"],
+        "exp": claims["exp"],
+        "detail": {"department": "dental", "appointment_id": None},
+        "message": decision["message"],
+    }
+
+
+def test_clinic_check_in_with_an_appointment_logs_its_id(logged_in, code_id, scanner_key):
+    context = {"department": "cardiology", "appointments": {code_id: "APT-7", new_code_id(): "APT-8"}}
+    decision = decide(logged_in, scanner_key, live_code(logged_in), "clinic", context)
+    assert (decision["code"], decision["detail"]) == ("accepted", {"department": "cardiology", "appointment_id": "APT-7"})
+
+
+def test_clinic_no_appointment(logged_in, code_id, scanner_key):
+    context = {"department": "cardiology", "appointments": {new_code_id(): "APT-8"}}
+    decision = decide(logged_in, scanner_key, live_code(logged_in), "clinic", context)
+    assert (decision["ok"], decision["code"]) == (False, "no_appointment")
+    assert decision["detail"] == {"department": "cardiology", "appointment_id": None}
+    assert decision["sub"] == code_id
+
+
+def test_clinic_already_checked_in_to_the_same_department_today(logged_in, scanner_key):
+    assert decide(logged_in, scanner_key, live_code(logged_in), "clinic", {"department": "dental"})["ok"]
+    again = decide(logged_in, scanner_key, live_code(logged_in), "clinic", {"department": "dental"})
+    assert (again["ok"], again["code"]) == (False, "already_checked_in")
+    assert again["detail"] == {"department": "dental", "appointment_id": None}
+    other = decide(logged_in, scanner_key, live_code(logged_in), "clinic", {"department": "eye"})
+    assert other["code"] == "accepted"
+
+
+def test_clinic_no_appointment_comes_before_already_checked_in(logged_in, code_id, scanner_key):
+    assert decide(logged_in, scanner_key, live_code(logged_in), "clinic", {"department": "dental"})["ok"]
+    context = {"department": "dental", "appointments": {}}
+    assert decide(logged_in, scanner_key, live_code(logged_in), "clinic", context)["code"] == "no_appointment"
+
+
+# -- transit -------------------------------------------------------------------
+
+
+def test_transit_entry_opens_a_trip(logged_in, scanner_key):
+    token = live_code(logged_in)
+    decision = decide(logged_in, scanner_key, token, "transit", ENTRY)
+    assert decision["code"] == "accepted"
+    assert decision["detail"] == {
+        "station": "People's Square",
+        "direction": "in",
+        "line": "2",
+        "fare_cents": None,
+        "trip_id": claims_of(token)["jti"],
+    }
+
+
+def test_transit_second_entry_is_passback(logged_in, scanner_key):
+    first = live_code(logged_in)
+    assert decide(logged_in, scanner_key, first, "transit", ENTRY)["ok"]
+    decision = decide(logged_in, scanner_key, live_code(logged_in), "transit", {**ENTRY, "station": "Century Avenue"})
+    assert (decision["ok"], decision["code"]) == (False, "passback")
+    assert decision["detail"]["trip_id"] == claims_of(first)["jti"]
+    assert decision["detail"]["station"] == "Century Avenue"
+
+
+def test_transit_exit_without_entry_is_no_entry(logged_in, scanner_key):
+    decision = decide(logged_in, scanner_key, live_code(logged_in), "transit", EXIT)
+    assert (decision["ok"], decision["code"]) == (False, "no_entry")
+    assert decision["detail"] == {
+        "station": "Century Avenue",
+        "direction": "out",
+        "line": "2",
+        "fare_cents": None,
+        "trip_id": None,
+    }
+
+
+def test_transit_exit_closes_the_trip_with_the_fare(logged_in, scanner_key):
+    entry = live_code(logged_in)
+    assert decide(logged_in, scanner_key, entry, "transit", ENTRY)["ok"]
+    decision = decide(logged_in, scanner_key, live_code(logged_in), "transit", EXIT)
+    assert decision["code"] == "accepted"
+    assert decision["detail"] == {
+        "station": "Century Avenue",
+        "direction": "out",
+        "line": "2",
+        "fare_cents": FULL_FARE,
+        "trip_id": claims_of(entry)["jti"],
+        "entry_station": "People's Square",
+    }
+    # The trip is closed: exiting again is no_entry, entering again opens a new trip.
+    assert decide(logged_in, scanner_key, live_code(logged_in), "transit", EXIT)["code"] == "no_entry"
+    assert decide(logged_in, scanner_key, live_code(logged_in), "transit", ENTRY)["code"] == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("kind", "category", "fare_cents"),
+    [("adult", None, FULL_FARE), ("senior", "senior", 0), ("student", "student", FULL_FARE // 2)],
+)
+def test_transit_fare_concession_by_the_codes_category(app, client, runner, scanner_key, kind, category, fare_cents):
+    if kind == "senior":  # follows from a resident ID's birth date: nobody sets it
+        body = register(client, id_number=SENIOR_ID_NUMBER)
+    else:
+        body = register(client)
+    if kind == "student":
+        result = runner.invoke(args=["residents", "set-category", "--phone", body["phone"], "--category", "student"])
+        assert result.exit_code == 0, result.output
+    log_in(client, body)
+    entry = live_code(client)
+    assert claims_of(entry).get("cat") == category
+    assert decide(client, scanner_key, entry, "transit", ENTRY)["ok"]
+    decision = decide(client, scanner_key, live_code(client), "transit", EXIT)
+    assert decision["code"] == "accepted"
+    assert decision["detail"]["fare_cents"] == fare_cents
+
+
+# -- venue ---------------------------------------------------------------------
+
+
+def test_venue_entry_defaults_to_the_scanners_venue(logged_in, scanner_key):
+    decision = decide(logged_in, scanner_key, live_code(logged_in), "venue")  # no context at all
+    assert decision["code"] == "accepted"
+    assert decision["detail"] == {"venue_id": "v1", "party_size": 1, "reservation_id": None}
+    # An empty context names the same venue: the same resident again has already entered.
+    assert decide(logged_in, scanner_key, live_code(logged_in), "venue", {})["code"] == "already_entered"
+
+
+def test_venue_id_from_the_context_names_another_venue(app, logged_in, scanner_key):
+    decision = decide(logged_in, scanner_key, live_code(logged_in), "venue", {"venue_id": "museum-2"})
+    assert decision["detail"] == {"venue_id": "museum-2", "party_size": 1, "reservation_id": None}
+    # The usage record's venue is still the scanner key's.
+    assert [(r.venue_id, r.detail["venue_id"]) for r in usage_rows(app)] == [("v1", "museum-2")]
+
+
+def test_venue_already_entered(logged_in, scanner_key):
+    assert decide(logged_in, scanner_key, live_code(logged_in), "venue", {})["ok"]
+    decision = decide(logged_in, scanner_key, live_code(logged_in), "venue", {})
+    assert (decision["ok"], decision["code"]) == (False, "already_entered")
+    assert decision["detail"] == {"venue_id": "v1", "party_size": 1, "reservation_id": None}
+    assert decide(logged_in, scanner_key, live_code(logged_in), "venue", {"venue_id": "v2"})["ok"]
+
+
+def test_venue_capacity_full(app, keys_dir, client, scanner_key):
+    context = {"venue_id": "small-hall", "capacity": 2}
+    outcomes = [decide(client, scanner_key, service_code(app, keys_dir), "venue", context)["code"] for _ in range(3)]
+    assert outcomes == ["accepted", "accepted", "capacity_full"]
+
+
+def test_venue_no_reservation_and_a_reservation(app, keys_dir, client, scanner_key):
+    guest = new_code_id()
+    context = {"capacity": 10, "reservations": {guest: {"id": "R-1", "party_size": 3}}}
+    decision = decide(client, scanner_key, service_code(app, keys_dir), "venue", context)
+    assert (decision["ok"], decision["code"]) == (False, "no_reservation")
+    assert decision["detail"] == {"venue_id": "v1", "party_size": 1, "reservation_id": None}
+    decision = decide(client, scanner_key, service_code(app, keys_dir, sub=guest), "venue", context)
+    assert decision["code"] == "accepted"
+    assert decision["detail"] == {"venue_id": "v1", "party_size": 3, "reservation_id": "R-1"}
+
+
+# -- the code's own rules ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("token", ["", "not-a-token", "a.b.c", "x" * 5000, "é.é.é", " " * 10])
+def test_malformed(client, scanner_key, token):
+    decision = decide(client, scanner_key, token, "clinic", {"department": "dental"})
+    assert (decision["ok"], decision["code"], decision["scene"]) == (False, "malformed", "clinic")
+    assert (decision["sub"], decision["jti"], decision["exp"]) == (None, None, None)
+
+
+def test_a_service_code_past_its_lifetime_is_expired(app, keys_dir, client, scanner_key):
+    sub = new_code_id()
+    token = service_code(app, keys_dir, sub=sub, now=int(time.time()) - 600)
+    decision = decide(client, scanner_key, token, "clinic", {"department": "dental"})
+    assert (decision["ok"], decision["code"], decision["sub"]) == (False, "expired", sub)
+
+
+def test_a_service_code_from_the_future_is_not_yet_valid(app, keys_dir, client, scanner_key):
+    token = service_code(app, keys_dir, now=int(time.time()) + 600)
+    assert decide(client, scanner_key, token, "clinic", {"department": "dental"})["code"] == "not_yet_valid"
+
+
+def test_a_code_within_the_leeway_is_accepted(app, keys_dir, client, scanner_key):
+    token = service_code(app, keys_dir, now=int(time.time()) + 5)
+    assert decide(client, scanner_key, token, "clinic", {"department": "dental"})["code"] == "accepted"
+
+
+def test_the_same_code_twice_is_replayed(logged_in, scanner_key):
+    token = live_code(logged_in)
+    assert decide(logged_in, scanner_key, token, "venue")["code"] == "accepted"
+    again = decide(logged_in, scanner_key, token, "venue")
+    assert (again["ok"], again["code"], again["jti"]) == (False, "replayed", claims_of(token)["jti"])
+    # Also at another scene: a code is accepted once, wherever.
+    assert decide(logged_in, scanner_key, token, "clinic", {"department": "dental"})["code"] == "replayed"
+
+
+def test_a_rejected_code_is_not_consumed(logged_in, scanner_key):
+    token = live_code(logged_in)
+    assert decide(logged_in, scanner_key, token, "transit", EXIT)["code"] == "no_entry"
+    assert decide(logged_in, scanner_key, token, "transit", ENTRY)["code"] == "accepted"
+
+
+def test_a_scene_the_code_does_not_name_is_scene_not_allowed(app, keys_dir, client, scanner_key):
+    token = service_code(app, keys_dir, scopes=("clinic",))
+    decision = decide(client, scanner_key, token, "transit", ENTRY)
+    assert (decision["ok"], decision["code"]) == (False, "scene_not_allowed")
+    assert decide(client, scanner_key, token, "clinic", {"department": "dental"})["code"] == "accepted"
+
+
+def test_a_revoked_residents_code_is_revoked(app, logged_in, code_id, scanner_key):
+    token = live_code(logged_in)  # fetched before the revocation
+    with Session(db.engine(app)) as session:
+        session.execute(update(Resident).where(Resident.code_id == code_id).values(revoked_at=datetime.now(UTC)))
+        session.commit()
+    decision = decide(logged_in, scanner_key, token, "venue")
+    assert (decision["ok"], decision["code"], decision["sub"]) == (False, "revoked", code_id)
+
+
+def test_a_code_signed_by_a_key_the_service_does_not_know(client, scanner_key, make_token):
+    token = make_token(now=int(time.time()))
+    decision = decide(client, scanner_key, token, "clinic", {"department": "dental"})
+    assert (decision["ok"], decision["code"], decision["sub"]) == (False, "unknown_key", None)
+
+
+def test_a_tampered_code_is_bad_signature(app, keys_dir, client, scanner_key):
+    header, claims, signature = service_code(app, keys_dir).split(".")
+    other = claims_of(service_code(app, keys_dir))
+    forged = f"{header}.{_b64json(other)}.{signature}"
+    assert decide(client, scanner_key, forged, "venue")["code"] == "bad_signature"
+
+
+def test_another_issuers_code_is_issuer_mismatch(app, keys_dir, client, scanner_key):
+    token = service_code(app, keys_dir, issuer="urn:elsewhere")
+    assert decide(client, scanner_key, token, "venue")["code"] == "issuer_mismatch"
+
+
+def _b64json(value: Any) -> str:
+    from verifiers.jose import b64url_encode, compact_json
+
+    return b64url_encode(compact_json(value))
+
+
+@pytest.mark.parametrize(
+    ("scene", "context"),
+    [
+        ("clinic", None),
+        ("clinic", {}),
+        ("clinic", {"department": 5}),
+        ("clinic", {"department": "dental", "appointments": ["x"]}),
+        ("transit", None),
+        ("transit", {"station": "People's Square"}),
+        ("transit", {"station": "People's Square", "direction": "up"}),
+        ("transit", {"station": "", "direction": "in"}),
+        ("venue", {"capacity": 0}),
+        ("venue", {"capacity": "10"}),
+        ("venue", {"reservations": {"x": {"party_size": 1}}}),
+    ],
+)
+def test_bad_context(app, keys_dir, client, scanner_key, scene, context):
+    token = service_code(app, keys_dir)
+    decision = decide(client, scanner_key, token, scene, context)
+    assert (decision["ok"], decision["code"], decision["scene"]) == (False, "bad_context", scene)
+    # Checked before the code: the code is not consumed, nothing in it is reported.
+    assert (decision["sub"], decision["jti"]) == (None, None)
+    good = {"clinic": {"department": "dental"}, "transit": ENTRY, "venue": {}}[scene]
+    assert decide(client, scanner_key, token, scene, good)["code"] == "accepted"
+
+
+@pytest.mark.parametrize(
+    ("scene", "context"),
+    [
+        ("clinic", {"department": "x\u0000y"}),
+        ("clinic", {"department": "\ud800"}),
+        ("clinic", {"department": "d", "appointments": {"\u0000": "a", "\ud800": "b"}}),
+        ("venue", {"venue_id": "x\u0000y"}),
+        ("venue", {"reservations": {"\ud800": {"id": "r"}}, "\ud800": 1}),
+        ("transit", {"station": "x\u0000y", "direction": "in"}),
+        ("transit", {"station": "a", "direction": "in", "line": "\ud800"}),
+        ("venue", {"capacity": 10**30}),
+    ],
+)
+def test_any_context_gives_a_decision(app, keys_dir, client, scanner_key, scene, context):
+    """NUL characters, lone surrogates, huge numbers: a decision and its usage record, never a 5xx."""
+    decision = decide(client, scanner_key, service_code(app, keys_dir), scene, context)
+    assert decision["code"] in {"accepted", "bad_context", "no_appointment", "no_reservation"}
+    assert usage_count(app) == 1
+
+
+def test_a_deeply_nested_body_is_400(client, scanner_key):
+    """Nesting deep enough to exhaust the JSON parser's recursion, well within 1 MB: a 400, not a 500."""
+    body = '{"token": "x", "scene": "venue", "context": {"a": ' + "[" * 100_000 + "]" * 100_000 + "}}"
+    assert_error(scan(client, scanner_key, data=body, content_type="application/json"), 400, "invalid_json")
+
+
+def test_bad_context_comes_before_the_code(client, scanner_key):
+    assert decide(client, scanner_key, "garbage", "transit", {})["code"] == "bad_context"
+
+
+def test_a_key_for_an_uninstalled_scene_gives_unknown_scene(app, keys_dir, client):
+    """A key named a scene whose plug-in has since been uninstalled: a decision, not an error."""
+    key = "csk_" + uuid.uuid4().hex
+    with Session(db.engine(app)) as session:
+        session.add(
+            Scanner(
+                venue_id="v9", device_id="d9", scenes=["library", "venue"], key_hash=hash_key(key),
+                key_hint=key[:8], created_at=datetime.now(UTC),
+            )
+        )
+        session.commit()
+    decision = decide(client, key, service_code(app, keys_dir), "library", {})
+    assert (decision["ok"], decision["code"], decision["scene"]) == (False, "unknown_scene", None)
+    [row] = usage_rows(app)
+    assert (row.code, row.scene, row.venue_id, row.device_id) == ("unknown_scene", None, "v9", "d9")
+
+
+@pytest.mark.parametrize("scene", ["transit", "library", "CLINIC", ""])
+def test_a_scene_the_key_does_not_name_is_403(app, keys_dir, client, runner, scene):
+    _, key = add_scanner(runner, scenes="clinic")
+    response = scan(client, key, {"token": service_code(app, keys_dir), "scene": scene, "context": ENTRY})
+    assert_error(response, 403, "scene_not_permitted")
+    assert usage_count(app) == 0
+
+
+# -- usage records ---------------------------------------------------------------
+
+
+def test_every_decision_writes_exactly_one_usage_record(app, keys_dir, logged_in, code_id, scanner_key):
+    presentations = [
+        (live_code(logged_in), "transit", ENTRY),  # accepted
+        (live_code(logged_in), "transit", ENTRY),  # passback
+        ("junk", "venue", None),  # malformed
+        (service_code(app, keys_dir, now=int(time.time()) - 600), "venue", None),  # expired
+        (live_code(logged_in), "clinic", {}),  # bad_context
+    ]
+    replay = live_code(logged_in)
+    presentations += [(replay, "venue", None), (replay, "venue", None)]  # accepted, replayed
+    decisions = []
+    for count, (token, scene, context) in enumerate(presentations, start=1):
+        body = {"token": token, "scene": scene, "context": context, "venue_id": "evil", "device_id": "evil"}
+        response = scan(logged_in, scanner_key, body)
+        assert response.status_code == 200
+        decisions.append(response.get_json())
+        assert usage_count(app) == count
+    assert [d["code"] for d in decisions] == [
+        "accepted", "passback", "malformed", "expired", "bad_context", "accepted", "replayed",
+    ]
+    rows = usage_rows(app)
+    assert len(rows) == len(decisions)
+    assert {(r.venue_id, r.device_id, r.online) for r in rows} == {("v1", "d1", True)}
+    assert len({r.id for r in rows}) == len(rows)
+    by_code = sorted((r.code, r.ok, r.scene, r.sub, r.jti, json.dumps(r.detail, sort_keys=True)) for r in rows)
+    expected = sorted(
+        (d["code"], d["ok"], d["scene"], d["sub"], d["jti"], json.dumps(d["detail"], sort_keys=True)) for d in decisions
+    )
+    assert by_code == expected
+    for row in rows:
+        uuid.UUID(row.id)
+        assert row.decided_at.tzinfo is not None or db.engine(app).dialect.name == "sqlite"
+
+
+# -- the request: the key, the body ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer ", "Basic dXNlcjpwYXNz", "Token csk_x", "Bearer csk_unknown", "csk_only"],
+)
+def test_no_or_a_bad_scanner_key_is_401(app, keys_dir, client, scanner_key, authorization):
+    headers = {} if authorization is None else {"Authorization": authorization}
+    body = {"token": service_code(app, keys_dir), "scene": "venue"}
+    assert_error(client.post(VERIFY, json=body, headers=headers), 401, "invalid_scanner_key")
+    assert usage_count(app) == 0
+
+
+def test_a_revoked_scanner_key_is_401(app, keys_dir, client, runner):
+    scanner_id, key = add_scanner(runner)
+    body = {"token": service_code(app, keys_dir), "scene": "venue"}
+    result = runner.invoke(args=["scanners", "revoke", str(scanner_id)])
+    assert result.exit_code == 0, result.output
+    assert_error(scan(client, key, body), 401, "invalid_scanner_key")
+    assert usage_count(app) == 0
+
+
+def test_the_key_is_checked_before_the_body(client):
+    assert_error(client.post(VERIFY, data="nope", content_type="text/plain"), 401, "invalid_scanner_key")
+
+
+@pytest.mark.parametrize(
+    "body", [{"scene": "venue"}, {"token": "x"}, {}, {"token": None, "scene": "venue"}, {"token": "x", "scene": None}]
+)
+def test_a_body_without_token_or_scene_is_400_missing_field(app, client, scanner_key, body):
+    assert_error(scan(client, scanner_key, body), 400, "missing_field")
+    assert usage_count(app) == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"token": 5, "scene": "venue"},
+        {"token": True, "scene": "venue"},
+        {"token": ["x"], "scene": "venue"},
+        {"token": "x", "scene": []},
+        {"token": "x", "scene": 1.5},
+        {"token": "x", "scene": "venue", "context": "x"},
+        {"token": "x", "scene": "venue", "context": []},
+        {"token": "x", "scene": "venue", "context": 3},
+    ],
+)
+def test_wrong_json_types_are_400_wrong_type(app, client, scanner_key, body):
+    assert_error(scan(client, scanner_key, body), 400, "wrong_type")
+    assert usage_count(app) == 0
+
+
+@pytest.mark.parametrize("body", ["[]", '"token"', "null", "{", "{\"token\": \"x\",}"])
+def test_a_json_body_that_is_not_an_object_is_400(client, scanner_key, body):
+    response = scan(client, scanner_key, data=body, content_type="application/json")
+    assert_error(response, 400, "invalid_json")
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+def test_a_body_that_is_not_json_is_415(app, client, scanner_key, content_type):
+    kwargs: dict[str, Any] = {"data": '{"token": "x", "scene": "venue"}'}
+    if content_type:
+        kwargs["content_type"] = content_type
+    assert_error(scan(client, scanner_key, **kwargs), 415, "unsupported_media_type")
+    assert usage_count(app) == 0
+
+
+def test_a_body_over_one_megabyte_is_413(app, client, scanner_key):
+    body = json.dumps({"token": "x", "scene": "venue", "context": {"pad": "p" * MAX_BODY_BYTES}})
+    assert_error(scan(client, scanner_key, data=body, content_type="application/json"), 413, "body_too_large")
+    assert usage_count(app) == 0
+
+
+def test_a_six_megabyte_token_meets_the_body_limit_first(app, client, scanner_key):
+    assert_error(scan(client, scanner_key, {"token": "t" * (6 * 1024 * 1024), "scene": "venue"}), 413, "body_too_large")
+    assert usage_count(app) == 0
+
+
+def test_a_long_token_within_the_body_limit_is_malformed(app, client, scanner_key):
+    decision = decide(client, scanner_key, "e" * 5000, "venue")
+    assert (decision["ok"], decision["code"]) == (False, "malformed")
+    assert usage_count(app) == 1
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+def test_other_methods_are_405(client, scanner_key, method):
+    response = client.open(VERIFY, method=method, headers={"Authorization": f"Bearer {scanner_key}"})
+    assert_error(response, 405, "method_not_allowed")

@@ -1,0 +1,424 @@
+"""Concurrent presentations through real servers: one code is accepted once, by any instance.
+
+Two separate gunicorn masters (instances A and B, each 2 worker processes of
+8 threads: ``-k gthread``) serve one database, a shared SQLite file or a
+private PostgreSQL schema. Client threads connect first, then wait on a
+``threading.Barrier`` and send their requests together.
+
+- (a) 16 presentations of one code at once: exactly one ``accepted``, 15
+  ``replayed``, 16 usage records;
+- (b) a resident's two different codes at two transit gates at once: one
+  ``accepted`` entry and one ``passback``; 16 residents at a venue of
+  capacity 1 at once: exactly one ``accepted``;
+- (c) the same code at instance A, then at B: ``replayed``; at both at once:
+  exactly one ``accepted``.
+
+The servers need gunicorn; without it these tests are skipped, unless
+``CODESERVICE_REQUIRE_SERVERS=1`` makes that a failure.
+"""
+
+from __future__ import annotations
+
+import http.client
+import importlib.util
+import json
+import os
+import re
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy.orm import Session
+
+from codeservice import create_app
+from codeservice.issuance import issue_code, new_code_id
+from codeservice.keystore import KeyStore
+from codeservice.models import SceneStateEntry, SeenCode, UsageRecord
+from codeservice.pii import DataKeys
+from conftest import PG_URL, registration, skip_or_fail
+from verifiers.jose import b64url_decode
+
+CLIENTS = 16
+STARTUP_SECONDS = 30
+REQUEST_TIMEOUT = 60
+STOP_SECONDS = 10
+WORKERS, THREADS = 2, 8
+ISSUER = "urn:codeservice:dev"
+ENTRY = {"station": "People's Square", "direction": "in", "line": "1"}
+
+
+# -- servers -------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def service_env(database_url: str, keys_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CODESERVICE_")}
+    env.update(
+        CODESERVICE_DATABASE_URL=database_url,
+        CODESERVICE_KEYS_DIR=str(keys_dir),
+        CODESERVICE_ENV="development",
+        CODESERVICE_RATE_LIMITS="off",
+    )
+    return env
+
+
+def flask_cli(env: dict[str, str], cwd: Path, *args: str) -> str:
+    """``flask --app codeservice ARGS`` with the servers' environment; its output."""
+    result = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "codeservice", *args],
+        env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0, f"flask {' '.join(args)}: {result.stdout}{result.stderr}"
+    return result.stdout
+
+
+class Server:
+    """One gunicorn master serving ``codeservice:create_app()`` on a loopback port."""
+
+    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
+        self.name = name
+        self.env = env
+        self.workdir = workdir
+        self.log_path = workdir / f"gunicorn-{name}.log"
+        self.port = 0
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.port = free_port()
+        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
+            self.process = subprocess.Popen(
+                [
+                    sys.executable, "-m", "gunicorn",
+                    "--workers", str(WORKERS), "--worker-class", "gthread", "--threads", str(THREADS),
+                    "--bind", f"127.0.0.1:{self.port}",
+                    "--timeout", "60", "--graceful-timeout", "3",
+                    "codeservice:create_app()",
+                ],
+                env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: its workers are stopped with it
+            )
+
+    def wait_ready(self, deadline: float) -> None:
+        assert self.process is not None
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"gunicorn {self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                status, _ = request(self.port, "GET", "/healthz", timeout=2)
+                if status == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.1)
+        pytest.fail(f"gunicorn {self.name} did not answer /healthz within {STARTUP_SECONDS} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        process = self.process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=STOP_SECONDS)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the group this test started: any worker left
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=STOP_SECONDS)
+        self.process = None
+
+    def log_tail(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-4000:]
+        except OSError:
+            return "(no log)"
+
+
+def request(port: int, method: str, path: str, body: Any = None, *, key: str | None = None, timeout: float = REQUEST_TIMEOUT) -> tuple[int, Any]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        return send(connection, method, path, body, key=key)
+    finally:
+        connection.close()
+
+
+def send(connection: http.client.HTTPConnection, method: str, path: str, body: Any = None, *, key: str | None = None) -> tuple[int, Any]:
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    connection.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    response = connection.getresponse()
+    raw = response.read()
+    try:
+        return response.status, json.loads(raw)
+    except ValueError:
+        return response.status, raw.decode("utf-8", "replace")
+
+
+# -- the backends: one database, two instances -------------------------------------
+
+
+@dataclass
+class Backend:
+    name: str
+    database_url: str
+    keys_dir: Path
+    workdir: Path
+    engine: Engine
+    env: dict[str, str]
+    keys: dict[str, str] = field(default_factory=dict)
+    """Scanner keys by device: ``gate-1``, ``gate-2`` (venue ``metro``), ``door`` (venue ``hall``)."""
+    servers: dict[str, Server] = field(default_factory=dict)
+
+    def code(self, *, sub: str | None = None, scopes: tuple[str, ...] = ("clinic", "transit", "venue")) -> str:
+        return issue_code(
+            KeyStore(self.keys_dir).signer(), sub=sub or new_code_id(), scopes=scopes,
+            category=None, now=int(time.time()), ttl=120, issuer=ISSUER,
+        )
+
+    def scalar(self, statement: Any) -> Any:
+        with Session(self.engine) as session:
+            return session.scalar(statement)
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
+    if importlib.util.find_spec("gunicorn") is None:
+        skip_or_fail("gunicorn is not installed: the concurrency tests run the service under it")
+    workdir = tmp_path_factory.mktemp(f"concurrency-{request.param}")
+    schema = None
+    if request.param == "sqlite":
+        database_url = f"sqlite:///{workdir / 'codeservice.db'}"
+    else:
+        schema = f"cs_conc_{os.getpid()}_{secrets.token_hex(4)}"
+        admin = create_engine(PG_URL)
+        try:
+            with admin.begin() as connection:
+                connection.execute(text(f"CREATE SCHEMA {schema}"))
+        except Exception as exc:  # noqa: BLE001 - any failure to reach it means "absent"
+            admin.dispose()
+            skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.__class__.__name__}")
+        database_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
+    keys_dir = workdir / "keys"
+    env = service_env(database_url, keys_dir)
+    engine = create_engine(database_url)
+    try:
+        DataKeys.create(keys_dir)
+        KeyStore(keys_dir).init("EdDSA")
+        backend = Backend(request.param, database_url, keys_dir, workdir, engine, env)
+        flask_cli(env, workdir, "init-db")
+        flask_cli(env, workdir, "init-db")  # safe to repeat
+        for venue, device, scenes in (("metro", "gate-1", "transit"), ("metro", "gate-2", "transit"), ("hall", "door", "clinic,venue")):
+            output = flask_cli(env, workdir, "scanners", "add", "--venue", venue, "--device", device, "--scenes", scenes)
+            backend.keys[device] = output.strip().splitlines()[-1]
+        yield backend
+    finally:
+        engine.dispose()
+        if schema is not None:
+            with admin.begin() as connection:
+                connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            admin.dispose()
+
+
+@pytest.fixture(scope="module")
+def servers(backend: Backend) -> Iterator[dict[str, Server]]:
+    """Instances A and B on the backend's database; stopped (and killed if need be) at teardown."""
+    started = {name: Server(name, backend.env, backend.workdir) for name in ("A", "B")}
+    try:
+        for server in started.values():
+            server.start()
+        deadline = time.monotonic() + STARTUP_SECONDS
+        for server in started.values():
+            server.wait_ready(deadline)
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+# -- presenting at once ------------------------------------------------------------
+
+
+def at_once(targets: list[tuple[Server, str, dict[str, Any]]]) -> list[tuple[int, Any]]:
+    """POST each ``(server, key, body)`` to /api/v1/verify from its own thread, all together.
+
+    Every thread opens its connection first, then waits on a barrier: the
+    requests leave together.
+    """
+    barrier = threading.Barrier(len(targets))
+    results: list[Any] = [None] * len(targets)
+
+    def present(index: int, server: Server, key: str, body: dict[str, Any]) -> None:
+        connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=REQUEST_TIMEOUT)
+        try:
+            connection.connect()
+            barrier.wait(timeout=30)
+            results[index] = send(connection, "POST", "/api/v1/verify", body, key=key)
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+            barrier.abort()
+            results[index] = exc
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=present, args=(i, *target), daemon=True) for i, target in enumerate(targets)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=REQUEST_TIMEOUT + 40)
+    assert not any(thread.is_alive() for thread in threads), "a client thread did not finish"
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    for status, body in results:
+        assert status == 200, body
+    return results
+
+
+def codes(results: list[tuple[int, Any]]) -> Counter[str]:
+    return Counter(body["code"] for _, body in results)
+
+
+def usage_for(backend: Backend, jti: str) -> int:
+    return backend.scalar(select(func.count()).select_from(UsageRecord).where(UsageRecord.jti == jti))
+
+
+def jti_of(token: str) -> str:
+    return json.loads(b64url_decode(token.split(".")[1]))["jti"]
+
+
+def spread(servers: dict[str, Server], count: int) -> list[Server]:
+    """``count`` servers, alternating A and B."""
+    order = [servers["A"], servers["B"]]
+    return [order[i % 2] for i in range(count)]
+
+
+CLINIC = {"department": "dental"}
+
+
+# -- (a) one code, 16 presentations at once ----------------------------------------------
+
+
+@pytest.mark.parametrize("instances", ["A", "A+B"])
+def test_one_code_presented_16_times_at_once_is_accepted_once(backend, servers, instances):
+    targets = [servers["A"]] * CLIENTS if instances == "A" else spread(servers, CLIENTS)
+    for _ in range(3):
+        token = backend.code()
+        body = {"token": token, "scene": "clinic", "context": CLINIC}
+        results = at_once([(server, backend.keys["door"], body) for server in targets])
+        assert codes(results) == Counter(accepted=1, replayed=CLIENTS - 1)
+        assert usage_for(backend, jti_of(token)) == CLIENTS
+        assert backend.scalar(select(func.count()).select_from(SeenCode).where(SeenCode.jti == jti_of(token))) == 1
+
+
+# -- (b) scene state under concurrency -------------------------------------------------------
+
+
+def resident_codes(backend: Backend, count: int) -> list[str]:
+    """``count`` different real codes of one newly registered resident (the service's own routes)."""
+    app = create_app({"DATABASE_URL": backend.database_url, "KEYS_DIR": str(backend.keys_dir), "ENV": "development", "RATE_LIMITS": "off"})
+    try:
+        client = app.test_client()
+        body = registration()
+        assert client.post("/api/v1/residents", json=body).status_code == 201
+        assert client.post("/api/v1/session", json={"phone": body["phone"], "password": body["password"]}).status_code == 200
+        tokens = [client.get("/api/v1/code").get_json()["token"] for _ in range(count)]
+    finally:
+        from codeservice import db
+
+        db.engine(app).dispose()
+    assert len({jti_of(t) for t in tokens}) == count
+    return tokens
+
+
+def test_one_residents_two_codes_at_two_gates_at_once(backend, servers):
+    """Transit entry: one trip opens; the other gate sees it and refuses (passback)."""
+    rounds = [resident_codes(backend, 2)] + [[backend.code(sub=sub), backend.code(sub=sub)] for sub in (new_code_id() for _ in range(7))]
+    for tokens in rounds:
+        targets = [
+            (servers["A"], backend.keys["gate-1"], {"token": tokens[0], "scene": "transit", "context": ENTRY}),
+            (servers["B"], backend.keys["gate-2"], {"token": tokens[1], "scene": "transit", "context": ENTRY}),
+        ]
+        results = at_once(targets)
+        assert codes(results) == Counter(accepted=1, passback=1)
+        accepted = next(body for _, body in results if body["ok"])
+        refused = next(body for _, body in results if not body["ok"])
+        assert refused["detail"]["trip_id"] == accepted["jti"]
+        for token in tokens:
+            assert usage_for(backend, jti_of(token)) == 1
+
+
+def test_16_residents_at_a_venue_of_capacity_one_at_once(backend, servers):
+    for _ in range(3):
+        venue = f"room-{secrets.token_hex(4)}"
+        context = {"venue_id": venue, "capacity": 1}
+        targets = [
+            (server, backend.keys["door"], {"token": backend.code(), "scene": "venue", "context": context})
+            for server in spread(servers, CLIENTS)
+        ]
+        results = at_once(targets)
+        assert codes(results) == Counter(accepted=1, capacity_full=CLIENTS - 1)
+        count = backend.scalar(select(SceneStateEntry.value).where(SceneStateEntry.key.like(f"venue:count:%:{venue}")))
+        assert count == 1
+
+
+# -- (c) two instances, one replay cache -------------------------------------------------------
+
+
+def test_a_code_accepted_at_instance_a_is_replayed_at_instance_b(backend, servers):
+    token = backend.code()
+    body = {"token": token, "scene": "clinic", "context": CLINIC}
+    key = backend.keys["door"]
+    status, first = request(servers["A"].port, "POST", "/api/v1/verify", body, key=key)
+    assert (status, first["code"]) == (200, "accepted")
+    status, second = request(servers["B"].port, "POST", "/api/v1/verify", body, key=key)
+    assert (status, second["ok"], second["code"], second["jti"]) == (200, False, "replayed", jti_of(token))
+    status, third = request(servers["A"].port, "POST", "/api/v1/verify", body, key=key)
+    assert third["code"] == "replayed"
+    assert usage_for(backend, jti_of(token)) == 3
+
+
+def test_a_code_presented_at_both_instances_at_once_is_accepted_once(backend, servers):
+    outcomes: Counter[str] = Counter()
+    for _ in range(20):
+        token = backend.code()
+        body = {"token": token, "scene": "clinic", "context": CLINIC}
+        results = at_once([(servers["A"], backend.keys["door"], body), (servers["B"], backend.keys["door"], body)])
+        assert codes(results) == Counter(accepted=1, replayed=1)
+        outcomes["A" if results[0][1]["ok"] else "B"] += 1
+        assert usage_for(backend, jti_of(token)) == 2
+    assert sum(outcomes.values()) == 20
+
+
+def test_usage_records_carry_the_keys_venue_and_device(backend, servers):
+    token = backend.code(sub=new_code_id())
+    body = {"token": token, "scene": "transit", "context": ENTRY, "venue_id": "forged", "device_id": "forged"}
+    status, decision = request(servers["B"].port, "POST", "/api/v1/verify", body, key=backend.keys["gate-2"])
+    assert (status, decision["code"]) == (200, "accepted")
+    with Session(backend.engine) as session:
+        row = session.scalars(select(UsageRecord).where(UsageRecord.jti == jti_of(token))).one()
+    assert (row.venue_id, row.device_id, row.scene, row.online) == ("metro", "gate-2", "transit", True)
+
+
+def test_the_servers_logged_no_error(backend, servers):
+    """No 5xx, no traceback in either instance's log after the races above."""
+    for server in servers.values():
+        log = server.log_path.read_text(errors="replace")
+        assert not re.search(r"Traceback|\[ERROR\]|database is locked|deadlock", log), log[-4000:]
