@@ -203,23 +203,36 @@ def sync(
     return report
 
 
-def _refresh_keys(verifier: OfflineVerifier, base: str, timeout: float, now: float, report: SyncReport) -> None:
-    url = base + JWKS_PATH
-    etag = verifier._keys_etag
-    headers = {"Accept": "application/jwk-set+json, application/json"}
+def _fetch_if_changed(
+    url: str, etag: str | None, *, accept: str, limit: int, timeout: float, report: SyncReport, what: str
+) -> _Answer | None:
+    """A conditional GET: the 200 or 304 answer, or None with the reason in the report."""
+    headers = {"Accept": accept}
     if etag:
         headers["If-None-Match"] = etag
     try:
-        answer = _exchange(url, timeout=timeout, limit=MAX_JWKS_BYTES, headers=headers)
+        answer = _exchange(url, timeout=timeout, limit=limit, headers=headers)
     except _Unreachable as exc:
-        report.errors.append(f"keys: the service is unreachable ({exc}); keeping the cached key set")
+        report.errors.append(f"{what}: the service is unreachable ({exc}); keeping the cached copy")
+        return None
+    if answer.status == 200 or (answer.status == 304 and etag):
+        return answer
+    report.errors.append(f"{what}: {url} answered {_service_error(answer)}; keeping the cached copy")
+    return None
+
+
+def _refresh_keys(verifier: OfflineVerifier, base: str, timeout: float, now: float, report: SyncReport) -> None:
+    url = base + JWKS_PATH
+    etag = verifier._keys_etag
+    answer = _fetch_if_changed(
+        url, etag, accept="application/jwk-set+json, application/json", limit=MAX_JWKS_BYTES,
+        timeout=timeout, report=report, what="keys",
+    )
+    if answer is None:
         return
-    if answer.status == 304 and etag:
+    if answer.status == 304:
         verifier.set_keys(verifier.keys, fetched_at=now, etag=etag)
         report.keys_refreshed = True
-        return
-    if answer.status != 200:
-        report.errors.append(f"keys: {url} answered {_service_error(answer)}; keeping the cached key set")
         return
     try:
         if len(answer.body) > MAX_JWKS_BYTES:
@@ -247,15 +260,13 @@ def _refresh_revocations(
 ) -> None:
     url = base + REVOCATIONS_PATH
     etag = verifier._revocations_etag
-    headers = {"Accept": "application/jose"}
-    if etag:
-        headers["If-None-Match"] = etag
-    try:
-        answer = _exchange(url, timeout=timeout, limit=MAX_REVOCATION_LIST_BYTES, headers=headers)
-    except _Unreachable as exc:
-        report.errors.append(f"revocations: the service is unreachable ({exc}); keeping the cached list")
+    answer = _fetch_if_changed(
+        url, etag, accept="application/jose", limit=MAX_REVOCATION_LIST_BYTES,
+        timeout=timeout, report=report, what="revocations",
+    )
+    if answer is None:
         return
-    if answer.status == 304 and etag:
+    if answer.status == 304:
         verifier.set_revocations(
             verifier.revoked,  # type: ignore[arg-type]  # a list this sync set earlier: a frozenset
             fetched_at=now,
@@ -264,9 +275,6 @@ def _refresh_revocations(
         )
         report.revocations_refreshed = True
         report.revoked = len(verifier.revoked)  # type: ignore[arg-type]
-        return
-    if answer.status != 200:
-        report.errors.append(f"revocations: {url} answered {_service_error(answer)}; keeping the cached list")
         return
     try:
         if len(answer.body) > MAX_REVOCATION_LIST_BYTES:
