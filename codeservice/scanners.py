@@ -7,13 +7,13 @@ import hmac
 import secrets
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from .errors import InvalidField, NotFound, ScannerKeyInvalid
 from .models import Scanner
+from .scanning import ScannerRow, sql
 
 KEY_PREFIX = "csk_"  # recognisable in logs and secret scanners; never logged by us
 MAX_NAME = 100
@@ -62,17 +62,13 @@ def revoke_scanner(session: Session, scanner_id: int, *, now: datetime) -> Scann
     return scanner
 
 
-_SCANNER_BY_KEY_HASH = select(Scanner.__table__).where(Scanner.__table__.c.key_hash == bindparam("key_hash"))
-
-
-def authenticate(session: Session, authorization: str | None) -> Any:
+def authenticate(session: Session, authorization: str | None) -> ScannerRow:
     """The scanner named by ``Authorization: Bearer <key>``; 401 otherwise."""
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ScannerKeyInvalid("send the scanner's key as Authorization: Bearer <key>")
     key_hash = hash_key(key.strip())
-    # Core, not an ORM load: this runs on every scan (the row has the attributes used).
-    scanner = session.connection().execute(_SCANNER_BY_KEY_HASH, {"key_hash": key_hash}).first()
+    scanner = sql(session).scanner(key_hash)  # on every scan: straight to the driver
     # The lookup is by hash; compare again in constant time all the same.
     if scanner is None or not hmac.compare_digest(scanner.key_hash, key_hash) or scanner.revoked_at is not None:
         raise ScannerKeyInvalid()
