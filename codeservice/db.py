@@ -13,7 +13,6 @@ from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
-from .models import Base
 
 SQLITE_FILE = "codeservice.db"
 
@@ -78,5 +77,13 @@ def _close_session(_exc: BaseException | None) -> None:
 
 
 def init_db(app: Flask | None = None) -> None:
-    """Create the schema; safe to repeat (migrations take over in a later step)."""
-    Base.metadata.create_all(engine(app))
+    """Create or upgrade the schema to the newest migration; safe to repeat.
+
+    Alembic owns the schema (``codeservice/migrations``). It runs on the app's
+    own engine, so the URL's options (a PostgreSQL ``search_path``) apply. A
+    database made by ``create_all`` before migrations is stamped at 0001.
+    """
+    from . import migrations  # Alembic is only needed here
+
+    with engine(app).begin() as connection:
+        migrations.upgrade(connection)

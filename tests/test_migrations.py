@@ -1,0 +1,183 @@
+"""Alembic owns the schema: head matches the models, upgrades keep data, init-db repeats."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, inspect, text
+
+from codeservice import create_app, db, migrations
+from codeservice.models import Base
+from conftest import PG_URL, skip_or_fail
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fresh_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a new SQLite file, or a new PostgreSQL schema dropped afterwards."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'fresh.db'}"
+        return
+    schema = f"cs_mig_{secrets.token_hex(6)}"
+    admin = create_engine(PG_URL)
+    try:
+        with admin.begin() as connection:
+            connection.execute(text(f"CREATE SCHEMA {schema}"))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach it means "absent"
+        admin.dispose()
+        skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.__class__.__name__}")
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def app(fresh_url: str, keys_dir: Path) -> Iterator[Any]:
+    application = create_app({"DATABASE_URL": fresh_url, "KEYS_DIR": str(keys_dir), "ENV": "development"})
+    application.testing = True
+    yield application
+    db.engine(application).dispose()
+
+
+@pytest.fixture
+def engine(app: Any) -> Engine:
+    return db.engine(app)
+
+
+def schema_differences(engine: Engine) -> list[Any]:
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        return compare_metadata(context, Base.metadata)
+
+
+def revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return migrations.current_revision(connection)
+
+
+def head(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return ScriptDirectory.from_config(migrations.alembic_config(connection)).get_current_head()
+
+
+def test_migrated_schema_is_the_models_schema(app: Any, engine: Engine) -> None:
+    db.init_db(app)
+
+    assert schema_differences(engine) == []
+    assert revision(engine) == head(engine)
+    indexes = {
+        table: {ix["name"] for ix in inspect(engine).get_indexes(table)}
+        for table in ("residents", "usage_records", "seen_codes", "scene_state")
+    }
+    assert "ix_residents_revoked_at" in indexes["residents"]
+    assert "ix_usage_records_sub_decided" in indexes["usage_records"]
+
+
+def test_init_db_twice_is_a_no_op(app: Any, engine: Engine) -> None:
+    db.init_db(app)
+    before = revision(engine)
+
+    db.init_db(app)
+
+    assert revision(engine) == before == head(engine)
+    assert schema_differences(engine) == []
+
+
+RESIDENT = {
+    "id": 1,
+    "code_id": "q1w2e3r4t5y6u7i8",
+    "name": "张*明",
+    "name_encrypted": b"\x00name",
+    "id_type": "resident_id",
+    "id_number_encrypted": b"\x00id",
+    "id_number_hash": "a" * 64,
+    "phone_encrypted": b"\x00phone",
+    "phone_hash": "b" * 64,
+    "password_hash": "scrypt:x",
+    "auth_epoch": 3,
+    "created_at": datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+}
+USAGE = {
+    "id": "0b0e9b9e-6c55-4a57-8c0a-2c9f3f6b1d10",
+    "scene": "venue",
+    "sub": "q1w2e3r4t5y6u7i8",
+    "decided_at": datetime(2026, 1, 2, 3, 5, 0, tzinfo=UTC),
+    "ok": True,
+    "code": "ok",
+    "detail": '{"gate": "north"}',
+    "online": False,
+    "received_at": datetime(2026, 1, 2, 3, 6, 0, tzinfo=UTC),
+}
+
+
+def insert(connection: Any, table: str, row: dict[str, Any]) -> None:
+    # Plain SQL against the first revision's columns: the models may have moved on.
+    columns = ", ".join(row)
+    values = ", ".join(f":{name}" for name in row)
+    connection.execute(text(f"INSERT INTO {table} ({columns}) VALUES ({values})"), row)
+
+
+def test_upgrading_from_the_first_revision_keeps_data(app: Any, engine: Engine) -> None:
+    with engine.connect() as connection:
+        first = ScriptDirectory.from_config(migrations.alembic_config(connection)).get_base()
+    with engine.begin() as connection:
+        migrations.upgrade(connection, first)
+    assert revision(engine) == first
+    with engine.begin() as connection:
+        insert(connection, "residents", RESIDENT)
+        insert(connection, "usage_records", USAGE)
+
+    db.init_db(app)
+
+    assert revision(engine) == head(engine)
+    with engine.connect() as connection:
+        resident = connection.execute(text("SELECT code_id, name, auth_epoch, phone_hash FROM residents")).one()
+        usage = connection.execute(text("SELECT id, sub, code, ok FROM usage_records")).one()
+    assert tuple(resident) == (RESIDENT["code_id"], RESIDENT["name"], 3, RESIDENT["phone_hash"])
+    assert tuple(usage) == (USAGE["id"], USAGE["sub"], "ok", True)
+
+
+def test_a_create_all_database_is_stamped_not_broken(app: Any, engine: Engine) -> None:
+    Base.metadata.create_all(engine)
+    with engine.begin() as connection:
+        insert(connection, "residents", RESIDENT)
+    assert "alembic_version" not in inspect(engine).get_table_names()
+
+    db.init_db(app)
+
+    assert revision(engine) == head(engine)
+    assert schema_differences(engine) == []
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT code_id FROM residents")).scalar_one() == RESIDENT["code_id"]
+
+
+def test_a_partial_database_is_refused(app: Any, engine: Engine) -> None:
+    Base.metadata.tables["residents"].create(engine)
+
+    with pytest.raises(RuntimeError, match="some of codeservice's tables"):
+        db.init_db(app)
+
+
+def test_init_db_command_succeeds_twice(app: Any, engine: Engine) -> None:
+    runner = app.test_cli_runner()
+    shown = engine.url.render_as_string(hide_password=True)
+
+    for _ in range(2):
+        # `flask` pushes an app context itself; the test runner pushes one only
+        # for commands declared with @with_appcontext, which init-db is not.
+        with app.app_context():
+            result = runner.invoke(args=["init-db"])
+        assert result.exit_code == 0, result.output
+        assert result.output.strip() == f"Database ready: {shown}"
+
+    assert revision(engine) == head(engine)
