@@ -10,7 +10,7 @@ from typing import Any
 import click
 from flask import Flask
 
-from . import api, cli, db, web
+from . import api, cli, db, observability, protection, web
 from .config import load_config
 from .errors import ConfigError, KeyStoreError
 from .keystore import KeyStore
@@ -49,8 +49,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.extensions["codeservice.keys"] = KeyStore.from_config(app.config)
     app.secret_key = app.config["SECRET_KEY"] or _session_secret(app)
     db.init_app(app)
+    observability.init_app(app)
     api.init_app(app)
     web.init_app(app)
+    protection.init_app(app)
     cli.init_app(app)
     return app
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import click
 from flask import Flask, current_app
-from flask.cli import AppGroup
+from flask.cli import AppGroup, with_appcontext
 
-from . import db, identity, residents, scanners
+from . import db, identity, residents, retention, scanners
 from .context import data_keys
 from .errors import ClientError, KeyStoreError
 from .pii import DATA_KEY_FILE, DataKeys
@@ -26,9 +26,11 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(init_db_command)
     app.cli.add_command(residents_cli)
     app.cli.add_command(scanners_cli)
+    app.cli.add_command(usage_cli)
 
 
 @click.command("init-db")
+@with_appcontext
 def init_db_command() -> None:
     """Create or upgrade the database schema; safe to repeat."""
     db.init_db()
@@ -232,3 +234,29 @@ def scanners_revoke_command(scanner_id: int) -> None:
     except ClientError as exc:
         raise click.ClickException(exc.message) from None
     click.echo(f"Scanner {scanner.id} ({scanner.venue_id}/{scanner.device_id}) is revoked.")
+
+
+# -- usage ---------------------------------------------------------------------
+
+usage_cli = AppGroup("usage", help="Manage the usage records.")
+
+
+class Age(click.ParamType):
+    """``180d`` (days) or ``12h`` (hours)."""
+
+    name = "age"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> object:
+        try:
+            return retention.parse_age(str(value))
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+@usage_cli.command("prune")
+@click.option("--older-than", "older_than", type=Age(), required=True, help="Age, in days (180d) or hours (12h).")
+def usage_prune_command(older_than: timedelta) -> None:
+    """Delete the usage records decided longer ago than --older-than."""
+    now = datetime.now(UTC)
+    removed = retention.prune_usage(db.session(), older_than, now)
+    click.echo(f"Removed {removed} usage records decided before {now - older_than:%Y-%m-%dT%H:%M:%SZ}.")

@@ -22,10 +22,17 @@ DEFAULTS: dict[str, Any] = {
     "SECRET_KEY": None,
     "DATABASE_URL": None,
     "RATE_LIMITS": "on",
+    # codeservice.protection: counters' storage (redis://... to share them across instances), budgets
+    "RATE_LIMIT_STORAGE_URL": "memory://",
+    "RATE_LIMIT_LOGIN": "10/minute",
+    "RATE_LIMIT_REGISTER": "5/minute",
+    "RATE_LIMIT_CODE": "60/minute",
+    "RATE_LIMIT_VERIFY": "1200/minute",
     "SIGNING_ALG": "EdDSA",
     "SENIOR_AGE": 60,
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_COOLDOWN": 900,
+    "LOG_LEVEL": "INFO",
 }
 
 

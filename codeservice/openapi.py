@@ -45,6 +45,7 @@ from .errors import (
 from .identity import ID_TYPES, MAX_NAME_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
 from .issuance import CATEGORIES, TOKEN_TYPE
 from .keystore import ALGORITHMS
+from .observability import READINESS_CHECKS
 from .usage import (
     DEFAULT_LIMIT,
     MAX_BATCH,
@@ -214,6 +215,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                 )
             },
             "/healthz": {"get": _healthz_operation()},
+            "/readyz": {"get": _readyz_operation()},
             "/openapi.json": {"get": _openapi_operation()},
         },
         "components": {
@@ -602,6 +604,54 @@ def _healthz_operation() -> dict[str, Any]:
                 ),
             }
         },
+    )
+
+
+def _readyz_operation() -> dict[str, Any]:
+    # The checks codeservice.observability.readiness makes, in both answers.
+    checks = {
+        "type": "object",
+        "required": list(READINESS_CHECKS),
+        "properties": {name: {"enum": ["ok", "failed"]} for name in READINESS_CHECKS},
+        "additionalProperties": False,
+    }
+    return _operation(
+        "getReadiness",
+        "Readiness",
+        "service",
+        {
+            "200": {
+                "description": "The database answers and the signing key loads: send traffic.",
+                "content": _json_content(
+                    {
+                        "type": "object",
+                        "required": ["status", "checks"],
+                        "properties": {"status": {"const": "ready"}, "checks": checks},
+                    }
+                ),
+            },
+            "503": {
+                "description": "A check failed (`checks` says which): send no traffic. Code: `not_ready`.",
+                "content": _json_content(
+                    {
+                        "type": "object",
+                        "required": ["error", "checks"],
+                        "properties": {
+                            # The one error shape, with the checks beside it.
+                            "error": {
+                                "allOf": [
+                                    {"$ref": "#/components/schemas/Error/properties/error"},
+                                    {"properties": {"code": {"const": "not_ready"}}},
+                                ]
+                            },
+                            "checks": checks,
+                        },
+                        "additionalProperties": False,
+                    }
+                ),
+            },
+        },
+        description="Unlike `/healthz` (liveness, no dependencies), it checks the database and the signing key.",
     )
 
 

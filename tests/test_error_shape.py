@@ -392,7 +392,12 @@ def sqlite_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     DataKeys.create(keys)
     KeyStore(keys).init("EdDSA")
     application = create_app(
-        {"DATABASE_URL": f"sqlite:///{directory / 'fuzz.db'}", "KEYS_DIR": str(keys), "ENV": "development"}
+        {
+            "DATABASE_URL": f"sqlite:///{directory / 'fuzz.db'}",
+            "KEYS_DIR": str(keys),
+            "ENV": "development",
+            "RATE_LIMITS": "off",  # 200 fuzzed requests a minute are not what is tested here
+        }
     )
     application.testing = True
     with application.app_context():

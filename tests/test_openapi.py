@@ -274,7 +274,7 @@ def test_every_json_route_is_documented_and_nothing_else(document: dict[str, Any
 def test_the_page_routes_are_left_out(bare_app: Flask) -> None:
     """The filter leaves out the HTML pages, and only them."""
     paths = {path for path, _method in json_routes(bare_app)}
-    assert all(path.startswith(("/api/", "/.well-known/", "/healthz", "/openapi.json")) for path in paths)
+    assert all(path.startswith(("/api/", "/.well-known/", "/healthz", "/readyz", "/openapi.json")) for path in paths)
     assert not {"/register", "/login", "/code", "/history"} & paths
 
 

@@ -30,7 +30,7 @@ from ..errors import (
 log = logging.getLogger(__name__)
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
-JSON_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/openapi.json")
+JSON_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz", "/openapi.json")
 
 _HTTP_ERRORS: dict[int, type[ClientError]] = {
     404: NotFound,

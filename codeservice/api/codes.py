@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Response, current_app, jsonify
 
-from .. import auth, qr
+from .. import auth, observability, qr
 from ..issuance import issue_code
 from ..context import key_store
 from ..residents import code_category
@@ -42,6 +42,7 @@ def _live_code() -> tuple[str, int]:
 @api.get("/code")
 def code() -> Any:
     token, expires_at = _live_code()
+    observability.record_code_issued("json")
     ttl = current_app.config["CODE_TTL"]
     response = jsonify(
         token=token,
@@ -56,6 +57,7 @@ def code() -> Any:
 @api.get("/code.png")
 def code_png() -> Response:
     token, _expires_at = _live_code()
+    observability.record_code_issued("png")
     response = Response(qr.render_png(token), mimetype="image/png")
     response.headers["Cache-Control"] = NO_STORE
     return response

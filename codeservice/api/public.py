@@ -1,4 +1,4 @@
-"""Public JSON routes outside /api/v1: the JWKS, liveness, the OpenAPI description."""
+"""Public JSON routes outside /api/v1: the JWKS, liveness, readiness, the OpenAPI description."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from .. import observability
 from ..openapi import openapi_document
 from ..context import key_store
 
@@ -37,6 +38,17 @@ def jwks() -> Response:
 @blueprint.get("/healthz")
 def healthz() -> Any:
     return jsonify(status="ok")
+
+
+@blueprint.get("/readyz")
+def readyz() -> Any:
+    """Ready for traffic: the database answers and the signing key loads (503 otherwise)."""
+    checks = observability.readiness()
+    failed = [name for name, result in checks.items() if result != "ok"]
+    if not failed:
+        return jsonify(status="ready", checks=checks)
+    error = {"code": "not_ready", "message": f"not ready: {', '.join(failed)} failed"}
+    return jsonify(error=error, checks=checks), 503
 
 
 @blueprint.get("/openapi.json")

@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import jsonify, request
 
-from .. import db, scanners
+from .. import db, observability, scanners
 from ..errors import SceneNotPermitted, WrongFieldType
 from ..scanning import PURGE_EVERY, purge_expired, verifier_for
 from . import api, json_body
@@ -29,6 +29,7 @@ def verify() -> Any:
     if body["scene"] not in scanner.scenes:
         raise SceneNotPermitted(f"this scanner's key may verify {', '.join(scanner.scenes)} only")
     decision = verifier_for(session, scanner).verify(body["token"], body["scene"], context)
+    observability.record_verify_decision(body["scene"], decision.code)
     if random.random() < 1 / PURGE_EVERY:  # noqa: S311 - housekeeping, not security
         purge_expired(session)
     return jsonify(decision.to_dict())

@@ -17,12 +17,13 @@ from typing import Any
 
 from flask import jsonify, request
 
-from .. import auth, db, usage
+from .. import auth, db, observability, usage
 from . import api, json_body
 from .scan import current_scanner
 
 
 @api.post("/usage")
+@observability.counts_usage_batches
 def upload_usage() -> Any:
     session = db.session()
     scanner = current_scanner()
@@ -36,6 +37,7 @@ def upload_usage() -> Any:
         now=datetime.now(UTC),
     )
     accepted, duplicates = usage.ingest(session, rows)
+    observability.record_usage_batch(accepted, duplicates)
     return jsonify(accepted=accepted, duplicates=duplicates)
 
 

@@ -1,0 +1,185 @@
+"""Abuse protection: rate limits on the guessable endpoints, and security headers.
+
+The limits are declared here by endpoint name (not by decorators in the route
+modules), with Flask-Limiter:
+
+- login (10/minute per client address): ``POST /api/v1/session``, ``POST /login``;
+- register (5/minute per address): ``POST /api/v1/residents``, ``POST /register``;
+- code (60/minute per logged-in resident, else per address): ``GET /api/v1/code``,
+  ``GET /api/v1/code.png``, ``GET /code``;
+- verify (1200/minute per scanner key hash): ``POST /api/v1/verify``.
+
+The endpoints of one budget share it (a web login and an API login count
+against the same 10). Verify is keyed by the scanner rather than the address:
+many gates share one NAT. The counters live in ``RATE_LIMIT_STORAGE_URL``:
+``memory://`` (one process) by default, ``redis://...`` in production so the
+budget holds across instances. ``RATE_LIMITS=off`` disables them all (load
+tests, benchmarks).
+
+A request over budget gets 429 ``rate_limited`` in the API's one error shape,
+with ``Retry-After``; a web form gets its page again with a localized message.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask, Response, current_app, render_template, request
+from flask import session as cookie
+from flask_limiter import Limiter, RequestLimit
+from flask_limiter.errors import RateLimitExceeded
+from flask_limiter.util import get_remote_address
+from limits import parse_many
+
+from .errors import ClientError, ConfigError
+
+__all__ = ["RateLimited", "init_app", "LIMITS", "CONTENT_SECURITY_POLICY"]
+
+# Sent with every response unless the view (or the web blueprint, whose
+# pages set their own, stricter policy) already set it.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+HSTS = "max-age=31536000; includeSubDomains"
+KEY_PREFIX = "codeservice"
+
+
+class RateLimited(ClientError):
+    status = 429
+    code = "rate_limited"
+    default_message = "too many requests; try again later"
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _by_address() -> str:
+    return f"ip:{get_remote_address()}"
+
+
+def _by_resident() -> str:
+    """The logged-in resident (many residents may share an address), else the address."""
+    resident_id = cookie.get("rid")
+    return f"resident:{resident_id}" if type(resident_id) is int else _by_address()
+
+
+def _by_scanner() -> str:
+    """The scanner key's hash (as :mod:`codeservice.scanners` stores it), else the address."""
+    scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        return _by_address()
+    return "scanner:" + hashlib.sha256(key.strip().encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Budget:
+    config_key: str
+    endpoints: tuple[str, ...]
+    key: Any
+    methods: tuple[str, ...]
+
+
+# Budget name (the shared scope) -> where it applies. The limit itself is the
+# configuration value ``config_key`` (``CODESERVICE_RATE_LIMIT_LOGIN=20/minute``).
+LIMITS: dict[str, Budget] = {
+    "login": Budget("RATE_LIMIT_LOGIN", ("api.log_in", "web.login"), _by_address, ("POST",)),
+    "register": Budget("RATE_LIMIT_REGISTER", ("api.register", "web.register"), _by_address, ("POST",)),
+    "code": Budget("RATE_LIMIT_CODE", ("api.code", "api.code_png", "web.code_page"), _by_resident, ("GET",)),
+    "verify": Budget("RATE_LIMIT_VERIFY", ("api.verify",), _by_scanner, ("POST",)),
+}
+
+
+def rate_limits_enabled(config: Any) -> bool:
+    value = str(config.get("RATE_LIMITS", "on")).strip().lower()
+    if value not in ("on", "off"):
+        raise ConfigError(f"RATE_LIMITS must be on or off, got {config.get('RATE_LIMITS')!r}")
+    return value == "on"
+
+
+def init_app(app: Flask) -> None:
+    """Security headers on every response; rate limits unless ``RATE_LIMITS=off``.
+
+    Call after the blueprints are registered: the limits wrap their views.
+    """
+    app.after_request(_security_headers)
+    if not rate_limits_enabled(app.config):
+        return
+    storage = app.config.get("RATE_LIMIT_STORAGE_URL") or "memory://"
+    limiter = Limiter(
+        _by_address,
+        storage_uri=storage,
+        strategy="fixed-window",
+        key_prefix=KEY_PREFIX,
+        # Redis unreachable: count in this process rather than fail every request.
+        in_memory_fallback_enabled=not storage.startswith("memory://"),
+        on_breach=_on_breach,
+        headers_enabled=False,
+    )
+    limiter.init_app(app)
+    for scope, budget in LIMITS.items():
+        value = app.config.get(budget.config_key)
+        try:
+            parse_many(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{budget.config_key} must be a rate such as 10/minute, got {value!r}") from None
+        decorate = limiter.shared_limit(value, scope, key_func=budget.key, methods=list(budget.methods))
+        for endpoint in budget.endpoints:
+            app.view_functions[endpoint] = decorate(app.view_functions[endpoint])
+    app.register_error_handler(RateLimitExceeded, _handle_rate_limited)
+
+
+def _retry_after(limit: RequestLimit) -> int:
+    reset_at = limit.window[0]  # the window's end, in epoch seconds
+    return max(1, math.ceil(reset_at - time.time()))
+
+
+def _on_breach(limit: RequestLimit) -> Response:
+    from .api import error_response, wants_json
+
+    retry_after = _retry_after(limit)
+    if wants_json():
+        return error_response(RateLimited(retry_after=retry_after))
+    response = current_app.make_response((_web_page(retry_after), 429))
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+def _web_page(retry_after: int) -> str:
+    """The form again, with the "too many attempts" message in the page's language."""
+    from .web import ID_TYPES, REGISTER_FIELDS, i18n
+
+    message = i18n.translate("err_too_many_attempts", minutes=max(1, math.ceil(retry_after / 60)))
+    if request.endpoint == "web.register":
+        values = {name: request.form.get(name, "") for name in REGISTER_FIELDS if name != "password"}
+        return render_template("web/register.html", values=values, id_types=ID_TYPES, error=message, error_field=None)
+    if request.endpoint == "web.login":
+        return render_template("web/login.html", phone=request.form.get("phone", ""), error=message)
+    return message
+
+
+def _handle_rate_limited(error: RateLimitExceeded) -> Response:
+    if error.response is not None:
+        return error.response
+    from .api import error_response
+
+    return error_response(RateLimited(retry_after=60))
+
+
+def _security_headers(response: Response) -> Response:
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)
+    if current_app.config.get("ENV") != "development":
+        response.headers.setdefault("Strict-Transport-Security", HSTS)
+    return response

@@ -1,0 +1,50 @@
+"""Retention: usage records are kept for a while, then deleted in bounded batches."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from .models import UsageRecord
+
+__all__ = ["BATCH_SIZE", "parse_age", "prune_usage"]
+
+BATCH_SIZE = 10_000
+"""Rows deleted per transaction: a big table is never locked for long."""
+
+_AGE = re.compile(r"([1-9][0-9]{0,5})([dh])")
+_UNITS = {"d": "days", "h": "hours"}
+
+
+def parse_age(text: str) -> timedelta:
+    """``180d`` or ``12h`` -> a timedelta; ``ValueError`` for anything else (or zero)."""
+    match = _AGE.fullmatch(text.strip().lower())
+    if match is None:
+        raise ValueError(f"{text!r} is not an age such as 180d or 12h")
+    number, unit = match.groups()
+    return timedelta(**{_UNITS[unit]: int(number)})
+
+
+def prune_usage(session: Session, older_than: timedelta, now: datetime, *, batch_size: int = BATCH_SIZE) -> int:
+    """Delete the usage records decided before ``now - older_than``; how many were deleted.
+
+    One transaction per batch of at most ``batch_size`` rows.
+    """
+    if older_than <= timedelta(0):
+        raise ValueError("older_than must be positive")
+    if now.tzinfo is None:
+        raise ValueError("now must carry a time zone")
+    cutoff = (now - older_than).astimezone(UTC)
+    table = UsageRecord.__table__
+    batch = select(table.c.id).where(table.c.decided_at < cutoff).limit(batch_size).scalar_subquery()
+    statement = delete(table).where(table.c.id.in_(batch))
+    removed = 0
+    while True:
+        count = session.connection().execute(statement).rowcount
+        session.commit()
+        removed += count
+        if count < batch_size:
+            return removed
