@@ -10,7 +10,7 @@ import os
 from typing import Any
 
 from flask import Flask, current_app, g
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -74,6 +74,38 @@ def _close_session(_exc: BaseException | None) -> None:
     db_session = g.pop("db_session", None)
     if db_session is not None:
         db_session.close()
+
+
+def is_connection_error(error: BaseException) -> bool:
+    """Whether ``error`` means the database cannot be reached, not that a statement is wrong.
+
+    SQLAlchemy wraps driver errors (``OperationalError``, or any ``DBAPIError``
+    that invalidated its connection); the verify path's raw driver cursor
+    raises the driver's own ``OperationalError`` (psycopg: server restarting,
+    connection closed or refused).
+    """
+    if isinstance(error, exc.DBAPIError):
+        return isinstance(error, exc.OperationalError) or error.connection_invalidated
+    try:
+        import psycopg
+    except ImportError:  # pragma: no cover - PostgreSQL support not installed
+        return False
+    return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
+
+
+def discard_session() -> None:
+    """Roll back and close the request's session after its connection failed."""
+    db_session = g.pop("db_session", None)
+    if db_session is None:
+        return
+    try:
+        db_session.rollback()
+    except Exception:  # noqa: BLE001 - the connection is gone; the pool replaces it
+        pass
+    try:
+        db_session.close()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def init_db(app: Flask | None = None) -> None:

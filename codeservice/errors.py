@@ -163,3 +163,19 @@ class ScannerKeyInvalid(ClientError):
 class SceneNotPermitted(Forbidden):
     code = "scene_not_permitted"
     default_message = "this scanner's key does not name this scene"
+
+
+class ServiceUnavailable(CodeserviceError):
+    """A dependency is down for the moment; the client should retry (503 with Retry-After)."""
+
+    status = 503
+    code = "service_unavailable"
+    default_message = "the service is temporarily unavailable; try again shortly"
+    retry_after = 5
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database cannot be reached (restarting, connection lost); the request may be retried."""
+
+    code = "database_unavailable"
+    default_message = "the database is temporarily unavailable; try again shortly"

@@ -15,10 +15,12 @@ from typing import Any
 from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
+from .. import db
 from ..errors import (
     BodyTooLarge,
     ClientError,
     CodeserviceError,
+    DatabaseUnavailable,
     InvalidJson,
     MethodNotAllowed,
     MissingField,
@@ -76,6 +78,14 @@ def _handle_http_exception(error: HTTPException) -> Any:
 
 
 def _handle_unexpected(error: Exception) -> Any:
+    if db.is_connection_error(error):
+        # The database went away (a restart, a dropped connection): the
+        # request's transaction is rolled back (or, if the connection died
+        # during COMMIT, committed whole; a retry then sees a replay). Tell
+        # the client to retry instead of answering 500.
+        log.warning("database unavailable on %s %s: %s", request.method, request.path, error)
+        db.discard_session()
+        return error_response(DatabaseUnavailable())
     log.exception("unhandled error on %s %s", request.method, request.path)
     return error_response(CodeserviceError())
 
