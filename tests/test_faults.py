@@ -21,15 +21,10 @@ unless ``CODESERVICE_REQUIRE_SERVERS=1`` makes that a failure.
 from __future__ import annotations
 
 import http.client
-import importlib.util
 import json
 import os
-import secrets
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -50,115 +45,16 @@ from codeservice.keystore import KeyStore
 from codeservice.models import UsageRecord
 from codeservice.pii import DataKeys
 from conftest import PG_URL, skip_or_fail
+from servers import STARTUP_SECONDS, Server, add_scanners, free_port, flask_cli, private_schema, require_gunicorn, serve, service_env
 from verifiers import KeySet, OfflineVerifier
 from verifiers.jose import b64url_decode
 
-STARTUP_SECONDS = 30
-STOP_SECONDS = 10
 CLIENT_TIMEOUT = 10  # no answer may take longer, whatever the fault
-WORKERS, THREADS = 2, 8
 ISSUER = "urn:codeservice:dev"
 CLINIC = {"department": "dental"}
 
 
-# -- servers ---------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def service_env(database_url: str, keys_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODESERVICE_")}
-    env.update(
-        CODESERVICE_DATABASE_URL=database_url,
-        CODESERVICE_KEYS_DIR=str(keys_dir),
-        CODESERVICE_ENV="development",
-        CODESERVICE_RATE_LIMITS="off",
-    )
-    return env
-
-
-def flask_cli(env: dict[str, str], cwd: Path, *args: str) -> str:
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "codeservice", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert result.returncode == 0, f"flask {' '.join(args)}: {result.stdout}{result.stderr}"
-    return result.stdout
-
-
-class Server:
-    """One gunicorn master on a loopback port, in its own process group."""
-
-    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.env = env
-        self.workdir = workdir
-        self.log_path = workdir / f"gunicorn-{name}.log"
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, port: int | None = None) -> None:
-        self.port = port or free_port()
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(
-                [
-                    sys.executable, "-m", "gunicorn",
-                    "--workers", str(WORKERS), "--worker-class", "gthread", "--threads", str(THREADS),
-                    "--bind", f"127.0.0.1:{self.port}",
-                    "--timeout", "60", "--graceful-timeout", "3",
-                    "codeservice:create_app()",
-                ],
-                env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def wait_ready(self, seconds: float = STARTUP_SECONDS) -> None:
-        assert self.process is not None
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"gunicorn {self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if request(self.port, "GET", "/healthz", timeout=2).status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"gunicorn {self.name} did not answer /healthz within {seconds} s:\n{self.log_tail()}")
-
-    def kill(self) -> None:
-        """SIGKILL to the master and its workers (the whole process group)."""
-        process = self.process
-        if process is None:
-            return
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=STOP_SECONDS)
-        self.process = None
-
-    def stop(self) -> None:
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
-        self.kill()  # any worker left in the group
-
-    def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return "(no log)"
+# -- requests ------------------------------------------------------------------
 
 
 @dataclass
@@ -245,53 +141,30 @@ def pg_ready(timeout: float = 60) -> bool:
 
 @pytest.fixture(scope="module")
 def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    if importlib.util.find_spec("gunicorn") is None:
-        skip_or_fail("gunicorn is not installed: the fault tests run the service under it")
+    require_gunicorn("the fault tests")
     if not PG_URL.startswith("postgresql"):
         skip_or_fail("the fault tests need PostgreSQL")
-    schema = f"cs_fault_{os.getpid()}_{secrets.token_hex(4)}"
-    admin = create_engine(PG_URL)
-    try:
-        with admin.begin() as connection:
-            connection.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as error:  # noqa: BLE001 - any failure to reach it means "absent"
-        admin.dispose()
-        skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {error.__class__.__name__}")
-    workdir = tmp_path_factory.mktemp("faults")
-    database_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    keys_dir = workdir / "keys"
-    env = service_env(database_url, keys_dir)
-    engine = create_engine(database_url, pool_pre_ping=True)
-    try:
-        DataKeys.create(keys_dir)
-        KeyStore(keys_dir).init("EdDSA")
-        backend = Backend(database_url, keys_dir, workdir, engine, env)
-        flask_cli(env, workdir, "init-db")
-        for venue, device, scenes in (("hall", "door", "clinic,venue"), ("museum", "gate-9", "clinic,transit,venue")):
-            output = flask_cli(env, workdir, "scanners", "add", "--venue", venue, "--device", device, "--scenes", scenes)
-            backend.keys[device] = output.strip().splitlines()[-1]
-        yield backend
-    finally:
-        engine.dispose()
-        pg_ready()  # a test restarted PostgreSQL: wait for it before dropping the schema
-        admin.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with private_schema("cs_fault") as database_url:
+        workdir = tmp_path_factory.mktemp("faults")
+        keys_dir = workdir / "keys"
+        env = service_env(database_url, keys_dir)
+        engine = create_engine(database_url, pool_pre_ping=True)
+        try:
+            DataKeys.create(keys_dir)
+            KeyStore(keys_dir).init("EdDSA")
+            backend = Backend(database_url, keys_dir, workdir, engine, env)
+            flask_cli(env, workdir, "init-db")
+            backend.keys.update(add_scanners(env, workdir, (("hall", "door", "clinic,venue"), ("museum", "gate-9", "clinic,transit,venue"))))
+            yield backend
+        finally:
+            engine.dispose()
+            pg_ready()  # a test restarted PostgreSQL: wait for it before dropping the schema
 
 
 @pytest.fixture(scope="module")
 def servers(backend: Backend) -> Iterator[dict[str, Server]]:
-    started = {name: Server(name, backend.env, backend.workdir) for name in ("A", "B")}
-    try:
-        for server in started.values():
-            server.start()
-        for server in started.values():
-            server.wait_ready()
+    with serve(backend.env, backend.workdir) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 def verify_body(token: str) -> dict[str, Any]:

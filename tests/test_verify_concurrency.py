@@ -19,16 +19,11 @@ The servers need gunicorn; without it these tests are skipped, unless
 
 from __future__ import annotations
 
+import contextlib
 import http.client
-import importlib.util
 import json
-import os
 import re
 import secrets
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -38,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, select, text
+from sqlalchemy import Engine, create_engine, func, select
 from sqlalchemy.orm import Session
 
 from codeservice import create_app
@@ -46,110 +41,17 @@ from codeservice.issuance import issue_code, new_code_id
 from codeservice.keystore import KeyStore
 from codeservice.models import SceneStateEntry, SeenCode, UsageRecord
 from codeservice.pii import DataKeys
-from conftest import PG_URL, registration, skip_or_fail
+from conftest import registration
+from servers import Server, add_scanners, flask_cli, private_schema, require_gunicorn, serve, service_env
 from verifiers.jose import b64url_decode
 
 CLIENTS = 16
-STARTUP_SECONDS = 30
 REQUEST_TIMEOUT = 60
-STOP_SECONDS = 10
-WORKERS, THREADS = 2, 8
 ISSUER = "urn:codeservice:dev"
 ENTRY = {"station": "People's Square", "direction": "in", "line": "1"}
 
 
-# -- servers -------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def service_env(database_url: str, keys_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CODESERVICE_")}
-    env.update(
-        CODESERVICE_DATABASE_URL=database_url,
-        CODESERVICE_KEYS_DIR=str(keys_dir),
-        CODESERVICE_ENV="development",
-        CODESERVICE_RATE_LIMITS="off",
-    )
-    return env
-
-
-def flask_cli(env: dict[str, str], cwd: Path, *args: str) -> str:
-    """``flask --app codeservice ARGS`` with the servers' environment; its output."""
-    result = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "codeservice", *args],
-        env=env, cwd=cwd, capture_output=True, text=True, timeout=60, check=False,
-    )
-    assert result.returncode == 0, f"flask {' '.join(args)}: {result.stdout}{result.stderr}"
-    return result.stdout
-
-
-class Server:
-    """One gunicorn master serving ``codeservice:create_app()`` on a loopback port."""
-
-    def __init__(self, name: str, env: dict[str, str], workdir: Path) -> None:
-        self.name = name
-        self.env = env
-        self.workdir = workdir
-        self.log_path = workdir / f"gunicorn-{name}.log"
-        self.port = 0
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.port = free_port()
-        with open(self.log_path, "ab") as log:  # the child keeps its own descriptor
-            self.process = subprocess.Popen(
-                [
-                    sys.executable, "-m", "gunicorn",
-                    "--workers", str(WORKERS), "--worker-class", "gthread", "--threads", str(THREADS),
-                    "--bind", f"127.0.0.1:{self.port}",
-                    "--timeout", "60", "--graceful-timeout", "3",
-                    "codeservice:create_app()",
-                ],
-                env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: its workers are stopped with it
-            )
-
-    def wait_ready(self, deadline: float) -> None:
-        assert self.process is not None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"gunicorn {self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                status, _ = request(self.port, "GET", "/healthz", timeout=2)
-                if status == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"gunicorn {self.name} did not answer /healthz within {STARTUP_SECONDS} s:\n{self.log_tail()}")
-
-    def stop(self) -> None:
-        process = self.process
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)  # the group this test started: any worker left
-        except ProcessLookupError:
-            pass
-        process.wait(timeout=STOP_SECONDS)
-        self.process = None
-
-    def log_tail(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-4000:]
-        except OSError:
-            return "(no log)"
+# -- requests ------------------------------------------------------------------
 
 
 def request(port: int, method: str, path: str, body: Any = None, *, key: str | None = None, timeout: float = REQUEST_TIMEOUT) -> tuple[int, Any]:
@@ -201,57 +103,33 @@ class Backend:
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
-    if importlib.util.find_spec("gunicorn") is None:
-        skip_or_fail("gunicorn is not installed: the concurrency tests run the service under it")
+    require_gunicorn("the concurrency tests")
     workdir = tmp_path_factory.mktemp(f"concurrency-{request.param}")
-    schema = None
     if request.param == "sqlite":
-        database_url = f"sqlite:///{workdir / 'codeservice.db'}"
+        database: contextlib.AbstractContextManager[str] = contextlib.nullcontext(f"sqlite:///{workdir / 'codeservice.db'}")
     else:
-        schema = f"cs_conc_{os.getpid()}_{secrets.token_hex(4)}"
-        admin = create_engine(PG_URL)
+        database = private_schema("cs_conc")
+    with database as database_url:
+        keys_dir = workdir / "keys"
+        env = service_env(database_url, keys_dir)
+        engine = create_engine(database_url)
         try:
-            with admin.begin() as connection:
-                connection.execute(text(f"CREATE SCHEMA {schema}"))
-        except Exception as exc:  # noqa: BLE001 - any failure to reach it means "absent"
-            admin.dispose()
-            skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.__class__.__name__}")
-        database_url = f"{PG_URL}?options=-csearch_path%3D{schema}"
-    keys_dir = workdir / "keys"
-    env = service_env(database_url, keys_dir)
-    engine = create_engine(database_url)
-    try:
-        DataKeys.create(keys_dir)
-        KeyStore(keys_dir).init("EdDSA")
-        backend = Backend(request.param, database_url, keys_dir, workdir, engine, env)
-        flask_cli(env, workdir, "init-db")
-        flask_cli(env, workdir, "init-db")  # safe to repeat
-        for venue, device, scenes in (("metro", "gate-1", "transit"), ("metro", "gate-2", "transit"), ("hall", "door", "clinic,venue")):
-            output = flask_cli(env, workdir, "scanners", "add", "--venue", venue, "--device", device, "--scenes", scenes)
-            backend.keys[device] = output.strip().splitlines()[-1]
-        yield backend
-    finally:
-        engine.dispose()
-        if schema is not None:
-            with admin.begin() as connection:
-                connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-            admin.dispose()
+            DataKeys.create(keys_dir)
+            KeyStore(keys_dir).init("EdDSA")
+            backend = Backend(request.param, database_url, keys_dir, workdir, engine, env)
+            flask_cli(env, workdir, "init-db")
+            flask_cli(env, workdir, "init-db")  # safe to repeat
+            backend.keys.update(add_scanners(env, workdir, (("metro", "gate-1", "transit"), ("metro", "gate-2", "transit"), ("hall", "door", "clinic,venue"))))
+            yield backend
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture(scope="module")
 def servers(backend: Backend) -> Iterator[dict[str, Server]]:
     """Instances A and B on the backend's database; stopped (and killed if need be) at teardown."""
-    started = {name: Server(name, backend.env, backend.workdir) for name in ("A", "B")}
-    try:
-        for server in started.values():
-            server.start()
-        deadline = time.monotonic() + STARTUP_SECONDS
-        for server in started.values():
-            server.wait_ready(deadline)
+    with serve(backend.env, backend.workdir) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 # -- presenting at once ------------------------------------------------------------
