@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import api, cli, db, observability, protection, web
 from .config import load_config
@@ -48,6 +49,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.extensions["codeservice.keys"] = KeyStore.from_config(app.config)
     app.secret_key = app.config["SECRET_KEY"] or _session_secret(app)
+    if app.config["TRUSTED_PROXIES"]:
+        hops = app.config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     db.init_app(app)
     observability.init_app(app)
     api.init_app(app)

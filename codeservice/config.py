@@ -33,6 +33,9 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_COOLDOWN": 900,
     "LOG_LEVEL": "INFO",
+    # Reverse proxies in front of the service that set X-Forwarded-For/-Proto
+    # (0: none). Rate limits count per client address, which only they know.
+    "TRUSTED_PROXIES": 0,
 }
 
 
@@ -70,7 +73,7 @@ def _validate(config: Mapping[str, Any]) -> None:
         raise ConfigError(
             f"CODE_TTL must be an integer from {MIN_TTL} to {MAX_TTL} seconds, got {ttl!r}"
         )
-    for name in ("KEY_PUBLISH_GRACE", "LEEWAY"):
+    for name in ("KEY_PUBLISH_GRACE", "LEEWAY", "TRUSTED_PROXIES"):
         if type(config[name]) is not int or config[name] < 0:
             raise ConfigError(f"{name} must be a non-negative integer, got {config[name]!r}")
     for name in ("SENIOR_AGE", "LOGIN_MAX_FAILURES", "LOGIN_COOLDOWN"):

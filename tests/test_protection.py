@@ -99,6 +99,23 @@ def test_the_eleventh_login_in_a_minute_is_rate_limited(make_app: AppFactory) ->
     assert log_in(client, environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 401
 
 
+def test_behind_a_trusted_proxy_clients_are_told_apart_by_x_forwarded_for(make_app: AppFactory) -> None:
+    client = make_app(TRUSTED_PROXIES=1).test_client()
+    proxy = {"REMOTE_ADDR": "127.0.0.1"}
+    for _ in range(10):
+        assert log_in(client, environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.7"}).status_code == 401
+    assert_rate_limited(log_in(client, environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.7"}))
+    # Same proxy, another client: its own budget.
+    assert log_in(client, environ_base=proxy, headers={"X-Forwarded-For": "203.0.113.8"}).status_code == 401
+
+
+def test_without_trusted_proxies_a_forwarded_address_is_ignored(make_app: AppFactory) -> None:
+    client = make_app().test_client()
+    for index in range(10):
+        assert log_in(client, headers={"X-Forwarded-For": f"203.0.113.{index}"}).status_code == 401
+    assert_rate_limited(log_in(client, headers={"X-Forwarded-For": "203.0.113.99"}))
+
+
 def test_web_and_api_logins_share_one_budget(make_app: AppFactory) -> None:
     client = make_app(RATE_LIMIT_LOGIN="3/minute").test_client()
     for _ in range(3):
