@@ -191,6 +191,7 @@ def postgres_schema() -> Any:
         engine.dispose()
         skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.__class__.__name__}")
     yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    engine.dispose()  # the fault tests restart the server: drop with a fresh connection
     with engine.begin() as connection:
         connection.execute(sqlalchemy.text(f"DROP SCHEMA {schema} CASCADE"))
     engine.dispose()

@@ -131,7 +131,9 @@ def read_qr(page: Any) -> str:
     from PIL import Image
 
     png = page.locator("#qr svg").screenshot()
-    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))
+    # QR only: searching every format, zxing-cpp now and then also "finds" a
+    # 1D barcode inside a QR code's modules.
+    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)
     assert len(results) == 1, f"{len(results)} barcodes decoded from the screen"
     return results[0].text
 
