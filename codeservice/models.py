@@ -84,7 +84,7 @@ class UsageRecord(Base):
     device_id: Mapped[str | None] = mapped_column(String(100))
     sub: Mapped[str | None] = mapped_column(String(64))
     jti: Mapped[str | None] = mapped_column(String(64))
-    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     ok: Mapped[bool] = mapped_column(Boolean)
     code: Mapped[str] = mapped_column(String(32))
     detail: Mapped[dict[str, Any]]
