@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigurationError, KeySetError
 from .jose import JoseFormatError, json_object
-from .keys import MAX_JWKS_BYTES, KeySet, check_url, opener
+from .keys import MAX_JWKS_BYTES, KeySet, check_url, json_from_bytes, opener
 from .revocations import MAX_REVOCATION_LIST_BYTES, RevocationListError, verify_revocation_list
 
 if TYPE_CHECKING:
@@ -235,13 +235,7 @@ def _refresh_keys(verifier: OfflineVerifier, base: str, timeout: float, now: flo
         report.keys_refreshed = True
         return
     try:
-        if len(answer.body) > MAX_JWKS_BYTES:
-            raise KeySetError(f"the key set is larger than {MAX_JWKS_BYTES} bytes")
-        try:
-            jwks = json_object(answer.body)
-        except JoseFormatError as exc:
-            raise KeySetError(f"not a JSON key set ({exc})") from None
-        keys = KeySet.from_jwks(jwks)
+        keys = KeySet.from_jwks(json_from_bytes(answer.body, "the response"))
         if not keys:
             raise KeySetError("the key set is empty")
     except KeySetError as exc:
