@@ -39,17 +39,22 @@ def _live_code() -> tuple[str, int]:
     return token, now + config["CODE_TTL"]
 
 
-@api.get("/code")
-def code() -> Any:
+def code_payload() -> dict[str, Any]:
+    """A fresh code as ``GET /api/v1/code`` sends it (the /code page renders the same)."""
     token, expires_at = _live_code()
     observability.record_code_issued("json")
     ttl = current_app.config["CODE_TTL"]
-    response = jsonify(
-        token=token,
-        expires_at=expires_at,
-        refresh_after=expires_at - min(REFRESH_MARGIN_SECONDS, ttl // 3),
-        qr_svg=qr.render_svg(token),
-    )
+    return {
+        "token": token,
+        "expires_at": expires_at,
+        "refresh_after": expires_at - min(REFRESH_MARGIN_SECONDS, ttl // 3),
+        "qr_svg": qr.render_svg(token),
+    }
+
+
+@api.get("/code")
+def code() -> Any:
+    response = jsonify(code_payload())
     response.headers["Cache-Control"] = NO_STORE
     return response
 

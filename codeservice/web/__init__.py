@@ -274,7 +274,7 @@ def code_page() -> Response:
 
 def _first_code() -> dict[str, Any]:
     """The same payload ``GET /api/v1/code`` sends, rendered into the page."""
-    payload: dict[str, Any] = codes.code().get_json()
+    payload = codes.code_payload()
     # Our own QR renderer's output (codeservice.qr): rectangles, no user input.
     payload["qr_svg"] = Markup(payload["qr_svg"])
     return payload
