@@ -198,25 +198,26 @@ def test_kill_9_loses_nothing_acknowledged(open_verifier, store_path, tmp_path, 
     tokens = [make_token(sub=f"kill{i:012d}") for i in range(total)]
     (tmp_path / "jwks.json").write_text(json.dumps(jwks))
     (tmp_path / "tokens.json").write_text(json.dumps(tokens))
-    child = subprocess.Popen(
+    lines: list[str] = []
+    with subprocess.Popen(
         [sys.executable, "-c", CHILD, "jwks.json", "tokens.json", str(store_path), str(NOW)],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-    )
-    lines: list[str] = []
-    try:
-        for line in child.stdout:
-            lines.append(line)
-            if len(lines) == kill_after:
-                child.send_signal(signal.SIGKILL)
-                break
-        rest, errors = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+    ) as child:
+        try:
+            for line in child.stdout:
+                lines.append(line)
+                if len(lines) == kill_after:
+                    child.send_signal(signal.SIGKILL)
+                    break
+            # Read the rest through the same buffered file: lines it read ahead past
+            # the 200th are in its buffer, and communicate() would bypass them.
+            rest = child.stdout.read()
+            errors = child.stderr.read()
+        finally:
+            child.kill()  # a no-op once it is dead; the with block waits for it
     lines.extend(rest.splitlines(keepends=True))
     printed = [line.split() for line in lines if line.endswith("\n")]
 
