@@ -124,7 +124,8 @@ tokens = st.one_of(
     st.binary(max_size=300).map(lambda raw: raw.decode("latin-1")),
     st.binary(max_size=300).map(lambda raw: raw.decode("utf-8", errors="surrogateescape")),
     st.builds(lambda char, count: char * count, st.characters(), st.integers(0, 200_000)),
-    st.builds(lambda count: BASE_TOKENS["EdDSA"] + "A" * count, st.integers(0, 5000)),
+    # A valid code with something after it (count 0 would be the valid code itself).
+    st.builds(lambda count: BASE_TOKENS["EdDSA"] + "A" * count, st.integers(1, 5000)),
     st.tuples(headers, claim_sets, st.binary(max_size=80)).map(
         lambda parts: f"{b64json(parts[0])}.{b64json(parts[1])}.{b64url_encode(parts[2])}"
     ),
