@@ -186,6 +186,11 @@ def _metrics() -> Metrics:
     return current_app.extensions[EXTENSION]
 
 
+def database_latency() -> Callable[[float], None]:
+    """Observes one statement's time in seconds, for code that runs statements on the driver itself."""
+    return _metrics().db_query_duration.observe
+
+
 def record_verify_decision(scene: str, code: str) -> None:
     _metrics().verify_decisions.labels(scene=scene, code=code).inc()
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from .errors import InvalidField, NotFound, ScannerKeyInvalid
 from .models import Scanner
-from .scanning import ScannerRow, sql
+from .scanning import ScanConnection, ScannerRow
 
 KEY_PREFIX = "csk_"  # recognisable in logs and secret scanners; never logged by us
 MAX_NAME = 100
@@ -62,13 +62,13 @@ def revoke_scanner(session: Session, scanner_id: int, *, now: datetime) -> Scann
     return scanner
 
 
-def authenticate(session: Session, authorization: str | None) -> ScannerRow:
+def authenticate(connection: ScanConnection, authorization: str | None) -> ScannerRow:
     """The scanner named by ``Authorization: Bearer <key>``; 401 otherwise."""
     scheme, _, key = (authorization or "").partition(" ")
     if scheme.lower() != "bearer" or not key.strip():
         raise ScannerKeyInvalid("send the scanner's key as Authorization: Bearer <key>")
     key_hash = hash_key(key.strip())
-    scanner = sql(session).scanner(key_hash)  # on every scan: straight to the driver
+    scanner = connection.scanner(key_hash)  # on every scan: straight to the driver
     # The lookup is by hash; compare again in constant time all the same.
     if scanner is None or not hmac.compare_digest(scanner.key_hash, key_hash) or scanner.revoked_at is not None:
         raise ScannerKeyInvalid()
