@@ -178,8 +178,10 @@ def _handle_rate_limited(error: RateLimitExceeded) -> Response:
 
 
 def _security_headers(response: Response) -> Response:
-    for name, value in SECURITY_HEADERS.items():
-        response.headers.setdefault(name, value)
-    if current_app.config.get("ENV") != "development":
-        response.headers.setdefault("Strict-Transport-Security", HSTS)
+    headers = response.headers
+    present = {name.lower() for name in headers.keys()}  # one pass, not one scan per header
+    hsts = () if current_app.config.get("ENV") == "development" else (("Strict-Transport-Security", HSTS),)
+    for name, value in (*SECURITY_HEADERS.items(), *hsts):
+        if name.lower() not in present:
+            headers.add(name, value)
     return response
