@@ -1,10 +1,11 @@
 """The OpenAPI 3.1 description of the JSON API (contract section 4), served at ``/openapi.json``.
 
 Built from data: the error responses from the classes of
-:mod:`codeservice.errors` (their status and stable ``code``), the enums from
-the modules that enforce them, the cookie name and code lifetime from the
-app's configuration. ``tests/test_openapi.py`` checks that every JSON route
-is described here and nothing else; ``tests/test_error_shape.py`` that every
+:mod:`codeservice.errors` and :mod:`codeservice.protection` (their status
+and stable ``code``), the enums from the modules that enforce them, the
+cookie name and code lifetime from the app's configuration.
+``tests/test_openapi.py`` checks that every JSON route is described here
+and nothing else; ``tests/test_error_shape.py`` that every
 error a route sends is listed under its status.
 
 The HTML pages (``/register``, ``/login``, ``/code``, ``/history``) are not
@@ -27,8 +28,9 @@ from verifiers.scenes import ENTRY_POINT_GROUP, SceneRegistry
 from .errors import (
     BadCredentials,
     BodyTooLarge,
-    ClientError,
     CodeRevoked,
+    CodeserviceError,
+    DatabaseUnavailable,
     IdentityTaken,
     InvalidJson,
     MethodNotAllowed,
@@ -46,6 +48,7 @@ from .identity import ID_TYPES, MAX_NAME_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWO
 from .issuance import CATEGORIES, TOKEN_TYPE
 from .keystore import ALGORITHMS
 from .observability import READINESS_CHECKS
+from .protection import RateLimited
 from .usage import (
     DEFAULT_LIMIT,
     MAX_BATCH,
@@ -80,7 +83,7 @@ class ErrorResponse:
     headers: tuple[str, ...] = ()
 
 
-def _codes(*errors: type[ClientError]) -> tuple[str, ...]:
+def _codes(*errors: type[CodeserviceError]) -> tuple[str, ...]:
     return tuple(error.code for error in errors)
 
 
@@ -147,8 +150,26 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
         _codes(TooManyAttempts),
         headers=("Retry-After",),
     ),
+    "RateLimited": ErrorResponse(
+        429,
+        "Over the rate limit of this operation's budget (per client address; per logged-in resident for "
+        "codes, per scanner key for verify; set by `CODESERVICE_RATE_LIMIT_*`): every request is refused "
+        "until the window ends; `Retry-After` gives its remaining seconds.",
+        _codes(RateLimited),
+        headers=("Retry-After",),
+    ),
+    "DatabaseUnavailable": ErrorResponse(
+        503,
+        "The database cannot be reached for the moment (a restart, a lost connection): retry after "
+        "`Retry-After` seconds. The request was rolled back or, if the connection died during its "
+        "commit, committed whole, which a retry then meets (a registration's 409, a verification's `replayed`).",
+        _codes(DatabaseUnavailable),
+        headers=("Retry-After",),
+    ),
 }
 JSON_BODY_ERRORS = ("BadJsonBody", "BodyTooLarge", "UnsupportedMediaType")
+# An operation that reads or writes the database, when it cannot be reached.
+DATABASE_ERRORS = ("DatabaseUnavailable",)
 # Not tied to one operation: any path, any method.
 GENERAL_ERRORS = ("NotFound", "MethodNotAllowed")
 
@@ -195,7 +216,8 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             "summary": "Residents' live QR codes, and the keys that verify them offline.",
             "description": (
                 "JSON over UTF-8. Every error is `{\"error\": {\"code\", \"message\"}}` (and `field` for "
-                "an invalid field) with a 4xx status; `code` is stable, `message` is for people. "
+                "an invalid field) with a 4xx status, or 503 when the database cannot be reached; `code` is "
+                "stable, `message` is for people. "
                 f"Any path not listed here answers 404 `{NotFound.code}`, a listed path with a method "
                 f"it does not take 405 `{MethodNotAllowed.code}` (components/responses lists both)."
             ),
@@ -328,6 +350,7 @@ def _operation(
     errors: Iterable[str] = (),
     auth: str | None = None,
     request_schema: str | None = None,
+    database: bool = False,
     description: str | None = None,
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -341,6 +364,8 @@ def _operation(
     if request_schema is not None:
         operation["requestBody"] = {"required": True, "content": _json_content(_ref("schemas", request_schema))}
         errors = (*JSON_BODY_ERRORS, *errors)
+    if database:
+        errors = (*errors, *DATABASE_ERRORS)
     operation["responses"] = _with_errors(responses, errors)
     return operation
 
@@ -357,6 +382,7 @@ def _conditional_get(
     content: dict[str, Any],
     max_age: int,
     description: str,
+    database: bool = False,
 ) -> dict[str, Any]:
     """A public GET with a strong ETag, ``If-None-Match`` and 304, cacheable for ``max_age`` seconds."""
     cache_headers = _headers(ETag="ETag", Cache_Control="CacheControlPublic")
@@ -376,6 +402,7 @@ def _conditional_get(
             "send the `ETag` held in `If-None-Match` to get 304 while it is unchanged."
         ),
         parameters=[_ref("parameters", "IfNoneMatch")],
+        database=database,
     )
 
 
@@ -403,6 +430,7 @@ def _revocations_operation(max_age: int, media_type: str, typ: str, claim: str) 
         content={media_type: {"schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){2}$"}}},
         max_age=max_age,
         description="Scanners refuse the codes of these residents offline (decision `revoked`).",
+        database=True,
     )
 
 
@@ -417,8 +445,9 @@ def _register_operation() -> dict[str, Any]:
                 "content": _json_content(_resident_envelope()),
             }
         },
-        errors=("Taken", "InvalidField"),
+        errors=("Taken", "InvalidField", "RateLimited"),
         request_schema="Registration",
+        database=True,
     )
 
 
@@ -434,8 +463,10 @@ def _login_operation(cookie: str) -> dict[str, Any]:
                 "content": _json_content(_resident_envelope()),
             }
         },
-        errors=("BadCredentials", "TooManyAttempts"),
+        # One 429 for both: the per-phone cool-down and the per-address rate limit.
+        errors=("BadCredentials", "TooManyAttempts", "RateLimited"),
         request_schema="Login",
+        database=True,
     )
 
 
@@ -452,6 +483,7 @@ def _logout_operation(cookie: str) -> dict[str, Any]:
                 ),
             }
         },
+        database=True,  # with a session: it reads and updates the resident
     )
     # With or without a session: the cookie is used when present.
     operation["security"] = [{SESSION_SCHEME: []}, {}]
@@ -473,8 +505,9 @@ def _code_operation(ttl: int, refresh_margin: int, scopes: Iterable[str]) -> dic
                 "content": _json_content(_ref("schemas", "Code")),
             }
         },
-        errors=("NotAuthenticated", "CodeRevoked"),
+        errors=("NotAuthenticated", "CodeRevoked", "RateLimited"),
         auth=SESSION_SCHEME,
+        database=True,
     )
 
 
@@ -490,8 +523,9 @@ def _code_png_operation() -> dict[str, Any]:
                 "content": {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}},
             }
         },
-        errors=("NotAuthenticated", "CodeRevoked"),
+        errors=("NotAuthenticated", "CodeRevoked", "RateLimited"),
         auth=SESSION_SCHEME,
+        database=True,
     )
 
 
@@ -509,9 +543,10 @@ def _verify_operation() -> dict[str, Any]:
                 "content": _json_content(_ref("schemas", "Decision")),
             }
         },
-        errors=("ScannerKeyInvalid", "SceneNotPermitted"),
+        errors=("ScannerKeyInvalid", "SceneNotPermitted", "RateLimited"),
         auth=SCANNER_SCHEME,
         request_schema="VerifyRequest",
+        database=True,
         description=(
             "The key is checked first, then the body: `token` and `scene` are required strings, "
             "`context` an optional object (what the scene needs from the scanner)."
@@ -543,6 +578,7 @@ def _upload_usage_operation() -> dict[str, Any]:
         errors=("BadUsageBatch", "ScannerKeyInvalid"),
         auth=SCANNER_SCHEME,
         request_schema="UsageBatch",
+        database=True,
         description="A record is attributed to the uploading key's venue and device, whatever it says.",
     )
 
@@ -568,6 +604,7 @@ def _my_usage_operation() -> dict[str, Any]:
         },
         errors=("BadHistoryQuery", "NotAuthenticated"),
         auth=SESSION_SCHEME,
+        database=True,
         parameters=[
             {
                 "name": "limit",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -19,10 +19,13 @@ from flask import Flask
 
 import codeservice
 from codeservice import create_app, db, errors, scanners
+from codeservice.errors import DatabaseUnavailable
 from codeservice.keystore import KeyStore
 from codeservice.openapi import ERROR_RESPONSES, FIELD_ERROR_CODES, openapi_document
 from codeservice.pii import DataKeys
-from conftest import ALL_SCENES, registration
+from codeservice.protection import LIMITS, RateLimited
+from conftest import ALL_SCENES, DEMO_PASSWORD, registration
+from servers import free_port
 from verifiers.errors import Rejection
 
 TOP_LEVEL_FIELDS = {
@@ -127,13 +130,19 @@ def _is_type(value: Any, name: str) -> bool:
 # -- fixtures ----------------------------------------------------------------------
 
 
+def make_app(directory: Path, **config: Any) -> Flask:
+    """An app with its own keys in ``directory``, on a SQLite file there unless ``config`` says otherwise."""
+    DataKeys.create(directory / "keys")
+    KeyStore(directory / "keys").init("EdDSA")
+    return create_app(
+        {"DATABASE_URL": f"sqlite:///{directory / 'openapi.db'}", "KEYS_DIR": str(directory / "keys"), **config}
+    )
+
+
 @pytest.fixture(scope="module")
 def bare_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     """An app for what needs no database: the URL map and the document."""
-    directory = tmp_path_factory.mktemp("openapi")
-    DataKeys.create(directory / "keys")
-    KeyStore(directory / "keys").init("EdDSA")
-    return create_app({"DATABASE_URL": f"sqlite:///{directory / 'unused.db'}", "KEYS_DIR": str(directory / "keys")})
+    return make_app(tmp_path_factory.mktemp("openapi"))
 
 
 @pytest.fixture(scope="module")
@@ -217,12 +226,12 @@ def test_security(document: dict[str, Any], bare_app: Flask) -> None:
 
 
 def test_error_responses_carry_their_classes_status(document: dict[str, Any]) -> None:
-    def subclasses(cls: type) -> Iterator[type[errors.ClientError]]:
+    def subclasses(cls: type) -> Iterator[type[errors.CodeserviceError]]:
         for sub in cls.__subclasses__():
             yield sub
             yield from subclasses(sub)
 
-    by_code = {cls.code: cls.status for cls in subclasses(errors.ClientError)}
+    by_code = {cls.code: cls.status for cls in subclasses(errors.CodeserviceError)}
     responses = document["components"]["responses"]
     for name, error in ERROR_RESPONSES.items():
         assert error_codes(document, responses[name]) == set(error.codes)
@@ -340,3 +349,134 @@ def test_the_validator_catches_mismatches(document: dict[str, Any]) -> None:
     error = response_schema(document, "/api/v1/code", "get", 401)
     assert validate(document, error, {"error": {"code": "not_authenticated", "message": "m"}}) == []
     assert validate(document, error, {"error": {"code": "bad_credentials", "message": "m"}})
+
+
+# -- the rate limits and the database ----------------------------------------------------------
+
+
+def documenting(document: dict[str, Any], status: int, code: str) -> set[tuple[str, str]]:
+    """(path, upper-case method) of the operations whose ``status`` response lists the error ``code``."""
+    return {
+        (path, method)
+        for path, method, operation in documented_operations(document)
+        if str(status) in operation["responses"] and code in error_codes(document, operation["responses"][str(status)])
+    }
+
+
+def rate_limited_operations(app: Flask) -> set[tuple[str, str]]:
+    """(OpenAPI path, method) of the JSON routes a budget of codeservice.protection limits."""
+    limited = set()
+    for rule in app.url_map.iter_rules():
+        for budget in LIMITS.values():
+            if rule.endpoint in budget.endpoints:
+                path = CONVERTER.sub(r"{\1}", rule.rule)
+                limited.update((path, method) for method in budget.methods if method in (rule.methods or set()))
+    return limited & json_routes(app)
+
+
+def assert_retry_after_documented(document: dict[str, Any], operations: set[tuple[str, str]], status: int) -> None:
+    for path, method in operations:
+        response = resolve(document, document["paths"][path][method.lower()]["responses"][str(status)])
+        assert "Retry-After" in response["headers"], f"{method} {path} {status}"
+
+
+def test_the_rate_limited_operations_document_429_rate_limited(document: dict[str, Any], bare_app: Flask) -> None:
+    limited = rate_limited_operations(bare_app)
+    assert limited == {
+        ("/api/v1/session", "POST"),
+        ("/api/v1/residents", "POST"),
+        ("/api/v1/code", "GET"),
+        ("/api/v1/code.png", "GET"),
+        ("/api/v1/verify", "POST"),
+    }
+    assert documenting(document, 429, RateLimited.code) == limited
+    assert_retry_after_documented(document, limited, 429)
+    # A login's one 429 is the per-phone cool-down too.
+    login = document["paths"]["/api/v1/session"]["post"]["responses"]["429"]
+    assert error_codes(document, login) == {errors.TooManyAttempts.code, RateLimited.code}
+
+
+def test_the_database_backed_operations_document_503_database_unavailable(document: dict[str, Any]) -> None:
+    """Every /api/v1 operation reads or writes the database (logging out, with a session); the others do not."""
+    api = {(path, method) for path, method, _operation in documented_operations(document) if path.startswith("/api/")}
+    assert documenting(document, 503, DatabaseUnavailable.code) == api
+    assert_retry_after_documented(document, api, 503)
+
+
+@pytest.fixture
+def limited_app(tmp_path: Path) -> Iterator[Flask]:
+    """Rate limits on, every budget one request a minute."""
+    application = make_app(tmp_path, RATE_LIMITS="on", **{budget.config_key: "1/minute" for budget in LIMITS.values()})
+    with application.app_context():
+        db.init_db()
+    yield application
+    with application.app_context():
+        db.engine().dispose()
+
+
+@pytest.fixture
+def unreachable_app(tmp_path: Path) -> Flask:
+    """An app whose PostgreSQL is a closed port on this host: every connection is refused."""
+    pytest.importorskip("psycopg")
+    closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test?connect_timeout=2"
+    return make_app(tmp_path, DATABASE_URL=closed, RATE_LIMITS="off")
+
+
+def assert_documented_error(document: dict[str, Any], path: str, method: str, response: Any, code: str) -> None:
+    """``response`` is the error ``code`` as the operation documents it: its body's schema, a Retry-After."""
+    where = f"{method} {path} -> {response.status_code}"
+    assert response.mimetype == "application/json", f"{where}: {response.data[:200]!r}"
+    assert response.get_json()["error"]["code"] == code, f"{where}: {response.get_json()}"
+    assert_valid(document, path, method.lower(), response)
+    assert int(response.headers["Retry-After"]) >= 1, where
+
+
+def test_over_a_rate_limit_the_answer_is_the_documented_429(limited_app: Flask) -> None:
+    """Each operation twice in a minute, from its own address: the second is 429 exactly where documented."""
+    document = openapi_document(limited_app)
+    limited = documenting(document, 429, RateLimited.code)
+    client = limited_app.test_client()
+    for index, (path, method, _operation) in enumerate(documented_operations(document), start=1):
+        address = {"REMOTE_ADDR": f"10.0.0.{index}"}
+        client.open(path, method=method, environ_base=address)  # the budget's one request
+        response = client.open(path, method=method, environ_base=address)
+        if (path, method) in limited:
+            assert_documented_error(document, path, method, response, RateLimited.code)
+        else:
+            assert response.status_code != 429, f"{method} {path}"
+    assert limited
+
+
+# A body that gets each operation past its checks of the request, to its database work.
+SAMPLE_BODIES = {
+    "/api/v1/residents": registration(),
+    "/api/v1/session": {"phone": "13800138000", "password": DEMO_PASSWORD},
+    "/api/v1/verify": {"token": "x", "scene": "venue"},
+    "/api/v1/usage": {"records": []},
+}
+
+
+def test_without_the_database_the_answer_is_the_documented_503(unreachable_app: Flask) -> None:
+    """Each operation as a client that passes its checks: 503 database_unavailable exactly where documented."""
+    document = openapi_document(unreachable_app)
+    backed = documenting(document, 503, DatabaseUnavailable.code)
+    client = unreachable_app.test_client()
+    with client.session_transaction() as session:  # a session cookie: finding its resident takes the database
+        session.update(rid=1, epoch=0)
+    scanner = {"Authorization": "Bearer csk_unknown"}  # and so does finding a scanner's key
+    for path, method, operation in documented_operations(document):
+        response = client.open(path, method=method, headers=scanner, json=SAMPLE_BODIES.get(path))
+        if (path, method) in backed:
+            assert_documented_error(document, path, method, response, DatabaseUnavailable.code)
+        else:  # it answers without the database (readiness: its own 503)
+            assert str(response.status_code) in operation["responses"], f"{method} {path}"
+            assert_valid(document, path, method.lower(), response)
+    assert backed
+
+
+# The codes only these configurations produce (rate limits on, no database), and the
+# test above that provokes each: test_error_shape.py counts them as provoked.
+PROVOKED_BY_CONFIGURATION: dict[str, Callable[..., None]] = {
+    RateLimited.code: test_over_a_rate_limit_the_answer_is_the_documented_429,
+    DatabaseUnavailable.code: test_without_the_database_the_answer_is_the_documented_503,
+}
