@@ -33,6 +33,11 @@ batches of 1000 records, interleaved batch by batch with a bare SQLAlchemy
 bulk insert (``session.execute(insert(UsageRecord), rows)``) of rows of the
 same shape into the same table; printed as records/s and their ratio.
 
+Every decision is answered only once its usage record is on disk: on SQLite
+the service flushes the write-ahead log after each commit; on PostgreSQL the
+run prints the server's ``synchronous_commit`` (``on``, the default, means
+the commit waits for its WAL flush).
+
 Rate limiting is off (``CODESERVICE_RATE_LIMITS=off``). Every server is
 stopped at the end, also on an error or Ctrl-C.
 """
@@ -370,6 +375,15 @@ def write_bodies(service: Service, count: int, path: Path) -> Path:
     return path
 
 
+def synchronous_commit(database_url: str) -> str:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return str(connection.execute(text("SHOW synchronous_commit")).scalar())
+    finally:
+        engine.dispose()
+
+
 def decisions(database_url: str) -> dict[str, int]:
     engine = create_engine(database_url)
     try:
@@ -604,6 +618,8 @@ def main(argv: list[str] | None = None) -> None:
             with contextlib.ExitStack() as phase:
                 phase.push(database_context)
                 service = prepare_service(label, database_url, service_dir)
+                if label == "postgres":
+                    print(f"  synchronous_commit = {synchronous_commit(database_url)}", flush=True)
                 phase.callback(lambda: [stop(server) for server in list(servers) if server is not hello])
                 server = start(label, "codeservice:create_app()", service.env, service_dir)
                 loads[f"hello ({label})"], loads[f"verify-{label}"] = compare(
