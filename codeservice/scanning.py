@@ -61,7 +61,8 @@ def parse_rfc3339(value: str) -> datetime:
 # driver's own style; values are converted here exactly as the models'
 # column types would (JSON as text, SQLite times as SQLAlchemy writes them).
 _STATEMENTS = {
-    # SQLite only: take the write lock now, not at the first write; the flush setting (see ScanConnection)
+    # SQLite only: the write transaction takes the write lock at once; whether
+    # COMMIT flushes the log itself (see ScanConnection.write).
     "begin": "BEGIN IMMEDIATE",
     "no_flush_at_commit": "PRAGMA synchronous=NORMAL",
     "flush_at_commit": "PRAGMA synchronous=FULL",
@@ -145,10 +146,13 @@ class ScanConnection:
 
     def close(self, *, invalidate: bool = False) -> None:
         """Back to the pool (which rolls back what is open); ``invalidate``: the connection failed, drop it."""
+        if not invalidate and self._sqlite is not None:
+            try:
+                self.execute("flush_at_commit", {})  # as the pool's other users expect
+            except Exception:  # noqa: BLE001 - not as expected, then not back in the pool
+                invalidate = True
         if invalidate:
             self._connection.invalidate()
-        elif self._sqlite is not None:
-            self.execute("flush_at_commit", {})  # as the pool's other users expect
         self._connection.close()
 
     def json_in(self, value: Any) -> str:
