@@ -7,7 +7,9 @@ Run by hand (it prints, asserts nothing, and stops by itself)::
 Every server listens on 127.0.0.1 only, under gunicorn with ``--workers 2``
 sync workers, and is loaded by the same generator for the same time:
 
-  (a) the floor: ``bench/hello_app.py``, ``GET /hello`` -> a small JSON
+  (a) the floor: ``bench/hello_app.py``, ``GET /hello`` -> a small JSON;
+      and, as a reference point, ``GET /hello-jwt``: the same plus one PyJWT
+      EdDSA decode, alternated with ``/hello`` the same way
   (b) the service on SQLite (a temporary database file and keys)
   (c) the service on PostgreSQL (a fresh schema, dropped at the end)
 
@@ -407,6 +409,18 @@ def combine(loads: list[Load]) -> Load:
     )
 
 
+def jwt_reference(hello: Server, generator: Generator, seconds: float, rounds: int) -> tuple[Load, Load]:
+    """``/hello`` and ``/hello-jwt`` round by round: what one signature check costs over the floor."""
+    per_round = max(1, round(seconds / rounds))
+    generator.run(hello.port, "/hello-jwt", WARMUP_SECONDS)
+    floors, decodes = [], []
+    for index in range(rounds):
+        floors.append(generator.run(hello.port, "/hello", per_round))
+        decodes.append(generator.run(hello.port, "/hello-jwt", per_round))
+        print(f"  round {index + 1}: hello {floors[-1].rps:,.0f} req/s, hello+jwt {decodes[-1].rps:,.0f} req/s", flush=True)
+    return combine(floors), combine(decodes)
+
+
 def compare(
     service: Service, server: Server, hello: Server, generator: Generator, seconds: float, rounds: int, workdir: Path
 ) -> tuple[Load, Load]:
@@ -600,6 +614,8 @@ def main(argv: list[str] | None = None) -> None:
 
         # (a) the floor runs all along, loaded in turn with each service (b, c).
         hello = start("hello", "hello_app:app", dict(os.environ), BENCH_DIR)
+        print("(a) the floor, and the floor plus one JWT decode", flush=True)
+        loads["hello (jwt)"], loads["hello+jwt"] = jwt_reference(hello, generator, args.duration, args.rounds)
 
         backends = [("sqlite", lambda: contextlib.nullcontext(f"sqlite:///{workdir / 'sqlite' / 'codeservice.db'}"))]
         if not args.no_postgres:
@@ -633,10 +649,10 @@ def main(argv: list[str] | None = None) -> None:
     for label, load in loads.items():
         print(fmt_load(label, load))
     print("(p50 and p99: the median of the rounds' own percentiles)")
-    for label in ("sqlite", "postgres"):
-        floor, load = loads.get(f"hello ({label})"), loads.get(f"verify-{label}")
+    for label, name in (("jwt", "hello+jwt"), ("sqlite", "verify-sqlite"), ("postgres", "verify-postgres")):
+        floor, load = loads.get(f"hello ({label})"), loads.get(name)
         if floor and load and floor.rps and load.rps:
-            print(f"verify/hello on {label}: {load.rps / floor.rps:.3f} ({floor.rps / load.rps:.1f}x slower than the floor)")
+            print(f"{name}/hello: {load.rps / floor.rps:.3f} ({floor.rps / load.rps:.1f}x slower than the floor)")
     for label, result in ingests.items():
         if isinstance(result, str):
             print(f"ingest on {label}: {result}")
