@@ -262,6 +262,15 @@ class DatabaseStore:
     def mark_synced(self, record_ids: Iterable[str]) -> None:
         pass
 
+    def set_aside(self, record_id: str, reason: str, now: float) -> None:
+        pass
+
+    def set_aside_records(self, limit: int) -> list[dict[str, Any]]:
+        return []
+
+    def requeue_set_aside(self) -> int:
+        return 0
+
     def close(self) -> None:
         pass
 

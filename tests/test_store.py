@@ -151,6 +151,34 @@ def test_mark_synced_removes_records(open_verifier, store_path, make_token):
     assert record_ids(open_verifier(store_path)) == [ids[1], ids[3]]
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "memory"])
+def test_a_record_set_aside_leaves_the_outbox_and_can_be_requeued(open_verifier, store_path, make_token, kind):
+    reopen = (lambda: open_verifier(store_path)) if kind == "sqlite" else None
+    verifier = open_verifier(store_path if kind == "sqlite" else None)
+    ids = [
+        verifier.verify(make_token(now=NOW + i), "venue", {"venue_id": f"v{i}"}, now=NOW + i).record_id
+        for i in range(3)
+    ]
+    record = verifier.pending_records()[1]
+
+    verifier.store.set_aside(ids[1], "scene: not one this key names", NOW + 10)
+    verifier.store.set_aside("00000000-0000-0000-0000-000000000000", "not in the outbox: nothing", NOW + 10)
+    assert record_ids(verifier) == [ids[0], ids[2]]
+    assert verifier.set_aside_records() == [
+        {"record": record, "reason": "scene: not one this key names", "set_aside_at": NOW + 10}
+    ]
+    if reopen is not None:  # kept on disk
+        verifier.close()
+        verifier = reopen()
+        assert record_ids(verifier) == [ids[0], ids[2]]
+        assert [entry["record"] for entry in verifier.set_aside_records()] == [record]
+
+    assert verifier.requeue_set_aside() == 1
+    assert record_ids(verifier) == [ids[0], ids[2], ids[1]]
+    assert verifier.set_aside_records() == []
+    assert verifier.requeue_set_aside() == 0
+
+
 def test_revocations_survive_reopen(open_verifier, store_path, make_token):
     first = open_verifier(store_path)
     first.set_revocations([BOB], fetched_at=NOW)

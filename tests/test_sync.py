@@ -600,6 +600,62 @@ def test_an_invalid_scanner_key_stops_the_upload_only(
     assert pending(verifier) == 2 and rows_on_server(app) == 0
 
 
+# -- records the service will never take ------------------------------------------------
+
+
+@pytest.fixture
+def key_without_venue(runner: Any) -> str:
+    """A key of the same scanner's venue and device that names clinic and transit, not venue."""
+    result = runner.invoke(
+        args=["scanners", "add", "--venue", "museum-1", "--device", "gate-1", "--scenes", "clinic,transit"]
+    )
+    assert result.exit_code == 0, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+def scan_at(verifier: OfflineVerifier, scene: str, count: int) -> list[str]:
+    return [verifier.verify("not-a-code", scene, {}).record_id for _ in range(count)]  # type: ignore[misc]
+
+
+def test_a_record_the_service_refuses_is_set_aside_and_the_rest_go_on(
+    app: Any, server: LiveServer, verifier: OfflineVerifier, key_without_venue: str
+) -> None:
+    before = scan_at(verifier, "clinic", 3)
+    (refused,) = scan_at(verifier, "venue", 1)
+    after = scan_at(verifier, "transit", 3)
+
+    report = verifier.sync(server.url, key_without_venue)
+    assert report.set_aside == [refused]
+    assert (report.uploaded, report.duplicates) == (6, 0)
+    assert len(report.errors) == 1 and f"refused record {refused}" in report.errors[0], report.errors
+    assert sorted(ids_on_server(app)) == sorted(before + after)
+    assert pending(verifier) == 0
+    (entry,) = verifier.set_aside_records()
+    assert entry["record"]["id"] == refused and "scene" in entry["reason"], entry
+
+    again = verifier.sync(server.url, key_without_venue)
+    assert again.ok and again.set_aside == [] and again.uploaded == 0
+
+
+def test_past_ten_refusals_in_one_sync_the_upload_stops_and_requeue_brings_them_back(
+    app: Any, server: LiveServer, verifier: OfflineVerifier, key_without_venue: str, scanner_key: str
+) -> None:
+    refused = scan_at(verifier, "venue", 12)
+
+    report = verifier.sync(server.url, key_without_venue)
+    assert report.set_aside == refused[:10]
+    assert "invalid_usage_record" in report.errors[-1] and "they stay in the outbox" in report.errors[-1]
+    assert [record["id"] for record in verifier.pending_records()] == refused[10:]
+    assert rows_on_server(app) == 0
+
+    # The operator gives the scanner a key that names venue, and puts them back.
+    assert verifier.requeue_set_aside() == 10
+    fixed = verifier.sync(server.url, scanner_key)
+    assert fixed.ok and fixed.uploaded == 12
+    assert sorted(ids_on_server(app)) == sorted(refused)
+    assert verifier.set_aside_records() == []
+
+
 @pytest.mark.parametrize(
     ("url", "kwargs"),
     [

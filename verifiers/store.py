@@ -64,6 +64,12 @@ class Store(Protocol):
 
     def mark_synced(self, record_ids: Iterable[str]) -> None: ...
 
+    def set_aside(self, record_id: str, reason: str, now: float) -> None: ...
+
+    def set_aside_records(self, limit: int) -> list[dict[str, Any]]: ...
+
+    def requeue_set_aside(self) -> int: ...
+
     def get_meta(self, key: str) -> Any: ...
 
     def set_meta(self, key: str, value: Any) -> None: ...
@@ -114,6 +120,7 @@ class MemoryStore(_InMemoryReads):
         self._jti_expiry: list[tuple[int, str]] = []
         self._state: dict[str, tuple[Any, int]] = {}
         self._outbox: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        self._set_aside: OrderedDict[str, dict[str, Any]] = OrderedDict()
         self._meta: dict[str, Any] = {}
         self._now = 0.0
 
@@ -160,6 +167,24 @@ class MemoryStore(_InMemoryReads):
             for record_id in record_ids:
                 self._outbox.pop(record_id, None)
 
+    def set_aside(self, record_id: str, reason: str, now: float) -> None:
+        with self._lock:
+            record = self._outbox.pop(record_id, None)
+            if record is not None:
+                self._set_aside[record_id] = {"record": record, "reason": reason, "set_aside_at": now}
+
+    def set_aside_records(self, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(entry) for _, entry in zip(range(limit), self._set_aside.values())]
+
+    def requeue_set_aside(self) -> int:
+        with self._lock:
+            count = len(self._set_aside)
+            for record_id, entry in self._set_aside.items():
+                self._outbox[record_id] = entry["record"]
+            self._set_aside.clear()
+            return count
+
     def get_meta(self, key: str) -> Any:
         return self._meta.get(key)
 
@@ -177,6 +202,9 @@ CREATE TABLE IF NOT EXISTS scene_state (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS set_aside (
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL, reason TEXT NOT NULL, set_aside_at REAL NOT NULL
+);
 """
 BATCH_SIZE = 512
 BATCH_SECONDS = 1.0
@@ -325,6 +353,34 @@ class SqliteStore(_InMemoryReads):
             self.flush()
             with self._immediate() as db:
                 db.executemany("DELETE FROM outbox WHERE id = ?", [(record_id,) for record_id in record_ids])
+
+    def set_aside(self, record_id: str, reason: str, now: float) -> None:
+        """The service refused this record: out of the outbox, kept apart (with why) for an operator."""
+        with self._lock:
+            self.flush()
+            with self._immediate() as db:
+                db.execute(
+                    "INSERT OR REPLACE INTO set_aside (id, record, reason, set_aside_at)"
+                    " SELECT id, record, ?, ? FROM outbox WHERE id = ?",
+                    (reason, now, record_id),
+                )
+                db.execute("DELETE FROM outbox WHERE id = ?", (record_id,))
+
+    def set_aside_records(self, limit: int) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT record, reason, set_aside_at FROM set_aside ORDER BY seq LIMIT ?", (limit,)
+            ).fetchall()
+        return [{"record": json.loads(record), "reason": reason, "set_aside_at": at} for record, reason, at in rows]
+
+    def requeue_set_aside(self) -> int:
+        """Every set-aside record back into the outbox (after the cause was fixed); how many."""
+        with self._lock:
+            self.flush()
+            with self._immediate() as db:
+                moved = db.execute("INSERT OR IGNORE INTO outbox (id, record) SELECT id, record FROM set_aside").rowcount
+                db.execute("DELETE FROM set_aside")
+        return moved
 
     def get_meta(self, key: str) -> Any:
         with self._lock:

@@ -10,6 +10,14 @@ signed by the issuer's current key, so the key set comes first):
    with ``Authorization: Bearer <scanner key>``. A batch leaves the outbox
    only once the service has answered it with 200 and counted every record
    (newly accepted or already held: the upload is idempotent by record id).
+   A record the service refuses (400 ``invalid_usage_record`` naming it: a
+   scene the key no longer names, a time more than 400 days back) would hold
+   up every record after it for good: it is set aside instead, kept with the
+   service's reason (:meth:`OfflineVerifier.set_aside_records`, back into the
+   outbox with :meth:`OfflineVerifier.requeue_set_aside`), and the upload
+   goes on. At most :data:`MAX_SET_ASIDE` per sync: past that, something is
+   wrong with the scanner as a whole (its clock, its key), and the upload
+   stops there instead of setting everything aside.
 
 Nothing about the network raises (the service down, a connection cut, a
 timeout, a 5xx, an answer that is not what it should be): each problem is a
@@ -30,6 +38,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import time
 import urllib.error
 import urllib.request
@@ -52,9 +61,12 @@ REVOCATIONS_PATH = "/api/v1/revocations"
 USAGE_PATH = "/api/v1/usage"
 MAX_BATCH_SIZE = 1000
 """The most records ``POST /api/v1/usage`` takes at once (contract section 4)."""
+MAX_SET_ASIDE = 10
+"""The most records one sync sets aside (see the module's docstring)."""
 DEFAULT_TIMEOUT = 10
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "verifiers-sync/1"
+_RECORD_FIELD = re.compile(r"records\[(\d+)\]")
 
 
 @dataclass
@@ -67,6 +79,8 @@ class SyncReport:
     """Records the service already held (an earlier sync whose answer was lost); acknowledged all the same."""
     batches: int = 0
     """Batches acknowledged (and so removed from the outbox)."""
+    set_aside: list[str] = field(default_factory=list)
+    """Ids of the records the service refused and this sync set aside (each also a line in ``errors``)."""
     keys_refreshed: bool = False
     """The service confirmed the key set (200, or 304: unchanged); its age restarts from now."""
     keys_added: list[str] = field(default_factory=list)
@@ -195,7 +209,7 @@ def sync(
     with verifier._sync_lock:  # two syncs at once would send the same batches twice
         _refresh_keys(verifier, base, timeout, now, report)
         _refresh_revocations(verifier, base, timeout, now, report)
-        _upload(verifier, base, key.strip(), batch_size, timeout, report)
+        _upload(verifier, base, key.strip(), batch_size, timeout, now, report)
     report.keys_age_seconds = age(verifier.keys_fetched_at, now)
     report.revocations_age_seconds = age(verifier.revocations_fetched_at, now)
     for error in report.errors:
@@ -292,7 +306,7 @@ def _refresh_revocations(
 
 
 def _upload(
-    verifier: OfflineVerifier, base: str, key: str, batch_size: int, timeout: float, report: SyncReport
+    verifier: OfflineVerifier, base: str, key: str, batch_size: int, timeout: float, now: float, report: SyncReport
 ) -> None:
     url = base + USAGE_PATH
     headers = {"Content-Type": "application/json", "Accept": "application/json", "Authorization": f"Bearer {key}"}
@@ -313,6 +327,13 @@ def _upload(
         if answer.status == 413 and len(batch) > 1:
             size = len(batch) // 2  # the service's body limit: smaller batches
             continue
+        refused = _refused_record(answer, batch)
+        if refused is not None and len(report.set_aside) < MAX_SET_ASIDE:
+            record_id, reason = refused
+            verifier.store.set_aside(record_id, reason, now)
+            report.set_aside.append(record_id)
+            report.errors.append(f"upload: the service refused record {record_id} ({reason}); set aside, the rest go on")
+            continue
         if answer.status != 200:
             report.errors.append(
                 f"upload: the service refused a batch of {len(batch)} records: {_service_error(answer)}; "
@@ -330,6 +351,21 @@ def _upload(
         report.uploaded += counts[0]
         report.duplicates += counts[1]
         report.batches += 1
+
+
+def _refused_record(answer: _Answer, batch: list[dict[str, Any]]) -> tuple[str, str] | None:
+    """The id of the one record a 400 names (``invalid_usage_record``, ``field`` ``records[i]…``), and why."""
+    if answer.status != 400:
+        return None
+    try:
+        error = json.loads(answer.body[:MAX_ANSWER_BYTES])["error"]
+        code, where, message = error["code"], error["field"], error["message"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    match = _RECORD_FIELD.match(where) if isinstance(where, str) else None
+    if code != "invalid_usage_record" or match is None or int(match[1]) >= len(batch):
+        return None
+    return batch[int(match[1])]["id"], str(message)[:300]  # the service's words name the member
 
 
 def _counts(body: bytes) -> tuple[int, int] | None:

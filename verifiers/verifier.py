@@ -219,6 +219,17 @@ class OfflineVerifier:
         """Usage records not yet acknowledged by the service, oldest first."""
         return self.store.pending_records(limit)
 
+    def set_aside_records(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """Records the service refused at a sync, each as ``{"record", "reason", "set_aside_at"}``, oldest first.
+
+        They no longer block the outbox; they are kept until :meth:`requeue_set_aside`.
+        """
+        return self.store.set_aside_records(limit)
+
+    def requeue_set_aside(self) -> int:
+        """Put every set-aside record back into the outbox (once their cause is fixed); how many."""
+        return self.store.requeue_set_aside()
+
     def close(self) -> None:
         self.store.close()
 
