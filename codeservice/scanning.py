@@ -16,6 +16,7 @@ write lock). Each scan has its own pooled driver connection
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -69,8 +70,9 @@ _STATEMENTS = {
     "scanner": "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at FROM scanners WHERE key_hash = :key_hash",
     "revoked": "SELECT 1 FROM residents WHERE code_id = :sub AND revoked_at IS NOT NULL",
     "claim": "INSERT INTO seen_codes (jti, expires_at) VALUES (:jti, :expires_at) ON CONFLICT (jti) DO NOTHING RETURNING jti",
-    "lock": "SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))",
     "read_state": "SELECT value FROM scene_state WHERE key = :key AND expires_at >= :now",
+    # PostgreSQL: the key's advisory lock, then its value, in one round trip (migration 0003).
+    "locked_state": "SELECT codeservice_locked_state(:key, :now)",
     "delete_state": "DELETE FROM scene_state WHERE key = :key",
     "write_state": (
         "INSERT INTO scene_state (key, value, expires_at) VALUES (:key, :value, :expires_at) "
@@ -83,6 +85,24 @@ _STATEMENTS = {
     ),
 }
 _PSYCOPG_STATEMENTS = {name: re.sub(r":(\w+)", r"%(\1)s", sql) for name, sql in _STATEMENTS.items()}
+
+
+@functools.cache
+def _psycopg_record(deletes: tuple[bool, ...]) -> str:
+    """PostgreSQL: a decision's state writes (a delete where True) and its usage record as one statement.
+
+    Each write is a data-modifying CTE of the usage INSERT; they touch
+    distinct keys (the caller keeps one write per key), so their order does
+    not matter.
+    """
+    writes = [
+        f"w{i} AS (DELETE FROM scene_state WHERE key = %(key{i})s)"
+        if delete
+        else f"w{i} AS (INSERT INTO scene_state (key, value, expires_at) VALUES (%(key{i})s, %(value{i})s,"
+        f" %(expires_at{i})s) ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at)"
+        for i, delete in enumerate(deletes)
+    ]
+    return ("WITH " + ", ".join(writes) + " " if writes else "") + _PSYCOPG_STATEMENTS["usage"]
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
 
@@ -123,8 +143,30 @@ class ScanConnection:
             self.execute("no_flush_at_commit", {})  # write() flushes, outside the lock
 
     def execute(self, name: str, params: dict[str, Any]) -> Any:
+        return self._run(self._statements[name], params)
+
+    def record(self, writes: Iterable[StateWrite], usage: dict[str, Any]) -> None:
+        """A decision's state writes and its usage record: one statement on PostgreSQL, one each on SQLite."""
+        latest = list({write.key: write for write in writes}.values())  # one write per key, the last
+        if not self.postgres:
+            for write in latest:
+                if write.value is None:
+                    self.execute("delete_state", {"key": write.key})
+                else:
+                    value = self.json_in(write.value)
+                    self.execute("write_state", {"key": write.key, "value": value, "expires_at": write.expires_at})
+            self.execute("usage", usage)
+            return
+        params = dict(usage)
+        for i, write in enumerate(latest):
+            params[f"key{i}"] = write.key
+            if write.value is not None:
+                params[f"value{i}"], params[f"expires_at{i}"] = self.json_in(write.value), write.expires_at
+        self._run(_psycopg_record(tuple(write.value is None for write in latest)), params)
+
+    def _run(self, sql: str, params: dict[str, Any]) -> Any:
         started = time.perf_counter()
-        self._cursor.execute(self._statements[name], params)
+        self._cursor.execute(sql, params)
         self._observe(time.perf_counter() - started)
         return self._cursor
 
@@ -207,9 +249,8 @@ class DatabaseStore:
 
     def get(self, key: str) -> Any:
         connection = self.connection
-        if connection.postgres:
-            connection.execute("lock", {"key": key}).fetchone()
-        row = connection.execute("read_state", {"key": key, "now": int(self._now)}).fetchone()
+        statement = "locked_state" if connection.postgres else "read_state"  # SQLite: under the write lock already
+        row = connection.execute(statement, {"key": key, "now": int(self._now)}).fetchone()
         return None if row is None else connection.json_out(row[0])
 
     def save(
@@ -222,17 +263,9 @@ class DatabaseStore:
     ) -> None:
         # ``jti`` was inserted by claim_jti in this same transaction.
         connection = self.connection
-        for write in writes:
-            if write.value is None:
-                connection.execute("delete_state", {"key": write.key})
-            else:
-                connection.execute(
-                    "write_state",
-                    {"key": write.key, "value": connection.json_in(write.value), "expires_at": write.expires_at},
-                )
         scanner = self.scanner
-        connection.execute(
-            "usage",
+        connection.record(
+            writes,
             {
                 "id": record["id"],
                 "scene": record["scene"],
