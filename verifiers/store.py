@@ -172,6 +172,9 @@ class MemoryStore(_InMemoryReads):
             record = self._outbox.pop(record_id, None)
             if record is not None:
                 self._set_aside[record_id] = {"record": record, "reason": reason, "set_aside_at": now}
+                if len(self._set_aside) > self.max_records:  # bounded like the outbox
+                    self._set_aside.popitem(last=False)
+                    self.dropped_records += 1
 
     def set_aside_records(self, limit: int) -> list[dict[str, Any]]:
         with self._lock:
