@@ -12,9 +12,13 @@ class CodeserviceError(Exception):
     code = "internal_error"
     status = 500
     default_message = "internal error"
+    retry_after = 0
+    """Seconds after which a retry can succeed, sent as ``Retry-After``; 0: not sent."""
 
-    def __init__(self, message: str | None = None) -> None:
+    def __init__(self, message: str | None = None, *, retry_after: int | None = None) -> None:
         self.message = message or self.default_message
+        if retry_after is not None:
+            self.retry_after = retry_after
         super().__init__(self.message)
 
 
@@ -141,10 +145,6 @@ class TooManyAttempts(ClientError):
     status = 429
     code = "too_many_attempts"
     default_message = "too many failed attempts; try again later"
-
-    def __init__(self, message: str | None = None, *, retry_after: int = 0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
 
 
 class ResidentNotFound(NotFound):

@@ -60,10 +60,6 @@ class RateLimited(ClientError):
     code = "rate_limited"
     default_message = "too many requests; try again later"
 
-    def __init__(self, message: str | None = None, *, retry_after: int = 0) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
 
 def _by_address() -> str:
     return f"ip:{get_remote_address()}"

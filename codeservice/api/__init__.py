@@ -49,9 +49,8 @@ def error_response(error: CodeserviceError) -> Response:
         body["field"] = field
     response = jsonify(error=body)
     response.status_code = error.status
-    retry_after = getattr(error, "retry_after", 0)
-    if retry_after:
-        response.headers["Retry-After"] = str(retry_after)
+    if error.retry_after:
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 

@@ -236,9 +236,8 @@ def login() -> Response:
         )
     except ClientError as error:
         response = _page("login.html", error.status, phone=phone, error=_error_message(error, _field_labels()))
-        retry_after = getattr(error, "retry_after", 0)
-        if retry_after:
-            response.headers["Retry-After"] = str(retry_after)
+        if error.retry_after:
+            response.headers["Retry-After"] = str(error.retry_after)
         return response
     auth.log_in(resident)
     return _see_other("web.code_page")
