@@ -4,7 +4,8 @@
   failed under ``CODESERVICE_REQUIRE_SERVERS=1``, when PostgreSQL is absent);
 - ``require_gunicorn``, ``service_env``, ``flask_cli``: what the servers need;
 - ``Server``: one gunicorn master on a loopback port, in its own process group;
-  ``serve``: several of them, started together and stopped at the end.
+  ``serve``: several of them, started together and stopped at the end;
+- ``request`` / ``send``: one JSON request to them, as an ``Answer``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import importlib.util
+import json
 import os
 import secrets
 import signal
@@ -20,7 +22,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -30,6 +34,38 @@ from conftest import PG_URL, skip_or_fail
 STARTUP_SECONDS = 30
 STOP_SECONDS = 10
 WORKERS, THREADS = 2, 8
+CLIENT_TIMEOUT = 10  # no answer may take longer, whatever the fault
+
+
+@dataclass
+class Answer:
+    status: int
+    body: Any  # the parsed JSON, else the text
+    headers: dict[str, str]  # names in lower case
+
+
+def send(connection: http.client.HTTPConnection, method: str, path: str, body: Any = None, *, key: str | None = None) -> Answer:
+    """One request on ``connection``: a JSON ``body``, a scanner ``key`` as the bearer."""
+    headers = {"Content-Type": "application/json"} if body is not None else {}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    connection.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    response = connection.getresponse()
+    raw = response.read()
+    try:
+        parsed: Any = json.loads(raw)
+    except ValueError:
+        parsed = raw.decode("utf-8", "replace")
+    return Answer(response.status, parsed, {k.lower(): v for k, v in response.getheaders()})
+
+
+def request(port: int, method: str, path: str, body: Any = None, *, key: str | None = None, timeout: float = CLIENT_TIMEOUT) -> Answer:
+    """One request on a new connection (never a keep-alive the server may have closed)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        return send(connection, method, path, body, key=key)
+    finally:
+        connection.close()
 
 
 @contextlib.contextmanager

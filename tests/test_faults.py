@@ -20,7 +20,6 @@ unless ``CODESERVICE_REQUIRE_SERVERS=1`` makes that a failure.
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
@@ -45,42 +44,25 @@ from codeservice.keystore import KeyStore
 from codeservice.models import UsageRecord
 from codeservice.pii import DataKeys
 from conftest import PG_URL, skip_or_fail
-from servers import STARTUP_SECONDS, Server, add_scanners, free_port, flask_cli, private_schema, require_gunicorn, serve, service_env
+from servers import (
+    CLIENT_TIMEOUT,
+    STARTUP_SECONDS,
+    Answer,
+    Server,
+    add_scanners,
+    flask_cli,
+    free_port,
+    private_schema,
+    request,
+    require_gunicorn,
+    serve,
+    service_env,
+)
 from verifiers import KeySet, OfflineVerifier
 from verifiers.jose import b64url_decode
 
-CLIENT_TIMEOUT = 10  # no answer may take longer, whatever the fault
 ISSUER = "urn:codeservice:dev"
 CLINIC = {"department": "dental"}
-
-
-# -- requests ------------------------------------------------------------------
-
-
-@dataclass
-class Answer:
-    status: int
-    body: Any
-    headers: dict[str, str]
-
-
-def request(port: int, method: str, path: str, body: Any = None, *, key: str | None = None, timeout: float = CLIENT_TIMEOUT) -> Answer:
-    """One request on a new connection (never a keep-alive the server may have closed)."""
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        headers = {"Content-Type": "application/json"} if body is not None else {}
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        connection.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-        response = connection.getresponse()
-        raw = response.read()
-        try:
-            parsed: Any = json.loads(raw)
-        except ValueError:
-            parsed = raw.decode("utf-8", "replace")
-        return Answer(response.status, parsed, {k.lower(): v for k, v in response.getheaders()})
-    finally:
-        connection.close()
 
 
 # -- one database, two instances --------------------------------------------------------

@@ -42,7 +42,7 @@ from codeservice.keystore import KeyStore
 from codeservice.models import SceneStateEntry, SeenCode, UsageRecord
 from codeservice.pii import DataKeys
 from conftest import registration
-from servers import Server, add_scanners, flask_cli, private_schema, require_gunicorn, serve, service_env
+from servers import Answer, Server, add_scanners, flask_cli, private_schema, request, require_gunicorn, send, serve, service_env
 from verifiers.jose import b64url_decode
 
 CLIENTS = 16
@@ -52,27 +52,6 @@ ENTRY = {"station": "People's Square", "direction": "in", "line": "1"}
 
 
 # -- requests ------------------------------------------------------------------
-
-
-def request(port: int, method: str, path: str, body: Any = None, *, key: str | None = None, timeout: float = REQUEST_TIMEOUT) -> tuple[int, Any]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        return send(connection, method, path, body, key=key)
-    finally:
-        connection.close()
-
-
-def send(connection: http.client.HTTPConnection, method: str, path: str, body: Any = None, *, key: str | None = None) -> tuple[int, Any]:
-    headers = {"Content-Type": "application/json"} if body is not None else {}
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    connection.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
-    response = connection.getresponse()
-    raw = response.read()
-    try:
-        return response.status, json.loads(raw)
-    except ValueError:
-        return response.status, raw.decode("utf-8", "replace")
 
 
 # -- the backends: one database, two instances -------------------------------------
@@ -135,7 +114,7 @@ def servers(backend: Backend) -> Iterator[dict[str, Server]]:
 # -- presenting at once ------------------------------------------------------------
 
 
-def at_once(targets: list[tuple[Server, str, dict[str, Any]]]) -> list[tuple[int, Any]]:
+def at_once(targets: list[tuple[Server, str, dict[str, Any]]]) -> list[Answer]:
     """POST each ``(server, key, body)`` to /api/v1/verify from its own thread, all together.
 
     Every thread opens its connection first, then waits on a barrier: the
@@ -165,13 +144,13 @@ def at_once(targets: list[tuple[Server, str, dict[str, Any]]]) -> list[tuple[int
     for result in results:
         if isinstance(result, BaseException):
             raise result
-    for status, body in results:
-        assert status == 200, body
+    for answer in results:
+        assert answer.status == 200, answer.body
     return results
 
 
-def codes(results: list[tuple[int, Any]]) -> Counter[str]:
-    return Counter(body["code"] for _, body in results)
+def codes(results: list[Answer]) -> Counter[str]:
+    return Counter(answer.body["code"] for answer in results)
 
 
 def usage_for(backend: Backend, jti: str) -> int:
@@ -236,8 +215,8 @@ def test_one_residents_two_codes_at_two_gates_at_once(backend, servers):
         ]
         results = at_once(targets)
         assert codes(results) == Counter(accepted=1, passback=1)
-        accepted = next(body for _, body in results if body["ok"])
-        refused = next(body for _, body in results if not body["ok"])
+        accepted = next(answer.body for answer in results if answer.body["ok"])
+        refused = next(answer.body for answer in results if not answer.body["ok"])
         assert refused["detail"]["trip_id"] == accepted["jti"]
         for token in tokens:
             assert usage_for(backend, jti_of(token)) == 1
@@ -264,12 +243,12 @@ def test_a_code_accepted_at_instance_a_is_replayed_at_instance_b(backend, server
     token = backend.code()
     body = {"token": token, "scene": "clinic", "context": CLINIC}
     key = backend.keys["door"]
-    status, first = request(servers["A"].port, "POST", "/api/v1/verify", body, key=key)
-    assert (status, first["code"]) == (200, "accepted")
-    status, second = request(servers["B"].port, "POST", "/api/v1/verify", body, key=key)
-    assert (status, second["ok"], second["code"], second["jti"]) == (200, False, "replayed", jti_of(token))
-    status, third = request(servers["A"].port, "POST", "/api/v1/verify", body, key=key)
-    assert third["code"] == "replayed"
+    first = request(servers["A"].port, "POST", "/api/v1/verify", body, key=key, timeout=REQUEST_TIMEOUT)
+    assert (first.status, first.body["code"]) == (200, "accepted")
+    second = request(servers["B"].port, "POST", "/api/v1/verify", body, key=key, timeout=REQUEST_TIMEOUT)
+    assert (second.status, second.body["ok"], second.body["code"], second.body["jti"]) == (200, False, "replayed", jti_of(token))
+    third = request(servers["A"].port, "POST", "/api/v1/verify", body, key=key, timeout=REQUEST_TIMEOUT)
+    assert third.body["code"] == "replayed"
     assert usage_for(backend, jti_of(token)) == 3
 
 
@@ -280,7 +259,7 @@ def test_a_code_presented_at_both_instances_at_once_is_accepted_once(backend, se
         body = {"token": token, "scene": "clinic", "context": CLINIC}
         results = at_once([(servers["A"], backend.keys["door"], body), (servers["B"], backend.keys["door"], body)])
         assert codes(results) == Counter(accepted=1, replayed=1)
-        outcomes["A" if results[0][1]["ok"] else "B"] += 1
+        outcomes["A" if results[0].body["ok"] else "B"] += 1
         assert usage_for(backend, jti_of(token)) == 2
     assert sum(outcomes.values()) == 20
 
@@ -288,8 +267,8 @@ def test_a_code_presented_at_both_instances_at_once_is_accepted_once(backend, se
 def test_usage_records_carry_the_keys_venue_and_device(backend, servers):
     token = backend.code(sub=new_code_id())
     body = {"token": token, "scene": "transit", "context": ENTRY, "venue_id": "forged", "device_id": "forged"}
-    status, decision = request(servers["B"].port, "POST", "/api/v1/verify", body, key=backend.keys["gate-2"])
-    assert (status, decision["code"]) == (200, "accepted")
+    answer = request(servers["B"].port, "POST", "/api/v1/verify", body, key=backend.keys["gate-2"], timeout=REQUEST_TIMEOUT)
+    assert (answer.status, answer.body["code"]) == (200, "accepted")
     with Session(backend.engine) as session:
         row = session.scalars(select(UsageRecord).where(UsageRecord.jti == jti_of(token))).one()
     assert (row.venue_id, row.device_id, row.scene, row.online) == ("metro", "gate-2", "transit", True)
