@@ -1,0 +1,112 @@
+"""The verify path's round trips on PostgreSQL, and what it leaves in the pool.
+
+The scan connection runs in autocommit mode: the reads (scanner key,
+revocation) are one round trip each, the claim begins the write transaction
+in its own round trip and the decision's writes end it with the COMMIT. Each
+round trip is one observation of the database latency metric, so counting
+those counts round trips (the pool's ping on checkout is not among them).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import func, select
+
+from codeservice import db, scanning
+from codeservice.issuance import issue_code, new_code_id
+from codeservice.keystore import KeyStore
+from codeservice.models import SeenCode, UsageRecord
+
+VERIFY = "/api/v1/verify"
+CLINIC = {"department": "cardiology"}
+
+
+@pytest.fixture
+def database_url(postgres_schema: str) -> str:
+    return postgres_schema
+
+
+@pytest.fixture
+def scanner_key(runner: Any) -> str:
+    result = runner.invoke(args=["scanners", "add", "--venue", "v1", "--device", "d1", "--scenes", "clinic"])
+    assert result.exit_code == 0, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    observed: list[float] = []
+    monkeypatch.setattr(scanning.observability, "database_latency", lambda: observed.append)
+    return observed
+
+
+def fresh_code(app: Any, keys_dir: Path) -> str:
+    return issue_code(
+        KeyStore(keys_dir).signer(), sub=new_code_id(), scopes=["clinic"], category=None,
+        now=int(time.time()), ttl=60, issuer=app.config["ISSUER"],
+    )
+
+
+def present(client: Any, scanner_key: str, token: str, context: Any = CLINIC) -> dict[str, Any]:
+    body = {"token": token, "scene": "clinic", "context": context}
+    response = client.post(VERIFY, json=body, headers={"Authorization": f"Bearer {scanner_key}"})
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def count(app: Any, model: Any) -> int:
+    with app.app_context():
+        return db.session().scalar(select(func.count()).select_from(model)) or 0
+
+
+def test_an_accepted_code_costs_five_round_trips(app, client, keys_dir, scanner_key, round_trips) -> None:
+    assert present(client, scanner_key, fresh_code(app, keys_dir))["code"] == "accepted"
+    # scanner, revocation, BEGIN + claim, locked state, writes + usage + COMMIT
+    assert len(round_trips) == 5
+    assert count(app, UsageRecord) == 1 and count(app, SeenCode) == 1
+
+
+def test_a_rejection_is_one_statement_after_the_reads(app, client, scanner_key, round_trips) -> None:
+    assert present(client, scanner_key, "not.a.code")["code"] == "malformed"
+    assert len(round_trips) == 2  # scanner; the usage record in its own transaction
+    assert count(app, UsageRecord) == 1
+
+
+def test_a_replay_rolls_back_its_claim_and_logs_the_decision(app, client, keys_dir, scanner_key, round_trips) -> None:
+    token = fresh_code(app, keys_dir)
+    present(client, scanner_key, token)
+    round_trips.clear()
+    assert present(client, scanner_key, token)["code"] == "replayed"
+    # scanner, revocation, BEGIN + claim (taken), ROLLBACK, the usage record
+    assert len(round_trips) == 5
+    assert count(app, UsageRecord) == 2 and count(app, SeenCode) == 1
+
+
+def test_a_scene_failing_after_the_claim_leaves_the_code_unused(
+    app, client, keys_dir, scanner_key, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = fresh_code(app, keys_dir)
+    with monkeypatch.context() as patch:
+        patch.setattr("verifiers.scenes.clinic.ClinicScene.decide", lambda *_: 1 / 0)
+        assert present(client, scanner_key, token)["code"] == "bad_context"
+    assert count(app, SeenCode) == 0  # the claim was rolled back with the transaction
+    assert present(client, scanner_key, token)["code"] == "accepted"
+
+
+def test_the_pool_gets_its_connections_back_as_it_lent_them(app, client, keys_dir, scanner_key) -> None:
+    present(client, scanner_key, fresh_code(app, keys_dir))
+    present(client, scanner_key, "not.a.code")
+    engine = db.engine(app)
+    connections = [engine.raw_connection() for _ in range(3)]  # the one the scans used among them
+    try:
+        for connection in connections:
+            driver = connection.driver_connection
+            assert driver.autocommit is False
+            assert driver.info.transaction_status == 0  # idle
+    finally:
+        for connection in connections:
+            connection.close()
