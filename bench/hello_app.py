@@ -1,15 +1,29 @@
-"""The scan benchmark's floor: a bare Flask app whose ``/hello`` returns a small JSON.
+"""The scan benchmark's floors: a bare Flask app, served by gunicorn exactly like the service.
 
-Served by gunicorn exactly like the service (``bench/scan.py`` starts it), so
-the ratio verify/hello is what verification itself costs over the
-framework and the server. ``/hello-jwt`` is the same plus one PyJWT decode
-of an EdDSA token (signature checked): the reference point for what the
-signature check alone costs on this machine.
+- ``GET /hello`` returns a small JSON: the ratio verify/hello is what
+  verification costs over the framework and the server.
+- ``GET /hello-jwt`` is the same plus one PyJWT decode of an EdDSA token
+  (signature checked): what the signature check alone costs on this machine.
+- ``GET /hello-durable/sqlite`` and ``/hello-durable/postgres`` are
+  ``/hello-jwt`` plus one row inserted and committed durably, with the bare
+  driver, in one statement: on SQLite a WAL database with
+  ``synchronous=FULL`` (the commit waits for its flush), on PostgreSQL one
+  autocommit INSERT (``synchronous_commit`` on: the same). No design of a
+  verify endpoint that writes its usage record durably can beat this: it is
+  the ceiling for (b) and (c), measured in the same run.
+
+``HELLO_SQLITE`` (a file path) and ``HELLO_POSTGRES`` (a libpq URL) name the
+databases; each worker opens its own connection on first use.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sqlite3
 import time
+import uuid
+from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -20,6 +34,27 @@ app = Flask(__name__)
 _KEY = Ed25519PrivateKey.generate()
 _PUBLIC_KEY = _KEY.public_key()
 _TOKEN = jwt.encode({"sub": "hello", "exp": int(time.time()) + 86_400}, _KEY, algorithm="EdDSA")
+_CONNECTIONS: dict[str, Any] = {}
+TABLE = "CREATE TABLE IF NOT EXISTS hello_durable (id TEXT PRIMARY KEY, claims TEXT NOT NULL)"
+
+
+def _sqlite() -> Any:
+    connection = sqlite3.connect(os.environ["HELLO_SQLITE"], isolation_level=None, timeout=30)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")
+    connection.execute(TABLE)
+    return connection
+
+
+def _postgres() -> Any:
+    import psycopg
+
+    connection = psycopg.connect(os.environ["HELLO_POSTGRES"], autocommit=True)
+    connection.execute(TABLE)
+    return connection
+
+
+OPENERS = {"sqlite": (_sqlite, "?"), "postgres": (_postgres, "%s")}
 
 
 @app.get("/hello")
@@ -30,4 +65,13 @@ def hello() -> object:
 @app.get("/hello-jwt")
 def hello_jwt() -> object:
     claims = jwt.decode(_TOKEN, _PUBLIC_KEY, algorithms=["EdDSA"])
+    return jsonify(hello=claims["sub"])
+
+
+@app.get("/hello-durable/<database>")
+def hello_durable(database: str) -> object:
+    claims = jwt.decode(_TOKEN, _PUBLIC_KEY, algorithms=["EdDSA"])
+    opener, mark = OPENERS[database]
+    connection = _CONNECTIONS.get(database) or _CONNECTIONS.setdefault(database, opener())
+    connection.execute(f"INSERT INTO hello_durable VALUES ({mark}, {mark})", (str(uuid.uuid4()), json.dumps(claims)))
     return jsonify(hello=claims["sub"])

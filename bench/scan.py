@@ -13,10 +13,16 @@ sync workers, and is loaded by the same generator for the same time:
   (b) the service on SQLite (a temporary database file and keys)
   (c) the service on PostgreSQL (a fresh schema, dropped at the end)
 
-The floor is loaded in turn with each service, round by round (``--rounds``,
-3 by default, sharing ``--duration``), so that noise from whatever else the
-machine runs hits both alike; each ratio uses the floor's rounds that
-alternated with it.
+With each of (b) and (c), the durable floor of that database:
+``GET /hello-durable/<database>``, the JWT decode plus one row inserted and
+committed durably with the bare driver (see ``bench/hello_app.py``). Any
+verify endpoint that writes its usage record durably does at least this, so
+its ratio to hello is the ceiling for the endpoint's on this machine.
+
+The floors are loaded in turn with each service, round by round
+(``--rounds``, 3 by default, sharing ``--duration``), so that noise from
+whatever else the machine runs hits them alike; each ratio uses the floor's
+rounds that alternated with it.
 
 Each verify request carries a fresh code (its own ``jti``): codes are issued
 beforehand with the service's signing key, each for a different random
@@ -423,8 +429,8 @@ def jwt_reference(hello: Server, generator: Generator, seconds: float, rounds: i
 
 def compare(
     service: Service, server: Server, hello: Server, generator: Generator, seconds: float, rounds: int, workdir: Path
-) -> tuple[Load, Load]:
-    """The floor and the verify endpoint, round by round, so machine noise hits both alike."""
+) -> tuple[Load, Load, Load]:
+    """The floors and the verify endpoint, round by round, so machine noise hits them alike."""
     per_round = max(1, round(seconds / rounds))
     key = service.scanner_key
     generator.run(hello.port, "/hello", WARMUP_SECONDS)
@@ -434,12 +440,19 @@ def compare(
     count = min(MAX_TOKENS, max(3000, math.ceil(warmup.rps * per_round * 2)))
     print(f"  warm-up: {warmup.rps:,.0f} req/s; {rounds} rounds of {per_round} s, {count:,} fresh codes each", flush=True)
     before = decisions(service.database_url)
-    floors, verifies = [], []
+    durable_path = f"/hello-durable/{service.label}"
+    generator.run(hello.port, durable_path, WARMUP_SECONDS)
+    floors, durables, verifies = [], [], []
     for index in range(rounds):
         bodies = write_bodies(service, count, workdir / f"bodies-{service.label}-{index}.jsonl")
         floors.append(generator.run(hello.port, "/hello", per_round))
+        durables.append(generator.run(hello.port, durable_path, per_round))
         verifies.append(generator.run(server.port, "/api/v1/verify", per_round, bodies, key))
-        print(f"  round {index + 1}: hello {floors[-1].rps:,.0f} req/s, verify {verifies[-1].rps:,.0f} req/s", flush=True)
+        print(
+            f"  round {index + 1}: hello {floors[-1].rps:,.0f} req/s, durable floor {durables[-1].rps:,.0f} req/s, "
+            f"verify {verifies[-1].rps:,.0f} req/s",
+            flush=True,
+        )
     after = decisions(service.database_url)
     made = {code: after.get(code, 0) - before.get(code, 0) for code in after}
     made = {code: n for code, n in made.items() if n}
@@ -447,7 +460,7 @@ def compare(
     verify = combine(verifies)
     if verify.wrapped or set(made) - {"accepted"}:
         print("  NOTE: not every request was a fresh accepted code (codes ran out: raise MAX_TOKENS)", flush=True)
-    return combine(floors), verify
+    return combine(floors), combine(durables), verify
 
 
 # -- batch upload ingest ---------------------------------------------------------------------
@@ -597,7 +610,12 @@ def main(argv: list[str] | None = None) -> None:
     ingests: dict[str, Ingest | str] = {}
     with tempfile.TemporaryDirectory(prefix="codeservice-bench-") as tmp, contextlib.ExitStack() as stack:
         workdir = Path(tmp)
-        stack.callback(lambda: [server.stop() for server in servers])
+        floor_env = dict(os.environ, HELLO_SQLITE=str(workdir / "hello-durable.db"))
+        if not args.no_postgres:
+            with contextlib.suppress(Exception):  # unreachable: phase (c) says so below
+                floor_url = make_url(stack.enter_context(postgres_schema(args.pg_url)))
+                floor_env["HELLO_POSTGRES"] = floor_url.set(drivername="postgresql").render_as_string(False)
+        stack.callback(lambda: [server.stop() for server in servers])  # before the floor's schema is dropped
         generator = pick_generator(args.generator, args.threads, args.connections, workdir)
         print(f"CPUs: {os.cpu_count()}; gunicorn: {args.workers} sync workers per server; "
               f"generator: {generator.name}; {args.duration:g} s per phase", flush=True)
@@ -613,7 +631,7 @@ def main(argv: list[str] | None = None) -> None:
             servers.remove(server)
 
         # (a) the floor runs all along, loaded in turn with each service (b, c).
-        hello = start("hello", "hello_app:app", dict(os.environ), BENCH_DIR)
+        hello = start("hello", "hello_app:app", floor_env, BENCH_DIR)
         print("(a) the floor, and the floor plus one JWT decode", flush=True)
         loads["hello (jwt)"], loads["hello+jwt"] = jwt_reference(hello, generator, args.duration, args.rounds)
 
@@ -638,7 +656,7 @@ def main(argv: list[str] | None = None) -> None:
                     print(f"  synchronous_commit = {synchronous_commit(database_url)}", flush=True)
                 phase.callback(lambda: [stop(server) for server in list(servers) if server is not hello])
                 server = start(label, "codeservice:create_app()", service.env, service_dir)
-                loads[f"hello ({label})"], loads[f"verify-{label}"] = compare(
+                loads[f"hello ({label})"], loads[f"durable-{label}"], loads[f"verify-{label}"] = compare(
                     service, server, hello, generator, args.duration, args.rounds, workdir
                 )
                 print(f"  ingest: batches of {BATCH} records", flush=True)
@@ -649,10 +667,16 @@ def main(argv: list[str] | None = None) -> None:
     for label, load in loads.items():
         print(fmt_load(label, load))
     print("(p50 and p99: the median of the rounds' own percentiles)")
-    for label, name in (("jwt", "hello+jwt"), ("sqlite", "verify-sqlite"), ("postgres", "verify-postgres")):
+    ratios = [("jwt", "hello+jwt")]
+    ratios += [(db, name) for db in ("sqlite", "postgres") for name in (f"durable-{db}", f"verify-{db}")]
+    for label, name in ratios:
         floor, load = loads.get(f"hello ({label})"), loads.get(name)
         if floor and load and floor.rps and load.rps:
             print(f"{name}/hello: {load.rps / floor.rps:.3f} ({floor.rps / load.rps:.1f}x slower than the floor)")
+    for label in ("sqlite", "postgres"):
+        durable, verify = loads.get(f"durable-{label}"), loads.get(f"verify-{label}")
+        if durable and verify and durable.rps:
+            print(f"verify-{label}/durable-{label}: {verify.rps / durable.rps:.3f} (the endpoint against its ceiling)")
     for label, result in ingests.items():
         if isinstance(result, str):
             print(f"ingest on {label}: {result}")
