@@ -39,7 +39,7 @@ from codeservice.keystore import KeyStore
 from codeservice.models import Resident, Scanner, UsageRecord
 from codeservice.scanners import hash_key
 from conftest import gb11643_id, registration
-from verifiers.jose import b64url_decode
+from verifiers.jose import b64url_decode, b64url_encode
 
 VERIFY = "/api/v1/verify"
 DECISION_FIELDS = {"ok", "code", "scene", "sub", "jti", "exp", "detail", "message"}
@@ -627,3 +627,21 @@ def test_a_long_token_within_the_body_limit_is_malformed(app, client, scanner_ke
 def test_other_methods_are_405(client, scanner_key, method):
     response = client.open(VERIFY, method=method, headers={"Authorization": f"Bearer {scanner_key}"})
     assert_error(response, 405, "method_not_allowed")
+
+
+@pytest.mark.parametrize(
+    "claim, value",
+    [("sub", "q1w2e3r4\x00t5y6u7i"), ("sub", "q1w2e3r4\ud800t5y6u7i"), ("jti", "j\x00ti"), ("jti", "\udfffjti")],
+)
+def test_a_signed_code_whose_ids_no_database_can_hold_is_malformed(app, keys_dir, client, scanner_key, claim, value):
+    # Only the issuer could sign such a code; the answer is a decision all the same, never a 500.
+    signer = KeyStore(keys_dir).signer()
+    now = int(time.time())
+    claims = {"iss": app.config["ISSUER"], "sub": new_code_id(), "iat": now, "exp": now + 60, "jti": "j1", "scp": ["clinic"]}
+    claims[claim] = value
+    header = {"alg": signer.alg, "typ": "rsc+jwt", "kid": signer.kid}
+    signing_input = ".".join(b64url_encode(json.dumps(part).encode("ascii")) for part in (header, claims))
+    token = f"{signing_input}.{b64url_encode(signer.sign(signing_input.encode('ascii')))}"
+    decision = decide(client, scanner_key, token, "clinic", {"department": "cardiology"})
+    assert decision["code"] == "malformed"
+    assert [row.code for row in usage_rows(app)] == ["malformed"]

@@ -134,8 +134,21 @@ def _is_int(value: object) -> bool:
     return type(value) is int
 
 
-def _is_text(value: object) -> bool:
-    return type(value) is str and value != ""
+def _is_storable_text(value: object) -> bool:
+    """A non-empty string that a usage record can hold: no NUL, no lone surrogate (from a ``\\ud800`` escape).
+
+    ``sub`` and ``jti`` are stored (replay cache, usage records); PostgreSQL
+    refuses NUL in text, and neither database takes what is not UTF-8.
+    """
+    if type(value) is not str or value == "" or "\x00" in value:
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_claims(claims: dict[str, Any], kid: str) -> VerifiedCode:
@@ -144,9 +157,10 @@ def read_claims(claims: dict[str, Any], kid: str) -> VerifiedCode:
     if not (
         _is_int(iat)
         and _is_int(exp)
-        and _is_text(claims.get("iss"))
-        and _is_text(claims.get("sub"))
-        and _is_text(claims.get("jti"))
+        and type(claims.get("iss")) is str
+        and claims["iss"] != ""  # any other issuer is issuer_mismatch below
+        and _is_storable_text(claims.get("sub"))
+        and _is_storable_text(claims.get("jti"))
         and type(scopes) is list
         and all(type(scope) is str for scope in scopes)
     ):
