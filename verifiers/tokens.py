@@ -10,7 +10,7 @@ from __future__ import annotations
 import binascii
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from .errors import (
     AlgNotAllowed,
@@ -134,12 +134,16 @@ def _is_int(value: object) -> bool:
     return type(value) is int
 
 
+def _is_text(value: object) -> TypeGuard[str]:
+    return type(value) is str and value != ""
+
+
 def _is_storable_text(value: object) -> bool:
-    """A non-empty string without NUL: ``sub`` and ``jti`` are stored, and PostgreSQL refuses NUL in text.
+    """Text that a usage record can hold: ``sub`` and ``jti`` are stored, and PostgreSQL refuses NUL in text.
 
     (A lone surrogate never gets this far: the claims' JSON is refused for it.)
     """
-    return type(value) is str and value != "" and "\x00" not in value
+    return _is_text(value) and "\x00" not in value
 
 
 def read_claims(claims: dict[str, Any], kid: str) -> VerifiedCode:
@@ -148,8 +152,7 @@ def read_claims(claims: dict[str, Any], kid: str) -> VerifiedCode:
     if not (
         _is_int(iat)
         and _is_int(exp)
-        and type(claims.get("iss")) is str
-        and claims["iss"] != ""  # any other issuer is issuer_mismatch below
+        and _is_text(claims.get("iss"))  # any other issuer is issuer_mismatch below
         and _is_storable_text(claims.get("sub"))
         and _is_storable_text(claims.get("jti"))
         and type(scopes) is list
