@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,6 +256,47 @@ def client(app: Any) -> Any:
 @pytest.fixture
 def runner(app: Any) -> Any:
     return app.test_cli_runner()
+
+
+def add_scanner(runner: Any, *, venue: str = "v1", device: str = "d1", scenes: str = "clinic,transit,venue") -> tuple[int, str]:
+    """``scanners add``: the scanner's id and its key (the last line of the output)."""
+    result = runner.invoke(args=["scanners", "add", "--venue", venue, "--device", device, "--scenes", scenes])
+    assert result.exit_code == 0, result.output
+    match = re.match(r"Scanner (\d+):", result.output)
+    assert match, result.output
+    return int(match.group(1)), result.output.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def scanner_key(runner: Any) -> str:
+    """A scanner key of venue ``v1``, device ``d1``, for every scene."""
+    return add_scanner(runner)[1]
+
+
+def service_code(
+    app: Any,
+    keys_dir: Path,
+    *,
+    sub: str | None = None,
+    scopes: tuple[str, ...] = ("clinic", "transit", "venue"),
+    category: str | None = None,
+    now: int | None = None,
+    ttl: int = 60,
+    issuer: str | None = None,
+) -> str:
+    """A code signed with the service's own signing key."""
+    from codeservice.issuance import issue_code, new_code_id
+    from codeservice.keystore import KeyStore
+
+    return issue_code(
+        KeyStore(keys_dir).signer(),
+        sub=sub or new_code_id(),
+        scopes=scopes,
+        category=category,
+        now=int(time.time()) if now is None else now,
+        ttl=ttl,
+        issuer=issuer or app.config["ISSUER"],
+    )
 
 
 @pytest.fixture

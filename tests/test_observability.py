@@ -23,6 +23,7 @@ from codeservice.keystore import KeyStore
 from codeservice.observability import JsonFormatter, RequestIdFilter, _StderrHandler
 from codeservice.openapi import openapi_document
 from codeservice.pii import DataKeys
+from conftest import add_scanner
 from test_openapi import json_routes, response_schema, validate
 
 CLOSED_PORT_URL = "postgresql+psycopg://postgres@127.0.0.1:1/x"
@@ -62,12 +63,6 @@ def samples(client: Any, name: str) -> dict[tuple[tuple[str, str], ...], float]:
         for sample in family.samples
         if sample.name == name
     }
-
-
-def add_scanner(runner: Any, scenes: str = "clinic,venue") -> str:
-    result = runner.invoke(args=["scanners", "add", "--venue", "v", "--device", "d", "--scenes", scenes])
-    assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()[-1]
 
 
 def keys(directory: Path) -> Path:
@@ -142,7 +137,7 @@ def test_nothing_personal_is_logged(app: Flask, client: Any, runner: Any, log_li
     login = client.post("/api/v1/session", json={"phone": body["phone"], "password": body["password"]})
     assert login.status_code == 200
     token = client.get("/api/v1/code").get_json()["token"]
-    key = add_scanner(runner)
+    _, key = add_scanner(runner, scenes="clinic,venue")
     scanner = {"Authorization": f"Bearer {key}"}
     verify = {"token": token, "scene": "venue"}
     assert client.post("/api/v1/verify", json=verify, headers=scanner).status_code == 200
@@ -204,7 +199,8 @@ def test_each_app_has_its_own_registry(app_config: dict[str, Any], client: Any) 
 
 def test_verify_decisions_codes_and_usage_are_counted(logged_in: Any, runner: Any) -> None:
     client = logged_in
-    scanner = {"Authorization": f"Bearer {add_scanner(runner)}"}
+    _, key = add_scanner(runner, scenes="clinic,venue")
+    scanner = {"Authorization": f"Bearer {key}"}
     token = client.get("/api/v1/code").get_json()["token"]
     assert client.get("/api/v1/code.png").status_code == 200
     expected: dict[tuple[str, str], int] = {}

@@ -9,17 +9,14 @@ those counts round trips (the pool's ping on checkout is not among them).
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
 from codeservice import db, scanning
-from codeservice.issuance import issue_code, new_code_id
-from codeservice.keystore import KeyStore
 from codeservice.models import SeenCode, UsageRecord
+from conftest import service_code
 
 VERIFY = "/api/v1/verify"
 CLINIC = {"department": "cardiology"}
@@ -31,24 +28,10 @@ def database_url(postgres_schema: str) -> str:
 
 
 @pytest.fixture
-def scanner_key(runner: Any) -> str:
-    result = runner.invoke(args=["scanners", "add", "--venue", "v1", "--device", "d1", "--scenes", "clinic"])
-    assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()[-1]
-
-
-@pytest.fixture
 def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     observed: list[float] = []
     monkeypatch.setattr(scanning.observability, "database_latency", lambda: observed.append)
     return observed
-
-
-def fresh_code(app: Any, keys_dir: Path) -> str:
-    return issue_code(
-        KeyStore(keys_dir).signer(), sub=new_code_id(), scopes=["clinic"], category=None,
-        now=int(time.time()), ttl=60, issuer=app.config["ISSUER"],
-    )
 
 
 def present(client: Any, scanner_key: str, token: str, context: Any = CLINIC) -> dict[str, Any]:
@@ -64,7 +47,7 @@ def count(app: Any, model: Any) -> int:
 
 
 def test_an_accepted_code_costs_five_round_trips(app, client, keys_dir, scanner_key, round_trips) -> None:
-    assert present(client, scanner_key, fresh_code(app, keys_dir))["code"] == "accepted"
+    assert present(client, scanner_key, service_code(app, keys_dir))["code"] == "accepted"
     # scanner, revocation, BEGIN + claim, locked state, writes + usage + COMMIT
     assert len(round_trips) == 5
     assert count(app, UsageRecord) == 1 and count(app, SeenCode) == 1
@@ -77,7 +60,7 @@ def test_a_rejection_is_one_statement_after_the_reads(app, client, scanner_key, 
 
 
 def test_a_replay_rolls_back_its_claim_and_logs_the_decision(app, client, keys_dir, scanner_key, round_trips) -> None:
-    token = fresh_code(app, keys_dir)
+    token = service_code(app, keys_dir)
     present(client, scanner_key, token)
     round_trips.clear()
     assert present(client, scanner_key, token)["code"] == "replayed"
@@ -89,7 +72,7 @@ def test_a_replay_rolls_back_its_claim_and_logs_the_decision(app, client, keys_d
 def test_a_scene_failing_after_the_claim_leaves_the_code_unused(
     app, client, keys_dir, scanner_key, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    token = fresh_code(app, keys_dir)
+    token = service_code(app, keys_dir)
     with monkeypatch.context() as patch:
         patch.setattr("verifiers.scenes.clinic.ClinicScene.decide", lambda *_: 1 / 0)
         assert present(client, scanner_key, token)["code"] == "bad_context"
@@ -98,7 +81,7 @@ def test_a_scene_failing_after_the_claim_leaves_the_code_unused(
 
 
 def test_the_pool_gets_its_connections_back_as_it_lent_them(app, client, keys_dir, scanner_key) -> None:
-    present(client, scanner_key, fresh_code(app, keys_dir))
+    present(client, scanner_key, service_code(app, keys_dir))
     present(client, scanner_key, "not.a.code")
     engine = db.engine(app)
     connections = [engine.raw_connection() for _ in range(3)]  # the one the scans used among them

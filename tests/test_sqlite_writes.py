@@ -15,7 +15,6 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,8 @@ from sqlalchemy import func, select
 
 from codeservice import db
 from codeservice.db import SqliteWriter
-from codeservice.issuance import issue_code, new_code_id
-from codeservice.keystore import KeyStore
 from codeservice.models import UsageRecord
+from conftest import service_code
 
 VERIFY = "/api/v1/verify"
 
@@ -34,13 +32,6 @@ VERIFY = "/api/v1/verify"
 @pytest.fixture
 def database_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'codeservice.db'}"
-
-
-@pytest.fixture
-def scanner_key(runner: Any) -> str:
-    result = runner.invoke(args=["scanners", "add", "--venue", "v1", "--device", "d1", "--scenes", "clinic"])
-    assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()[-1]
 
 
 def held_elsewhere(path: str) -> bool:
@@ -53,18 +44,6 @@ def held_elsewhere(path: str) -> bool:
     finally:
         os.close(fd)  # closing releases a lock it took
     return False
-
-
-def fresh_code(app: Any, keys_dir: Path) -> str:
-    return issue_code(
-        KeyStore(keys_dir).signer(),
-        sub=new_code_id(),
-        scopes=["clinic"],
-        category=None,
-        now=int(time.time()),
-        ttl=60,
-        issuer=app.config["ISSUER"],
-    )
 
 
 def usage_rows(app: Any) -> int:
@@ -138,7 +117,7 @@ def test_each_decision_is_flushed_after_its_commit_outside_the_lock(
     monkeypatch.setattr(SqliteWriter, "flush_log", observed_flush)
     headers = {"Authorization": f"Bearer {scanner_key}"}
     for expected_rows in (1, 2):
-        token = fresh_code(app, keys_dir)
+        token = service_code(app, keys_dir)
         body = {"token": token, "scene": "clinic", "context": {"department": "cardiology"}}
         response = client.post(VERIFY, json=body, headers=headers)
         assert response.status_code == 200 and response.get_json()["code"] == "accepted"
@@ -153,7 +132,7 @@ def test_each_decision_is_flushed_after_its_commit_outside_the_lock(
 def test_the_pool_gets_its_connections_back_flushing_at_commit(
     app: Any, client: Any, keys_dir: Path, scanner_key: str
 ) -> None:
-    body = {"token": fresh_code(app, keys_dir), "scene": "clinic", "context": {"department": "cardiology"}}
+    body = {"token": service_code(app, keys_dir), "scene": "clinic", "context": {"department": "cardiology"}}
     client.post(VERIFY, json=body, headers={"Authorization": f"Bearer {scanner_key}"})
     engine = db.engine(app)
     connections = [engine.raw_connection() for _ in range(3)]  # the one the scan used among them

@@ -22,7 +22,6 @@ uninstalled afterwards; that case is simulated by storing such a key directly.
 from __future__ import annotations
 
 import json
-import re
 import time
 import uuid
 from datetime import UTC, datetime
@@ -34,11 +33,11 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from codeservice import MAX_BODY_BYTES, db
-from codeservice.issuance import issue_code, new_code_id
+from codeservice.issuance import new_code_id
 from codeservice.keystore import KeyStore
 from codeservice.models import Resident, Scanner, UsageRecord
 from codeservice.scanners import hash_key
-from conftest import gb11643_id, registration
+from conftest import add_scanner, gb11643_id, registration, service_code
 from verifiers.jose import b64url_decode, b64url_encode
 
 VERIFY = "/api/v1/verify"
@@ -58,20 +57,6 @@ def app_config(app_config: dict[str, Any]) -> dict[str, Any]:
 
 
 # -- helpers -------------------------------------------------------------------
-
-
-def add_scanner(runner: Any, *, venue: str = "v1", device: str = "d1", scenes: str = "clinic,transit,venue") -> tuple[int, str]:
-    """``scanners add``: the scanner's id and its key (the last line of the output)."""
-    result = runner.invoke(args=["scanners", "add", "--venue", venue, "--device", device, "--scenes", scenes])
-    assert result.exit_code == 0, result.output
-    match = re.match(r"Scanner (\d+):", result.output)
-    assert match, result.output
-    return int(match.group(1)), result.output.strip().splitlines()[-1]
-
-
-@pytest.fixture
-def scanner_key(runner: Any) -> str:
-    return add_scanner(runner)[1]
 
 
 def scan(client: Any, key: str | None, body: Any = None, **kwargs: Any) -> Any:
@@ -107,29 +92,6 @@ def assert_error(response: Any, status: int, code: str) -> None:
     assert set(body["error"]) - {"field"} == {"code", "message"}, body
     assert body["error"]["code"] == code, body
     assert isinstance(body["error"]["message"], str) and body["error"]["message"]
-
-
-def service_code(
-    app: Any,
-    keys_dir: Path,
-    *,
-    sub: str | None = None,
-    scopes: tuple[str, ...] = ("clinic", "transit", "venue"),
-    category: str | None = None,
-    now: int | None = None,
-    ttl: int = 60,
-    issuer: str | None = None,
-) -> str:
-    """A code signed with the service's own signing key."""
-    return issue_code(
-        KeyStore(keys_dir).signer(),
-        sub=sub or new_code_id(),
-        scopes=scopes,
-        category=category,
-        now=int(time.time()) if now is None else now,
-        ttl=ttl,
-        issuer=issuer or app.config["ISSUER"],
-    )
 
 
 def claims_of(token: str) -> dict[str, Any]:
