@@ -207,15 +207,19 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("postgres_schema")
 
 
-@pytest.fixture
-def keys_dir(tmp_path: Path) -> Path:
+def new_keys_dir(directory: Path, alg: str = "EdDSA") -> Path:
+    """The service's keys in ``directory``: the personal-data keys and a first signing key."""
     from codeservice.keystore import KeyStore
     from codeservice.pii import DataKeys
 
-    directory = tmp_path / "keys"
     DataKeys.create(directory)
-    KeyStore(directory).init("EdDSA")
+    KeyStore(directory).init(alg)
     return directory
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path) -> Path:
+    return new_keys_dir(tmp_path / "keys")
 
 
 @pytest.fixture

@@ -3,9 +3,11 @@
 - ``private_schema``: a new PostgreSQL schema, dropped afterwards (skipped, or
   failed under ``CODESERVICE_REQUIRE_SERVERS=1``, when PostgreSQL is absent);
 - ``require_gunicorn``, ``service_env``, ``flask_cli``: what the servers need;
+  ``prepare_service``: their keys, migrated schema and scanner keys;
 - ``Server``: one gunicorn master on a loopback port, in its own process group;
   ``serve``: several of them, started together and stopped at the end;
-- ``request`` / ``send``: one JSON request to them, as an ``Answer``.
+- ``request`` / ``send``: one JSON request to them, as an ``Answer``;
+  ``jti_of``: the ``jti`` of a code sent to them.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from typing import Any
 import pytest
 from sqlalchemy import create_engine, text
 
-from conftest import PG_URL, skip_or_fail
+from conftest import PG_URL, new_keys_dir, skip_or_fail
+from verifiers.jose import b64url_decode
 
 STARTUP_SECONDS = 30
 STOP_SECONDS = 10
@@ -127,6 +130,24 @@ def add_scanners(env: dict[str, str], cwd: Path, scanners: tuple[tuple[str, str,
         output = flask_cli(env, cwd, "scanners", "add", "--venue", venue, "--device", device, "--scenes", scenes)
         keys[device] = output.strip().splitlines()[-1]
     return keys
+
+
+def prepare_service(
+    database_url: str, workdir: Path, scanners: tuple[tuple[str, str, str], ...]
+) -> tuple[Path, dict[str, str], dict[str, str]]:
+    """Keys in ``workdir``, the schema migrated (``init-db``) and ``scanners`` added, for servers on ``database_url``.
+
+    Returns the keys directory, the servers' environment and the scanner keys by device.
+    """
+    keys_dir = new_keys_dir(workdir / "keys")
+    env = service_env(database_url, keys_dir)
+    flask_cli(env, workdir, "init-db")
+    return keys_dir, env, add_scanners(env, workdir, scanners)
+
+
+def jti_of(token: str) -> str:
+    """A code's ``jti``, read from its claims without checking anything."""
+    return json.loads(b64url_decode(token.split(".")[1]))["jti"]
 
 
 def healthz(port: int) -> int:

@@ -18,9 +18,8 @@ from PIL import Image
 from codeservice import db, qr
 from codeservice.context import data_keys
 from codeservice.keystore import KeyStore
-from codeservice.pii import DataKeys
 from codeservice.residents import find_by_phone
-from conftest import ALL_SCENES, gb11643_id, registration
+from conftest import ALL_SCENES, gb11643_id, new_keys_dir, registration
 from test_qr import rasterize_svg
 from verifiers import KeySet, OfflineVerifier
 from verifiers.jose import b64url_decode
@@ -275,10 +274,7 @@ class TestES256:
 
     @pytest.fixture
     def keys_dir(self, tmp_path: Path) -> Path:
-        directory = tmp_path / "keys"
-        DataKeys.create(directory)
-        KeyStore(directory).init("ES256")
-        return directory
+        return new_keys_dir(tmp_path / "keys", "ES256")
 
     @pytest.fixture
     def app_config(self, app_config: dict[str, Any]) -> dict[str, Any]:

@@ -25,11 +25,9 @@ from hypothesis import strategies as st
 from codeservice import MAX_BODY_BYTES, create_app, db, scanners
 from codeservice.context import data_keys, key_store
 from codeservice.issuance import issue_code, new_code_id
-from codeservice.keystore import KeyStore
 from codeservice.openapi import ERROR_RESPONSES, GENERAL_ERRORS, openapi_document
-from codeservice.pii import DataKeys
 from codeservice.residents import find_by_phone
-from conftest import ALL_SCENES, DEMO_PASSWORD, gb11643_id, registration
+from conftest import ALL_SCENES, DEMO_PASSWORD, gb11643_id, new_keys_dir, registration
 from test_openapi import PROVOKED_BY_CONFIGURATION, documented_operations, error_codes, json_routes, resolve, validate
 
 TRIED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
@@ -388,9 +386,7 @@ def test_every_documented_code_is_provoked() -> None:
 def sqlite_app(tmp_path_factory: pytest.TempPathFactory) -> Flask:
     """A SQLite-only app for the fuzzing below (function-scoped fixtures and hypothesis do not mix)."""
     directory: Path = tmp_path_factory.mktemp("fuzz")
-    keys = directory / "keys"
-    DataKeys.create(keys)
-    KeyStore(keys).init("EdDSA")
+    keys = new_keys_dir(directory / "keys")
     application = create_app(
         {
             "DATABASE_URL": f"sqlite:///{directory / 'fuzz.db'}",

@@ -20,7 +20,6 @@ unless ``CODESERVICE_REQUIRE_SERVERS=1`` makes that a failure.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -42,26 +41,22 @@ from codeservice import create_app
 from codeservice.issuance import issue_code, new_code_id
 from codeservice.keystore import KeyStore
 from codeservice.models import UsageRecord
-from codeservice.pii import DataKeys
-from conftest import PG_URL, skip_or_fail
+from conftest import ISSUER, PG_URL, skip_or_fail
 from servers import (
     CLIENT_TIMEOUT,
     STARTUP_SECONDS,
     Answer,
     Server,
-    add_scanners,
-    flask_cli,
     free_port,
+    jti_of,
+    prepare_service,
     private_schema,
     request,
     require_gunicorn,
     serve,
-    service_env,
 )
 from verifiers import KeySet, OfflineVerifier
-from verifiers.jose import b64url_decode
 
-ISSUER = "urn:codeservice:dev"
 CLINIC = {"department": "dental"}
 
 
@@ -100,10 +95,6 @@ class Backend:
             return list(session.scalars(select(UsageRecord.id).where(UsageRecord.jti.in_(jtis))))
 
 
-def jti_of(token: str) -> str:
-    return json.loads(b64url_decode(token.split(".")[1]))["jti"]
-
-
 def pg_ready(timeout: float = 60) -> bool:
     """Wait until PostgreSQL accepts connections again; whether it did in time."""
     probe = create_engine(PG_URL, poolclass=NullPool, connect_args={"connect_timeout": 2})
@@ -128,15 +119,12 @@ def backend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
         skip_or_fail("the fault tests need PostgreSQL")
     with private_schema("cs_fault") as database_url:
         workdir = tmp_path_factory.mktemp("faults")
-        keys_dir = workdir / "keys"
-        env = service_env(database_url, keys_dir)
         engine = create_engine(database_url, pool_pre_ping=True)
         try:
-            DataKeys.create(keys_dir)
-            KeyStore(keys_dir).init("EdDSA")
-            backend = Backend(database_url, keys_dir, workdir, engine, env)
-            flask_cli(env, workdir, "init-db")
-            backend.keys.update(add_scanners(env, workdir, (("hall", "door", "clinic,venue"), ("museum", "gate-9", "clinic,transit,venue"))))
+            keys_dir, env, keys = prepare_service(
+                database_url, workdir, (("hall", "door", "clinic,venue"), ("museum", "gate-9", "clinic,transit,venue"))
+            )
+            backend = Backend(database_url, keys_dir, workdir, engine, env, keys)
             yield backend
         finally:
             engine.dispose()

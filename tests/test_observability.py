@@ -19,11 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from codeservice import create_app, db
 from codeservice.errors import ConfigError
-from codeservice.keystore import KeyStore
 from codeservice.observability import JsonFormatter, RequestIdFilter, _StderrHandler
 from codeservice.openapi import openapi_document
-from codeservice.pii import DataKeys
-from conftest import add_scanner
+from conftest import add_scanner, new_keys_dir
 from test_openapi import json_routes, response_schema, validate
 
 CLOSED_PORT_URL = "postgresql+psycopg://postgres@127.0.0.1:1/x"
@@ -63,12 +61,6 @@ def samples(client: Any, name: str) -> dict[tuple[tuple[str, str], ...], float]:
         for sample in family.samples
         if sample.name == name
     }
-
-
-def keys(directory: Path) -> Path:
-    DataKeys.create(directory)
-    KeyStore(directory).init("EdDSA")
-    return directory
 
 
 # -- request ids and log lines -----------------------------------------------------------
@@ -266,7 +258,7 @@ def test_ready(app: Flask, client: Any) -> None:
 
 @pytest.mark.parametrize("url", [CLOSED_PORT_URL, "sqlite:///{tmp}/missing/dir/x.db"], ids=["postgresql", "sqlite"])
 def test_not_ready_without_the_database(tmp_path: Path, url: str, log_lines: io.StringIO) -> None:
-    app = create_app({"DATABASE_URL": url.format(tmp=tmp_path), "KEYS_DIR": str(keys(tmp_path / "keys"))})
+    app = create_app({"DATABASE_URL": url.format(tmp=tmp_path), "KEYS_DIR": str(new_keys_dir(tmp_path / "keys"))})
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     body = response.get_json()

@@ -20,11 +20,9 @@ from flask import Flask
 import codeservice
 from codeservice import create_app, db, errors, scanners
 from codeservice.errors import DatabaseUnavailable
-from codeservice.keystore import KeyStore
 from codeservice.openapi import ERROR_RESPONSES, FIELD_ERROR_CODES, openapi_document
-from codeservice.pii import DataKeys
 from codeservice.protection import LIMITS, RateLimited
-from conftest import ALL_SCENES, DEMO_PASSWORD, registration
+from conftest import ALL_SCENES, DEMO_PASSWORD, new_keys_dir, registration
 from servers import free_port
 from verifiers.errors import Rejection
 
@@ -132,10 +130,9 @@ def _is_type(value: Any, name: str) -> bool:
 
 def make_app(directory: Path, **config: Any) -> Flask:
     """An app with its own keys in ``directory``, on a SQLite file there unless ``config`` says otherwise."""
-    DataKeys.create(directory / "keys")
-    KeyStore(directory / "keys").init("EdDSA")
+    keys = new_keys_dir(directory / "keys")
     return create_app(
-        {"DATABASE_URL": f"sqlite:///{directory / 'openapi.db'}", "KEYS_DIR": str(directory / "keys"), **config}
+        {"DATABASE_URL": f"sqlite:///{directory / 'openapi.db'}", "KEYS_DIR": str(keys), **config}
     )
 
 

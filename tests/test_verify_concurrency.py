@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import re
 import secrets
 import threading
@@ -40,14 +39,11 @@ from codeservice import create_app
 from codeservice.issuance import issue_code, new_code_id
 from codeservice.keystore import KeyStore
 from codeservice.models import SceneStateEntry, SeenCode, UsageRecord
-from codeservice.pii import DataKeys
-from conftest import registration
-from servers import Answer, Server, add_scanners, flask_cli, private_schema, request, require_gunicorn, send, serve, service_env
-from verifiers.jose import b64url_decode
+from conftest import ISSUER, registration
+from servers import Answer, Server, flask_cli, jti_of, prepare_service, private_schema, request, require_gunicorn, send, serve
 
 CLIENTS = 16
 REQUEST_TIMEOUT = 60
-ISSUER = "urn:codeservice:dev"
 ENTRY = {"station": "People's Square", "direction": "in", "line": "1"}
 
 
@@ -89,16 +85,13 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     else:
         database = private_schema("cs_conc")
     with database as database_url:
-        keys_dir = workdir / "keys"
-        env = service_env(database_url, keys_dir)
         engine = create_engine(database_url)
         try:
-            DataKeys.create(keys_dir)
-            KeyStore(keys_dir).init("EdDSA")
-            backend = Backend(request.param, database_url, keys_dir, workdir, engine, env)
-            flask_cli(env, workdir, "init-db")
+            keys_dir, env, keys = prepare_service(
+                database_url, workdir, (("metro", "gate-1", "transit"), ("metro", "gate-2", "transit"), ("hall", "door", "clinic,venue"))
+            )
             flask_cli(env, workdir, "init-db")  # safe to repeat
-            backend.keys.update(add_scanners(env, workdir, (("metro", "gate-1", "transit"), ("metro", "gate-2", "transit"), ("hall", "door", "clinic,venue"))))
+            backend = Backend(request.param, database_url, keys_dir, workdir, engine, env, keys)
             yield backend
         finally:
             engine.dispose()
@@ -155,10 +148,6 @@ def codes(results: list[Answer]) -> Counter[str]:
 
 def usage_for(backend: Backend, jti: str) -> int:
     return backend.scalar(select(func.count()).select_from(UsageRecord).where(UsageRecord.jti == jti))
-
-
-def jti_of(token: str) -> str:
-    return json.loads(b64url_decode(token.split(".")[1]))["jti"]
 
 
 def spread(servers: dict[str, Server], count: int) -> list[Server]:
