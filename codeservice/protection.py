@@ -22,7 +22,6 @@ with ``Retry-After``; a web form gets its page again with a localized message.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from .errors import ClientError, ConfigError
+from .scanners import bearer_key, hash_key
 
 __all__ = ["RateLimited", "init_app", "LIMITS", "CONTENT_SECURITY_POLICY"]
 
@@ -73,10 +73,8 @@ def _by_resident() -> str:
 
 def _by_scanner() -> str:
     """The scanner key's hash (as :mod:`codeservice.scanners` stores it), else the address."""
-    scheme, _, key = (request.headers.get("Authorization") or "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
-        return _by_address()
-    return "scanner:" + hashlib.sha256(key.strip().encode("utf-8")).hexdigest()
+    key = bearer_key(request.headers.get("Authorization"))
+    return _by_address() if key is None else "scanner:" + hash_key(key)
 
 
 @dataclass(frozen=True)

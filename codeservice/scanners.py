@@ -23,6 +23,13 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
+def bearer_key(authorization: str | None) -> str | None:
+    """The key of an ``Authorization: Bearer <key>`` header; None for any other header or none."""
+    scheme, _, key = (authorization or "").partition(" ")
+    key = key.strip()
+    return key if scheme.lower() == "bearer" and key else None
+
+
 def add_scanner(
     session: Session, *, venue_id: str, device_id: str, scenes: Iterable[str], installed: Iterable[str], now: datetime
 ) -> tuple[Scanner, str]:
@@ -64,10 +71,10 @@ def revoke_scanner(session: Session, scanner_id: int, *, now: datetime) -> Scann
 
 def authenticate(connection: ScanConnection, authorization: str | None) -> ScannerRow:
     """The scanner named by ``Authorization: Bearer <key>``; 401 otherwise."""
-    scheme, _, key = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    key = bearer_key(authorization)
+    if key is None:
         raise ScannerKeyInvalid("send the scanner's key as Authorization: Bearer <key>")
-    key_hash = hash_key(key.strip())
+    key_hash = hash_key(key)
     scanner = connection.scanner(key_hash)  # on every scan: straight to the driver
     # The lookup is by hash; compare again in constant time all the same.
     if scanner is None or not hmac.compare_digest(scanner.key_hash, key_hash) or scanner.revoked_at is not None:
