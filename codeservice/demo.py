@@ -1,22 +1,29 @@
 """``./dev run``: the service on its embedded default, ready to try.
 
 SQLite in the instance folder, dev keys generated in ``keys/`` (if there are
-none), a demo resident, then the development server. Prints how to log in.
-Options: ``--host``, ``--port``.
+none), a demo resident and a demo scanner, then the development server.
+Prints how to log in and the scanner's key. Options: ``--host``, ``--port``.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import select
 
 from . import create_app, db
 from .context import data_keys, key_store
 from .errors import Conflict
 from .keystore import KeyStore
+from .models import Scanner
 from .pii import DataKeys
 from .residents import register
+from .scanners import add_scanner, hash_key
+from .scanning import scene_registry
 
 DEMO_RESIDENT = {
     "name": "张三明",
@@ -25,10 +32,13 @@ DEMO_RESIDENT = {
     "phone": "13800138000",
     "password": "demo-password-2026",
 }
+DEMO_VENUE, DEMO_DEVICE = "demo-venue", "demo-gate"
+DEMO_SCANNER_FILE = "demo-scanner.key"
+"""The demo scanner's key, kept (mode 0600) in the keys directory so that every run prints the same one."""
 
 
-def prepare(app) -> list[str]:  # type: ignore[no-untyped-def]
-    """Keys, schema and the demo resident; returns what to tell the user."""
+def prepare(app) -> tuple[list[str], str]:  # type: ignore[no-untyped-def]
+    """Keys, schema, the demo resident and scanner; returns what to tell the user and the scanner's key."""
     lines = []
     keys_dir = app.config["KEYS_DIR"]
     if DataKeys.create(keys_dir):
@@ -45,7 +55,33 @@ def prepare(app) -> list[str]:  # type: ignore[no-untyped-def]
             lines.append("created the demo resident")
         except Conflict:
             pass  # registered by an earlier run
-    return lines
+        scanner_key, created = demo_scanner(Path(keys_dir) / DEMO_SCANNER_FILE)
+        if created:
+            lines.append("created the demo scanner")
+    return lines, scanner_key
+
+
+def demo_scanner(key_file: Path) -> tuple[str, bool]:
+    """The demo scanner's key, and whether the scanner was created just now.
+
+    Only the key's hash is in the database, like any scanner's; the key
+    itself is kept in ``key_file`` (mode 0600, beside the dev keys) so that
+    every run prints the same one. A reset database or ``scanners revoke``
+    makes the next run create another.
+    """
+    session = db.session()
+    saved = key_file.read_text().strip() if key_file.exists() else ""
+    scanner = session.scalar(select(Scanner).where(Scanner.key_hash == hash_key(saved))) if saved else None
+    if scanner is not None and scanner.revoked_at is None:
+        return saved, False
+    scenes = scene_registry().names()
+    _, key = add_scanner(
+        session, venue_id=DEMO_VENUE, device_id=DEMO_DEVICE, scenes=scenes, installed=scenes, now=datetime.now(UTC)
+    )
+    key_file.unlink(missing_ok=True)
+    with os.fdopen(os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as file:
+        file.write(key + "\n")
+    return key, True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     app = create_app({"ENV": "development"})
-    for line in prepare(app):
+    lines, scanner_key = prepare(app)
+    for line in lines:
         print(line)
     if app.secret_key is None:  # the data key was created just now
         app = create_app({"ENV": "development"})
@@ -63,6 +100,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\ndemo resident: phone {DEMO_RESIDENT['phone']}, password {DEMO_RESIDENT['password']}\n"
         f"log in at {base}/login, then the live code is at {base}/code\n"
+        f"demo scanner: venue {DEMO_VENUE}, device {DEMO_DEVICE}, every installed scene; its key:\n"
+        f"  {scanner_key}\n"
+        f"verify a code with it:\n"
+        f"  curl -H 'Authorization: Bearer {scanner_key}' -H 'Content-Type: application/json' \\\n"
+        f"       -d '{{\"token\": \"<the code>\", \"scene\": \"venue\"}}' {base}/api/v1/verify\n"
         f"public keys: {base}/.well-known/jwks.json   API description: {base}/openapi.json\n"
     )
     sys.stdout.flush()
