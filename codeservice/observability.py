@@ -166,7 +166,10 @@ class Metrics:
                 "codeservice_verify_decisions", "Online verify decisions.", ["scene", "code"], registry=registry
             ),
             codes_issued=Counter(
-                "codeservice_codes_issued", "Codes signed for residents.", ["format"], registry=registry
+                "codeservice_codes_issued",
+                "Codes signed for residents, by how they were sent: json, png, or page (the /code page's first code).",
+                ["format"],
+                registry=registry,
             ),
             usage_batches=Counter(
                 "codeservice_usage_batches", "Usage batches uploaded by scanners: stored or rejected.",

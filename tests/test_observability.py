@@ -210,6 +210,12 @@ def test_verify_decisions_codes_and_usage_are_counted(logged_in: Any, runner: An
     decisions = samples(client, "codeservice_verify_decisions_total")
     assert decisions == {(("code", code), ("scene", scene)): n for (scene, code), n in expected.items()}
     assert samples(client, "codeservice_codes_issued_total") == {(("format", "json"),): 1, (("format", "png"),): 1}
+    assert client.get("/code").status_code == 200  # the page renders its first code itself
+    assert samples(client, "codeservice_codes_issued_total") == {
+        (("format", "json"),): 1,
+        (("format", "png"),): 1,
+        (("format", "page"),): 1,
+    }
 
     record = client.get("/api/v1/me/usage?limit=1").get_json()["records"][0]
     assert client.post("/api/v1/usage", json={"records": [record]}, headers=scanner).get_json()["duplicates"] == 1

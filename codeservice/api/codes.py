@@ -39,10 +39,10 @@ def _live_code() -> tuple[str, int]:
     return token, now + config["CODE_TTL"]
 
 
-def code_payload() -> dict[str, Any]:
-    """A fresh code as ``GET /api/v1/code`` sends it (the /code page renders the same)."""
+def code_payload(shown_as: str = "json") -> dict[str, Any]:
+    """A fresh code as ``GET /api/v1/code`` sends it; the /code page renders the same, counted as ``page``."""
     token, expires_at = _live_code()
-    observability.record_code_issued("json")
+    observability.record_code_issued(shown_as)
     ttl = current_app.config["CODE_TTL"]
     return {
         "token": token,

@@ -273,7 +273,7 @@ def code_page() -> Response:
 
 def _first_code() -> dict[str, Any]:
     """The same payload ``GET /api/v1/code`` sends, rendered into the page."""
-    payload = codes.code_payload()
+    payload = codes.code_payload(shown_as="page")
     # Our own QR renderer's output (codeservice.qr): rectangles, no user input.
     payload["qr_svg"] = Markup(payload["qr_svg"])
     return payload
