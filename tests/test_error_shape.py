@@ -140,6 +140,16 @@ def test_a_wrong_method_is_405(app: Flask, client: Any, document: dict[str, Any]
     assert problems == []
 
 
+def test_options_is_no_content_with_the_methods_allowed(app: Flask, client: Any) -> None:
+    routes = json_routes(app)
+    for path in sorted({path for path, _method in routes}):
+        response = client.open(path, method="OPTIONS")
+        allowed = {method for route_path, method in routes if route_path == path}
+        assert response.status_code == 204, path
+        assert response.data == b"" and "Content-Type" not in response.headers, path
+        assert allowed <= set(response.headers["Allow"].split(", ")), path
+
+
 @pytest.mark.parametrize("path", UNKNOWN_PATHS)
 @pytest.mark.parametrize("method", ["GET", "POST", "DELETE"])
 def test_an_unknown_path_is_404(client: Any, document: dict[str, Any], path: str, method: str) -> None:

@@ -89,6 +89,14 @@ def _handle_unexpected(error: Exception) -> Any:
     return error_response(CodeserviceError())
 
 
+def _options_without_content(response: Response) -> Response:
+    """Flask answers OPTIONS itself, as an empty ``text/html`` 200; make it what it is: 204 with ``Allow``."""
+    if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
+        response.status_code = 204
+        del response.headers["Content-Type"]
+    return response
+
+
 def init_app(app: Flask) -> None:
     from . import codes, public, residents, revocations, scan, usage  # noqa: F401  (routes register themselves)
 
@@ -97,6 +105,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(CodeserviceError, _handle_codeservice_error)
     app.register_error_handler(HTTPException, _handle_http_exception)
     app.register_error_handler(Exception, _handle_unexpected)
+    app.after_request(_options_without_content)
 
 
 def json_body(fields: Mapping[str, type]) -> dict[str, Any]:
