@@ -796,7 +796,7 @@ def _schemas() -> dict[str, Any]:
                 {
                     "token": _string("The code as scanned: any string (a malformed one is a decision)."),
                     "scene": _string("The scene the scanner verifies at; its key must name it."),
-                    "context": {"type": ["object", "null"], "description": "What the scene needs."},
+                    "context": {"type": ["object", "null"], "description": _context_description()},
                 },
                 optional=("context",),
             ),
@@ -868,6 +868,16 @@ def _usage_record_schema() -> dict[str, Any]:
     }
     assert tuple(properties) == RECORD_FIELDS, "the schema follows codeservice.usage"
     return _object(properties, description="A usage record (contract section 5).")
+
+
+def _context_description() -> str:
+    """What each installed scene wants in the context, in the scenes' own words (``Scene.context_help``)."""
+    scenes = SceneRegistry.from_entry_points().context_help()
+    wanted = "".join(f"\n- `{name}`: {help_text or 'see the scene'}" for name, help_text in scenes.items())
+    return (
+        f"What the scene needs, by installed scene:\n{wanted}\n\nA context that lacks what its scene needs, "
+        "or holds the wrong types, is a `bad_context` decision, not an error."
+    )
 
 
 def _decision_schema() -> dict[str, Any]:

@@ -24,6 +24,7 @@ from codeservice.openapi import ERROR_RESPONSES, FIELD_ERROR_CODES, openapi_docu
 from codeservice.protection import LIMITS, RateLimited
 from conftest import ALL_SCENES, DEMO_PASSWORD, new_keys_dir, registration
 from servers import free_port
+from verifiers import SceneRegistry
 from verifiers.errors import Rejection
 
 TOP_LEVEL_FIELDS = {
@@ -242,6 +243,14 @@ def test_every_field_error_code_is_documented() -> None:
     """The 422 codes are the ones codeservice.identity raises (read from its source)."""
     source = (Path(codeservice.__file__).parent / "identity.py").read_text(encoding="utf-8")
     assert set(re.findall(r'code="([a-z_]+)"', source)) == set(FIELD_ERROR_CODES)
+
+
+def test_the_verify_request_says_what_each_scene_wants_in_its_context(document: dict[str, Any]) -> None:
+    description = document["components"]["schemas"]["VerifyRequest"]["properties"]["context"]["description"]
+    for name, help_text in SceneRegistry.from_entry_points().context_help().items():
+        assert help_text, f"the built-in scene {name} describes its context"
+        assert f"- `{name}`: {help_text}\n" in description
+    assert "`department` (string)" in description and "`direction` (`in` or `out`)" in description
 
 
 def test_every_decision_code_is_documented(document: dict[str, Any]) -> None:

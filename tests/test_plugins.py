@@ -162,6 +162,13 @@ def test_out_of_tree_scene_is_found_through_its_entry_point(library_plugin):
     assert type(scene).__module__ == "library_scene"
 
 
+def test_out_of_tree_scene_describes_its_context_like_a_built_in_one(library_plugin):
+    help_by_scene = SceneRegistry.from_entry_points().context_help()
+
+    assert help_by_scene["library"] == "`branch` (string)"
+    assert help_by_scene["transit"].startswith("`station` (string)")
+
+
 def test_out_of_tree_scene_is_unknown_until_installed(verifier, make_token):
     decision = verifier.verify(fresh(make_token), "library", {"branch": "Pudong"}, now=NOW)
 

@@ -28,6 +28,7 @@ class LibraryContext:
 
 class LibraryScene(Scene):
     name = "library"
+    context_help = "`branch` (string)"
 
     def __init__(self, *, daily_limit: int = 3) -> None:
         self.daily_limit = daily_limit

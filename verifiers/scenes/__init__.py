@@ -41,6 +41,10 @@ class SceneRegistry:
     def __contains__(self, name: object) -> bool:
         return name in self._classes
 
+    def context_help(self) -> dict[str, str]:
+        """What each scene wants in its context, for people: its ``context_help``, by name."""
+        return {name: self._classes[name].context_help for name in self.names()}
+
     def create(self, name: str, config: Mapping[str, Any] | None = None) -> Scene:
         scene_class = self._classes[name]
         scene = scene_class(**(config or {}))

@@ -61,6 +61,8 @@ class Scene(ABC):
     """
 
     name: ClassVar[str] = ""
+    context_help: ClassVar[str] = ""
+    """What the scanner puts in the context, for people: the service's API description shows it."""
 
     def __init__(self, **config: Any) -> None:
         if config:

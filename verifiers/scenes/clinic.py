@@ -28,6 +28,10 @@ class ClinicContext:
 
 class ClinicScene(Scene):
     name = "clinic"
+    context_help = (
+        "`department` (string); optional `appointments`: {sub: appointment id} for today, "
+        "where the clinic supplies them"
+    )
 
     def parse_context(self, context: Mapping[str, Any], visit_defaults: Mapping[str, Any]) -> ClinicContext:
         appointments = optional_mapping(context, "appointments")

@@ -59,6 +59,7 @@ class TransitContext:
 
 class TransitScene(Scene):
     name = "transit"
+    context_help = "`station` (string), `direction` (`in` or `out`); optional `line` (string)"
 
     def __init__(
         self,

@@ -54,6 +54,10 @@ class VenueScene(Scene):
     """``capacity`` counts people a day: a reservation's whole party enters on one code."""
 
     name = "venue"
+    context_help = (
+        "all optional: `venue_id` (string; the scanner's venue by default), `capacity` (people a day), "
+        '`reservations`: {sub: {"id", "party_size"}}'
+    )
 
     def parse_context(self, context: Mapping[str, Any], visit_defaults: Mapping[str, Any]) -> VenueContext:
         venue_id = optional_text(context, "venue_id") or visit_defaults.get("venue_id")
