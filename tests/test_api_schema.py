@@ -37,7 +37,7 @@ from schemathesis.specs.openapi.checks import (
     positive_data_acceptance,
 )
 
-from conftest import add_scanner, service_code
+from conftest import ALL_SCENES, service_code
 
 EXAMPLES_PER_OPERATION = 40
 NOT_EXPRESSED_IN_THE_SCHEMA = [positive_data_acceptance, negative_data_rejection, missing_required_header, ignored_auth]
@@ -53,21 +53,17 @@ def _served_document() -> dict[str, Any]:
         return openapi_document(app)
 
 
-SCENES = ("clinic", "transit", "venue")
-
-
 def test_the_description_tested_is_the_one_served(client: Any) -> None:
     assert client.get("/openapi.json").get_json() == _served_document()
 
 
 @pytest.fixture
-def authenticate(app: Any, runner: Any, logged_in: Any) -> Callable[[Any], None]:
-    """Puts a scanner's key and a resident's session cookie on a generated case."""
-    _, key = add_scanner(runner, scenes=",".join(SCENES))
+def authenticate(app: Any, scanner_key: str, logged_in: Any) -> Callable[[Any], None]:
+    """Puts a scanner's key (every scene) and a resident's session cookie on a generated case."""
     cookie = logged_in.get_cookie(app.config["SESSION_COOKIE_NAME"])
 
     def on(case: Any) -> None:
-        case.headers["Authorization"] = f"Bearer {key}"
+        case.headers["Authorization"] = f"Bearer {scanner_key}"
         case.cookies[cookie.key] = cookie.value
 
     return on
@@ -79,7 +75,7 @@ def present_a_real_code(case: Any, app: Any, keys_dir: Path) -> None:
     if case.operation.path != "/api/v1/verify" or not isinstance(body, dict):
         return
     if isinstance(body.get("scene"), str):
-        body["scene"] = SCENES[len(body["scene"]) % len(SCENES)]
+        body["scene"] = ALL_SCENES[len(body["scene"]) % len(ALL_SCENES)]
     if isinstance(body.get("token"), str) and len(body["token"]) % 2 == 0:
         body["token"] = service_code(app, keys_dir)
 
