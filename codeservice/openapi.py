@@ -740,7 +740,10 @@ def _schemas() -> dict[str, Any]:
         "Registration": {
             **_object(
                 {
-                    "name": _string(f"The full name: 1 to {MAX_NAME_LENGTH} characters (`invalid_name`)."),
+                    "name": _string(
+                        f"The full name: 1 to {MAX_NAME_LENGTH} characters once spaces are trimmed (`invalid_name`).",
+                        minLength=1,
+                    ),
                     "id_type": _string("The identity document's kind (`invalid_id_type`).", enum=list(ID_TYPES)),
                     "id_number": _string(
                         "The document's number; a `resident_id` is 18 characters with a GB 11643 "
@@ -752,7 +755,9 @@ def _schemas() -> dict[str, Any]:
                     ),
                     "password": _string(
                         f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters, not a plain run, "
-                        "not containing the phone or ID number (`weak_password`)."
+                        "not containing the phone or ID number (`weak_password`).",
+                        minLength=MIN_PASSWORD_LENGTH,
+                        maxLength=MAX_PASSWORD_LENGTH,
                     ),
                 }
             ),
