@@ -23,7 +23,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -150,6 +150,25 @@ def jti_of(token: str) -> str:
     return json.loads(b64url_decode(token.split(".")[1]))["jti"]
 
 
+def wait_healthy(
+    port: int, process: subprocess.Popen[Any], deadline: float, name: str, log: Callable[[], str] = lambda: ""
+) -> None:
+    """Until the server on ``port`` answers ``/healthz`` with 200, by the monotonic ``deadline``.
+
+    Fails the test, with ``log()``, if ``process`` exits first or the deadline passes.
+    """
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"{name} exited with {process.returncode}:\n{log()}")
+        try:
+            if healthz(port) == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"{name} did not answer /healthz in time:\n{log()}")
+
+
 def healthz(port: int) -> int:
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
     try:
@@ -192,16 +211,7 @@ class Server:
         assert self.process is not None
         if deadline is None:
             deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"gunicorn {self.name} exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if healthz(self.port) == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.1)
-        pytest.fail(f"gunicorn {self.name} did not answer /healthz in time:\n{self.log_tail()}")
+        wait_healthy(self.port, self.process, deadline, f"gunicorn {self.name}", self.log_tail)
 
     def kill(self) -> None:
         """SIGKILL to the master and its workers (the whole process group)."""

@@ -15,7 +15,7 @@ import pytest
 from codeservice import create_app, db, scanners
 from codeservice.demo import DEMO_DEVICE, DEMO_RESIDENT, DEMO_SCANNER_FILE, DEMO_VENUE, prepare
 
-from servers import free_port, healthz, service_env
+from servers import STARTUP_SECONDS, free_port, service_env, wait_healthy
 
 
 @pytest.fixture
@@ -91,14 +91,7 @@ def test_dev_run_prints_the_resident_and_the_scanner_key(tmp_path, demo_config):
         scanner_key = (Path(demo_config["KEYS_DIR"]) / DEMO_SCANNER_FILE).read_text().strip()
         assert f"\n  {scanner_key}\n" in output
         assert f"Bearer {scanner_key}" in output and f"http://127.0.0.1:{port}/api/v1/verify" in output
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                assert healthz(port) == 200
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the demo server never answered /healthz"
-                time.sleep(0.1)
+        wait_healthy(port, server, time.monotonic() + STARTUP_SECONDS, "the demo server")
     finally:
         server.terminate()
         server.wait(timeout=10)
