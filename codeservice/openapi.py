@@ -208,6 +208,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
     ttl = app.config["CODE_TTL"]
     cookie = app.config["SESSION_COOKIE_NAME"]
     errors = _error_components()
+    scenes = SceneRegistry.from_entry_points()  # loads every installed scene, and so its rejection classes
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -241,7 +242,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             "/openapi.json": {"get": _openapi_operation()},
         },
         "components": {
-            "schemas": {**_schemas(), "Decision": _decision_schema()},
+            "schemas": {**_schemas(scenes), "Decision": _decision_schema()},
             "responses": errors,
             "headers": HEADERS,
             "parameters": {
@@ -733,7 +734,7 @@ def _object(properties: dict[str, Any], *, optional: Iterable[str] = (), **keywo
     }
 
 
-def _schemas() -> dict[str, Any]:
+def _schemas(scenes: SceneRegistry) -> dict[str, Any]:
     base64url = "^[A-Za-z0-9_-]+$"
     epoch_seconds = {"type": "integer", "description": "Seconds since the epoch."}
     return {
@@ -801,7 +802,7 @@ def _schemas() -> dict[str, Any]:
                 {
                     "token": _string("The code as scanned: any string (a malformed one is a decision)."),
                     "scene": _string("The scene the scanner verifies at; its key must name it."),
-                    "context": {"type": ["object", "null"], "description": _context_description()},
+                    "context": {"type": ["object", "null"], "description": _context_description(scenes)},
                 },
                 optional=("context",),
             ),
@@ -875,10 +876,11 @@ def _usage_record_schema() -> dict[str, Any]:
     return _object(properties, description="A usage record (contract section 5).")
 
 
-def _context_description() -> str:
+def _context_description(scenes: SceneRegistry) -> str:
     """What each installed scene wants in the context, in the scenes' own words (``Scene.context_help``)."""
-    scenes = SceneRegistry.from_entry_points().context_help()
-    wanted = "".join(f"\n- `{name}`: {help_text or 'see the scene'}" for name, help_text in scenes.items())
+    wanted = "".join(
+        f"\n- `{name}`: {help_text or 'see the scene'}" for name, help_text in scenes.context_help().items()
+    )
     return (
         f"What the scene needs, by installed scene:\n{wanted}\n\nA context that lacks what its scene needs, "
         "or holds the wrong types, is a `bad_context` decision, not an error."
@@ -886,8 +888,10 @@ def _context_description() -> str:
 
 
 def _decision_schema() -> dict[str, Any]:
-    """A decision (contract section 2); its codes from the verifier's rules and the installed scenes."""
-    SceneRegistry.from_entry_points()  # loads every installed scene, and so its rejection classes
+    """A decision (contract section 2); its codes from the verifier's rules and the installed scenes.
+
+    The caller has loaded every installed scene (``SceneRegistry.from_entry_points``), and so its rejection classes.
+    """
     loaded = _rejection_codes()
     rules = [code for module, code in loaded if module == verifier_errors.__name__]
     by_scene = {
