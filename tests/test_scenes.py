@@ -14,6 +14,7 @@ import pytest
 from conftest import ISSUER, NOW
 
 from verifiers import OfflineVerifier
+from verifiers.store import MemoryStore
 
 ALICE = "q1w2e3r4t5y6u7i8"  # the token factory's default sub
 BOB = "Zq3xT0bL9mWc2YhE"
@@ -101,6 +102,27 @@ def test_clinic_one_check_in_per_department_per_day(present):
         "accepted",
     ]
     assert again.detail == {"department": "cardiology", "appointment_id": None}
+
+
+@pytest.mark.parametrize(
+    ("scene", "context"),
+    [
+        ("clinic", CARDIOLOGY),
+        ("transit", {"station": "People's Square", "direction": "in"}),
+        ("venue", {"capacity": 1}),
+    ],
+)
+def test_a_store_shared_by_two_venues_keeps_each_venues_state(make_verifier, present, scene, context):
+    """Issue 10: two scanners of two venues on one store (as the service's database is) share no state."""
+    store = MemoryStore()
+    hospital_1 = make_verifier(venue_id="hospital-1", store=store)
+    hospital_2 = make_verifier(venue_id="hospital-2", store=store)
+    first = present(scene, context, by=hospital_1)
+    elsewhere = present(scene, context, now=NOW + 1, by=hospital_2)
+    again = present(scene, context, now=NOW + 2, by=hospital_2)
+
+    refused = {"clinic": "already_checked_in", "transit": "passback", "venue": "already_entered"}[scene]
+    assert codes(first, elsewhere, again) == ["accepted", "accepted", refused]
 
 
 def test_clinic_day_is_the_local_day_utc_plus_8(present):
@@ -332,10 +354,14 @@ def test_venue_omitted_context_is_an_empty_one(present):
     assert present("venue", None).code == "accepted"
 
 
-def test_venue_id_from_the_context_overrides_the_scanners(present):
-    decision = present("venue", {"venue_id": "library-2"})
+def test_venue_id_from_the_context_must_be_the_scanners(present):
+    """Contract section 3 (issue 10): the venue is the scanner's; a context cannot name another one."""
+    other = present("venue", {"venue_id": "library-2"})
+    same = present("venue", {"venue_id": "museum-1"}, now=NOW + 1)
 
-    assert decision.detail["venue_id"] == "library-2"
+    assert codes(other, same) == ["bad_context", "accepted"]
+    assert "venue_id" in other.message
+    assert same.detail["venue_id"] == "museum-1"
 
 
 def test_venue_id_from_the_context_where_the_scanner_has_none(make_verifier, present):
@@ -346,13 +372,15 @@ def test_venue_id_from_the_context_where_the_scanner_has_none(make_verifier, pre
     assert codes(with_venue, without) == ["accepted", "bad_context"]
 
 
-def test_venue_one_entry_per_venue_per_day(present):
-    first = present("venue", {})
-    again = present("venue", {}, now=NOW + 60)
-    other_venue = present("venue", {"venue_id": "library-2"}, now=NOW + 120)
-    other_resident = present("venue", {}, now=NOW + 180, sub=BOB)
-    last_second = present("venue", {}, now=LOCAL_MIDNIGHT - 1)
-    next_day = present("venue", {}, now=LOCAL_MIDNIGHT)
+def test_venue_one_entry_per_venue_per_day(make_verifier, present):
+    roaming = make_verifier(venue_id=None)  # the context names the venue
+    museum, library = {"venue_id": "museum-1"}, {"venue_id": "library-2"}
+    first = present("venue", museum, by=roaming)
+    again = present("venue", museum, now=NOW + 60, by=roaming)
+    other_venue = present("venue", library, now=NOW + 120, by=roaming)
+    other_resident = present("venue", museum, now=NOW + 180, sub=BOB, by=roaming)
+    last_second = present("venue", museum, now=LOCAL_MIDNIGHT - 1, by=roaming)
+    next_day = present("venue", museum, now=LOCAL_MIDNIGHT, by=roaming)
 
     assert codes(first, again, other_venue, other_resident, last_second, next_day) == [
         "accepted",
@@ -391,12 +419,13 @@ def test_venue_capacity_counts_people_not_codes(present):
     assert bob.detail == {"venue_id": "museum-1", "party_size": 3, "reservation_id": "R-2"}
 
 
-def test_venue_capacity_is_per_venue_and_per_day(present):
-    full = {"capacity": 1}
-    first = present("venue", full)
-    elsewhere = present("venue", {"capacity": 1, "venue_id": "library-2"}, now=NOW + 1, sub=BOB)
-    same_venue = present("venue", full, now=NOW + 2, sub=BOB)
-    next_day = present("venue", full, now=LOCAL_MIDNIGHT, sub=BOB)
+def test_venue_capacity_is_per_venue_and_per_day(make_verifier, present):
+    roaming = make_verifier(venue_id=None)
+    full = {"capacity": 1, "venue_id": "museum-1"}
+    first = present("venue", full, by=roaming)
+    elsewhere = present("venue", {"capacity": 1, "venue_id": "library-2"}, now=NOW + 1, sub=BOB, by=roaming)
+    same_venue = present("venue", full, now=NOW + 2, sub=BOB, by=roaming)
+    next_day = present("venue", full, now=LOCAL_MIDNIGHT, sub=BOB, by=roaming)
 
     assert codes(first, elsewhere, same_venue, next_day) == ["accepted", "accepted", "capacity_full", "accepted"]
 

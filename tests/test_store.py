@@ -38,9 +38,8 @@ def open_verifier(key_set):
     opened: list[OfflineVerifier] = []
 
     def open_(store: Any, **options: Any) -> OfflineVerifier:
-        verifier = OfflineVerifier(
-            key_set, issuer=ISSUER, store=store, venue_id="museum-1", device_id="gate-1", **options
-        )
+        options = {"venue_id": "museum-1", "device_id": "gate-1", **options}
+        verifier = OfflineVerifier(key_set, issuer=ISSUER, store=store, **options)
         opened.append(verifier)
         return verifier
 
@@ -137,7 +136,7 @@ def test_records_come_out_oldest_first(open_verifier, store_path, make_token):
 
 
 def test_mark_synced_removes_records(open_verifier, store_path, make_token):
-    verifier = open_verifier(store_path)
+    verifier = open_verifier(store_path, venue_id=None)
     ids = [
         verifier.verify(make_token(now=NOW + i), "venue", {"venue_id": f"v{i}"}, now=NOW + i).record_id
         for i in range(4)
@@ -148,13 +147,13 @@ def test_mark_synced_removes_records(open_verifier, store_path, make_token):
     assert record_ids(verifier) == [ids[1], ids[3]]
     verifier.close()
 
-    assert record_ids(open_verifier(store_path)) == [ids[1], ids[3]]
+    assert record_ids(open_verifier(store_path, venue_id=None)) == [ids[1], ids[3]]
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "memory"])
 def test_a_record_set_aside_leaves_the_outbox_and_can_be_requeued(open_verifier, store_path, make_token, kind):
-    reopen = (lambda: open_verifier(store_path)) if kind == "sqlite" else None
-    verifier = open_verifier(store_path if kind == "sqlite" else None)
+    reopen = (lambda: open_verifier(store_path, venue_id=None)) if kind == "sqlite" else None
+    verifier = open_verifier(store_path if kind == "sqlite" else None, venue_id=None)
     ids = [
         verifier.verify(make_token(now=NOW + i), "venue", {"venue_id": f"v{i}"}, now=NOW + i).record_id
         for i in range(3)
@@ -286,7 +285,7 @@ def test_memory_store_is_the_default(open_verifier, make_token):
 
 def test_memory_store_evicts_the_oldest_expiring_jti_first(open_verifier, make_token):
     store = MemoryStore(max_jtis=100)
-    verifier = open_verifier(store)
+    verifier = open_verifier(store, venue_id=None)
     # Lifetimes 200..299 s, presented out of order: the 200 s one sits in the middle.
     lifetimes = list(range(250, 300)) + list(range(200, 250))
     tokens = {life: make_token(exp=NOW + life) for life in lifetimes}
@@ -307,7 +306,7 @@ def test_memory_store_evicts_the_oldest_expiring_jti_first(open_verifier, make_t
 
 def test_memory_store_forgets_expired_jtis_before_unexpired_ones(open_verifier, make_token):
     store = MemoryStore(max_jtis=3)
-    verifier = open_verifier(store)
+    verifier = open_verifier(store, venue_id=None)
     long_lived = verifier.verify(make_token(exp=NOW + 300), "venue", {"venue_id": "a"}, now=NOW)
     short_lived = verifier.verify(make_token(exp=NOW + 15), "venue", {"venue_id": "b"}, now=NOW)
     middle = verifier.verify(make_token(exp=NOW + 200), "venue", {"venue_id": "c"}, now=NOW)
@@ -322,7 +321,7 @@ def test_memory_store_forgets_expired_jtis_before_unexpired_ones(open_verifier, 
 
 def test_memory_store_forgets_expired_jtis_even_below_the_bound(open_verifier, make_token):
     store = MemoryStore(max_jtis=100)
-    verifier = open_verifier(store)
+    verifier = open_verifier(store, venue_id=None)
     short_lived = verifier.verify(make_token(exp=NOW + 15), "venue", {"venue_id": "a"}, now=NOW)
     long_lived = verifier.verify(make_token(exp=NOW + 300), "venue", {"venue_id": "b"}, now=NOW)
     verifier.verify(make_token(now=NOW + 100), "venue", {"venue_id": "c"}, now=NOW + 100)
@@ -356,7 +355,7 @@ def test_garbage_store_file_is_a_store_error_naming_it(key_set, store_path):
 
 
 def test_corrupt_pages_in_a_real_store_are_a_store_error(open_verifier, key_set, store_path, make_token):
-    verifier = open_verifier(store_path)
+    verifier = open_verifier(store_path, venue_id=None)
     for i in range(300):
         verifier.verify(make_token(), "venue", {"venue_id": f"venue-{i}"}, now=NOW)
     verifier.close()

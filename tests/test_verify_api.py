@@ -267,25 +267,67 @@ def test_venue_entry_defaults_to_the_scanners_venue(logged_in, scanner_key):
     assert decide(logged_in, scanner_key, live_code(logged_in), "venue", {})["code"] == "already_entered"
 
 
-def test_venue_id_from_the_context_names_another_venue(app, logged_in, scanner_key):
-    decision = decide(logged_in, scanner_key, live_code(logged_in), "venue", {"venue_id": "museum-2"})
-    assert decision["detail"] == {"venue_id": "museum-2", "party_size": 1, "reservation_id": None}
-    # The usage record's venue is still the scanner key's.
-    assert [(r.venue_id, r.detail["venue_id"]) for r in usage_rows(app)] == [("v1", "museum-2")]
+def test_venue_id_in_the_context_may_only_repeat_the_scanners(app, logged_in, scanner_key):
+    decision = decide(logged_in, scanner_key, live_code(logged_in), "venue", {"venue_id": "v1"})
+    assert decision["detail"] == {"venue_id": "v1", "party_size": 1, "reservation_id": None}
+    assert [(r.venue_id, r.detail["venue_id"]) for r in usage_rows(app)] == [("v1", "v1")]
 
 
-def test_venue_already_entered(logged_in, scanner_key):
+def test_venue_already_entered(runner, logged_in, scanner_key):
     assert decide(logged_in, scanner_key, live_code(logged_in), "venue", {})["ok"]
     decision = decide(logged_in, scanner_key, live_code(logged_in), "venue", {})
     assert (decision["ok"], decision["code"]) == (False, "already_entered")
     assert decision["detail"] == {"venue_id": "v1", "party_size": 1, "reservation_id": None}
-    assert decide(logged_in, scanner_key, live_code(logged_in), "venue", {"venue_id": "v2"})["ok"]
+    _, other_venue = add_scanner(runner, venue="v2", device="d2")
+    assert decide(logged_in, other_venue, live_code(logged_in), "venue", {})["ok"]
 
 
 def test_venue_capacity_full(app, keys_dir, client, scanner_key):
-    context = {"venue_id": "small-hall", "capacity": 2}
+    context = {"capacity": 2}
     outcomes = [decide(client, scanner_key, service_code(app, keys_dir), "venue", context)["code"] for _ in range(3)]
     assert outcomes == ["accepted", "accepted", "capacity_full"]
+
+
+# Issue 10, attack 1: a key for venue C named venue D in its context, filled
+# D's daily count (D's gate then answered capacity_full) and marked residents
+# already_entered at D. Attack 2: a check-in at one hospital's department
+# refused the same resident at another hospital's department of that name.
+
+
+def test_attack_a_scanner_cannot_name_another_venue_in_its_context(app, keys_dir, runner, client):
+    _, key_c = add_scanner(runner, venue="venue-c", device="gate-c")
+    _, key_d = add_scanner(runner, venue="venue-d", device="gate-d")
+    resident = new_code_id()
+    forged = {"venue_id": "venue-d", "reservations": {resident: {"id": "X", "party_size": 100}}}
+    decision = decide(client, key_c, service_code(app, keys_dir, sub=resident), "venue", forged)
+    assert (decision["ok"], decision["code"]) == (False, "bad_context")
+    assert "venue_id" in decision["message"]
+    # D's own gate still admits that resident, and its capacity is D's own.
+    decision = decide(client, key_d, service_code(app, keys_dir, sub=resident), "venue", {"capacity": 1})
+    assert (decision["code"], decision["detail"]["venue_id"]) == ("accepted", "venue-d")
+
+
+def test_attack_each_venues_state_is_its_own(app, keys_dir, runner, client):
+    keys = [add_scanner(runner, venue=venue, device="gate")[1] for venue in ("museum-a", "museum-b")]
+    resident = new_code_id()
+    for scene, context in (
+        ("venue", {"capacity": 1}),
+        ("clinic", {"department": "内科"}),
+        ("transit", {"station": "People's Square", "direction": "in"}),
+    ):
+        outcomes = [decide(client, key, service_code(app, keys_dir, sub=resident), scene, context) for key in keys]
+        assert [d["code"] for d in outcomes] == ["accepted", "accepted"], (scene, outcomes)
+
+
+def test_attack_a_check_in_at_one_hospital_does_not_count_at_another(app, keys_dir, runner, client):
+    _, first = add_scanner(runner, venue="hospital-1", device="desk", scenes="clinic")
+    _, second = add_scanner(runner, venue="hospital-2", device="desk", scenes="clinic")
+    resident, department = new_code_id(), {"department": "内科"}
+    checks = [
+        decide(client, key, service_code(app, keys_dir, sub=resident), "clinic", department)["code"]
+        for key in (first, second, second)
+    ]
+    assert checks == ["accepted", "accepted", "already_checked_in"]
 
 
 def test_venue_no_reservation_and_a_reservation(app, keys_dir, client, scanner_key):

@@ -221,7 +221,7 @@ def test_16_residents_at_a_venue_of_capacity_one_at_once(backend, servers):
         ]
         results = at_once(targets)
         assert codes(results) == Counter(accepted=1, capacity_full=CLIENTS - 1)
-        count = backend.scalar(select(SceneStateEntry.value).where(SceneStateEntry.key.like(f"venue:count:%:{venue}")))
+        count = backend.scalar(select(SceneStateEntry.value).where(SceneStateEntry.key.like(f"venue@%:count:%:{venue}")))
         assert count == 1
 
 

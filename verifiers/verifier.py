@@ -9,6 +9,7 @@ from collections.abc import Container, Iterable, Mapping
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .decision import Decision, new_record_id, usage_record
 from .errors import BadContext, ConfigurationError, KeySetError, Rejection, Replayed, Revoked, UnknownScene
@@ -33,13 +34,20 @@ def local_day(now: float, tz: tzinfo) -> tuple[float, float, str]:
 
 
 class _SceneState:
-    """One scene's view of the store: its keys, prefixed with its name."""
+    """One scene's view of the store at one venue: its keys, prefixed with its name and the scanner's venue.
+
+    A scene's state is its venue's (contract section 3): a scanner never reads
+    or writes another venue's entries, counts, check-ins or trips, whatever
+    keys the scene (built in or installed) chooses. The venue is
+    percent-encoded, so no venue id can spell another venue's prefix. A
+    verifier made without a venue has one unnamed venue's state.
+    """
 
     __slots__ = ("_prefix", "_transaction")
 
-    def __init__(self, transaction: Any, scene_name: str) -> None:
+    def __init__(self, transaction: Any, scene_name: str, venue_id: str | None) -> None:
         self._transaction = transaction
-        self._prefix = scene_name + ":"
+        self._prefix = f"{scene_name}:" if venue_id is None else f"{scene_name}@{quote(venue_id, safe='')}:"
 
     def get(self, key: str) -> Any:
         return self._transaction.get(self._prefix + key)
@@ -285,7 +293,7 @@ class OfflineVerifier:
             jti_expires_at = code.exp + self.rules.leeway + 1
             if not transaction.claim_jti(code.jti, jti_expires_at):
                 raise Replayed()
-            state = _SceneState(transaction, scene.name)
+            state = _SceneState(transaction, scene.name, self.venue_id)
             outcome = self._scene_outcome(scene, self._visit(code, now), context, state)
             decision = Decision(
                 ok=True,

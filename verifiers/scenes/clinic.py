@@ -1,4 +1,4 @@
-"""Clinic check-in: one check-in per resident per department per day."""
+"""Clinic check-in: one check-in per resident per venue per department per day (the venue: the scanner's)."""
 
 from __future__ import annotations
 

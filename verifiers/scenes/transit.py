@@ -1,4 +1,8 @@
-"""Transit gates: entry opens a trip, exit closes it and computes the fare."""
+"""Transit gates: entry opens a trip, exit closes it and computes the fare.
+
+A trip is the venue's, like every scene's state: a transit scanner's venue is the
+network its gate belongs to, whose stations the context names.
+"""
 
 from __future__ import annotations
 

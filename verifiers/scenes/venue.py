@@ -55,14 +55,12 @@ class VenueScene(Scene):
 
     name = "venue"
     context_help = (
-        "all optional: `venue_id` (string; the scanner's venue by default), `capacity` (people a day), "
+        "all optional: `venue_id` (string; the scanner's venue: a different one is refused), `capacity` (people a day), "
         '`reservations`: {sub: {"id", "party_size"}}'
     )
 
     def parse_context(self, context: Mapping[str, Any], visit_defaults: Mapping[str, Any]) -> VenueContext:
-        venue_id = optional_text(context, "venue_id") or visit_defaults.get("venue_id")
-        if not venue_id:
-            raise BadContext("context field 'venue_id' is needed when the scanner has no venue")
+        venue_id = _scanner_venue(optional_text(context, "venue_id"), visit_defaults.get("venue_id"))
         raw = optional_mapping(context, "reservations")
         reservations = None if raw is None else {sub: _reservation(value) for sub, value in raw.items()}
         return VenueContext(
@@ -93,6 +91,16 @@ class VenueScene(Scene):
                 StateWrite(count_key, entered + party_size, visit.day_ends_at),
             ],
         )
+
+
+def _scanner_venue(from_context: str | None, scanner: str | None) -> str:
+    """The venue is the scanner's; a context may name it only where the scanner has none (a roaming verifier)."""
+    if scanner and from_context and from_context != scanner:
+        raise BadContext("context field 'venue_id' names another venue than the scanner's")
+    venue_id = scanner or from_context
+    if not venue_id:
+        raise BadContext("context field 'venue_id' is needed when the scanner has no venue")
+    return venue_id
 
 
 def _reservation(value: object) -> Reservation:
