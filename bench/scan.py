@@ -84,7 +84,7 @@ from codeservice.issuance import issue_code, new_code_id
 from codeservice.keystore import KeyStore
 from codeservice.models import UsageRecord
 from codeservice.pii import DataKeys
-from codeservice.scanning import scene_registry
+from codeservice.context import scene_registry
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"

@@ -12,7 +12,7 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, cli, db, observability, protection, web
+from . import api, cli, context, db, observability, protection, web
 from .config import load_config
 from .errors import ConfigError, KeyStoreError
 from .keystore import KeyStore
@@ -27,12 +27,15 @@ SESSION_LIFETIME = timedelta(days=30)
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The Flask application: defaults, then ``CODESERVICE_*`` variables, then ``config``."""
     try:
-        settings = load_config(config)
+        return _wire(load_config(config))
     except ConfigError as exc:
         if click.get_current_context(silent=True) is not None:
             # Loaded by `flask --app codeservice ...`: one line, not a traceback.
             raise click.ClickException(f"configuration: {exc.message}") from None
         raise
+
+
+def _wire(settings: Mapping[str, Any]) -> Flask:
     app = Flask(__name__, instance_relative_config=True, static_folder=None)
     app.config.from_mapping(settings)
     # A relative keys directory means the one under the working directory.
@@ -50,6 +53,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.session_interface = CookieSessions()
     app.extensions["codeservice.keys"] = KeyStore.from_config(app.config)
+    context.init_scenes(app)
     app.secret_key = app.config["SECRET_KEY"] or _session_secret(app)
     if app.config["TRUSTED_PROXIES"]:
         hops = app.config["TRUSTED_PROXIES"]

@@ -16,7 +16,7 @@ from .context import data_keys
 from .errors import ClientError, KeyStoreError
 from .pii import DATA_KEY_FILE, DataKeys
 from .keystore import ALGORITHMS, KeyInfo, KeyStore
-from .scanning import scene_registry
+from .context import scene_registry
 
 keys_cli = AppGroup("keys", help="Manage the keys that sign residents' codes.")
 

@@ -29,6 +29,9 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_CODE": "60/minute",
     "RATE_LIMIT_VERIFY": "1200/minute",
     "SIGNING_ALG": "EdDSA",
+    # The scenes issued codes are valid at, comma-separated: empty for every
+    # installed scene (plug-ins included); a name that is not installed is refused at start.
+    "SCOPES": "",
     "SENIOR_AGE": 60,
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_COOLDOWN": 900,

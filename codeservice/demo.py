@@ -23,7 +23,7 @@ from .models import Scanner
 from .pii import DataKeys
 from .residents import register
 from .scanners import add_scanner, hash_key
-from .scanning import scene_registry
+from .context import scene_registry
 
 DEMO_RESIDENT = {
     "name": "张三明",

@@ -201,7 +201,7 @@ HEADERS: dict[str, dict[str, Any]] = {
 def openapi_document(app: Flask) -> dict[str, Any]:
     """The whole document for this app (its cookie name and code lifetime)."""
     # Imported here: the API modules import this one.
-    from .api.codes import REFRESH_MARGIN_SECONDS, SCOPES
+    from .api.codes import REFRESH_MARGIN_SECONDS
     from .api.public import JWK_SET_MEDIA_TYPE, JWKS_MAX_AGE_SECONDS
     from .api.revocations import REVOCATIONS_MAX_AGE_SECONDS
 
@@ -227,7 +227,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             "/.well-known/jwks.json": {"get": _jwks_operation(JWKS_MAX_AGE_SECONDS, JWK_SET_MEDIA_TYPE)},
             "/api/v1/residents": {"post": _register_operation()},
             "/api/v1/session": {"post": _login_operation(cookie), "delete": _logout_operation(cookie)},
-            "/api/v1/code": {"get": _code_operation(ttl, REFRESH_MARGIN_SECONDS, SCOPES)},
+            "/api/v1/code": {"get": _code_operation(ttl, REFRESH_MARGIN_SECONDS, app.config["ISSUED_SCOPES"])},
             "/api/v1/code.png": {"get": _code_png_operation()},
             "/api/v1/verify": {"post": _verify_operation()},
             "/api/v1/usage": {"post": _upload_usage_operation()},

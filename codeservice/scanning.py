@@ -32,10 +32,10 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from verifiers import KeySet, OfflineVerifier, SceneRegistry, StateWrite
+from verifiers import KeySet, OfflineVerifier, StateWrite
 
 from . import db, observability
-from .context import key_store
+from .context import key_store, scene_registry
 from .db import SqliteWriter
 from .models import SceneStateEntry, SeenCode
 
@@ -378,13 +378,6 @@ def service_key_set() -> KeySet:
         cache["key_set"] = KeySet.from_jwks(jwks)
         cache["fingerprint"] = fingerprint
     return cache["key_set"]
-
-
-def scene_registry() -> SceneRegistry:
-    registry = current_app.extensions.get("codeservice.scenes")
-    if registry is None:
-        registry = current_app.extensions["codeservice.scenes"] = SceneRegistry.from_entry_points()
-    return registry
 
 
 def verifier_for(connection: ScanConnection, scanner: ScannerRow) -> OfflineVerifier:

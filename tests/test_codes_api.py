@@ -106,6 +106,23 @@ def test_code_verifies_at_every_scene(app: Any, logged_in: Any) -> None:
     assert claims_of(token)["scp"] == ALL_SCENES
 
 
+@pytest.mark.parametrize("configured", ["transit", " venue, clinic ", "clinic,clinic"])
+def test_configured_scopes_narrow_the_installed_scenes(app_config: dict[str, Any], configured: str) -> None:
+    from codeservice import create_app
+
+    app = create_app({**app_config, "SCOPES": configured})
+    wanted = sorted({name.strip() for name in configured.split(",")})
+    assert list(app.config["ISSUED_SCOPES"]) == wanted
+
+
+def test_a_configured_scope_that_is_not_installed_stops_the_app(app_config: dict[str, Any]) -> None:
+    from codeservice import create_app
+    from codeservice.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not installed: library"):
+        create_app({**app_config, "SCOPES": "transit,library"})
+
+
 def test_code_carries_nothing_personal(logged_in: Any, resident: dict[str, Any]) -> None:
     token = get_code(logged_in)["token"]
     header_segment, claims_segment, _signature = token.split(".")

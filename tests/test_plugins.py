@@ -16,7 +16,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import pytest
-from conftest import ISSUER, NOW
+from conftest import ISSUER, NOW, add_scanner
 
 from verifiers import OfflineVerifier, Scene, SceneRegistry, SceneRegistryError
 from verifiers.scenes import ENTRY_POINT_GROUP
@@ -284,3 +284,20 @@ def test_a_plug_in_may_not_take_a_built_in_name(library_plugin):
 
     with pytest.raises(SceneRegistryError, match="'clinic'"):
         SceneRegistry.from_entry_points()
+
+
+def test_service_codes_are_valid_at_an_installed_plug_in_scene(library_plugin, app, logged_in, runner):
+    """Issue 11: the scopes a code carries come from the installed scenes, plug-ins included."""
+    _, key = add_scanner(runner, venue="city-library", device="desk-1", scenes="library,venue")
+    token = logged_in.get("/api/v1/code").get_json()["token"]
+    response = logged_in.post(
+        "/api/v1/verify",
+        json={"token": token, "scene": "library", "context": {"branch": "Pudong"}},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    decision = response.get_json()
+    assert (decision["ok"], decision["code"]) == (True, "accepted"), decision
+    assert decision["detail"] == {"branch": "Pudong", "loans_today": 1}
+    assert app.config["ISSUED_SCOPES"] == ("clinic", "library", "transit", "venue")

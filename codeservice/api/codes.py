@@ -14,7 +14,6 @@ from ..residents import code_category
 from ..errors import CodeRevoked
 from . import api
 
-SCOPES = ("clinic", "transit", "venue")
 NO_STORE = "no-store"
 # Ask for the next code a little before this one expires, so a phone with a
 # slow connection never shows an expired code.
@@ -30,7 +29,7 @@ def _live_code() -> tuple[str, int]:
     token = issue_code(
         key_store().signer(),
         sub=resident.code_id,
-        scopes=SCOPES,
+        scopes=config["ISSUED_SCOPES"],
         category=code_category(resident, now, senior_age=config["SENIOR_AGE"]),
         now=now,
         ttl=config["CODE_TTL"],
