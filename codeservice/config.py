@@ -6,6 +6,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from verifiers.contract import DEFAULT_ISSUER, DEFAULT_LEEWAY_SECONDS
+
 from .errors import ConfigError
 from .issuance import MAX_TTL, MIN_TTL
 from .keystore import ALGORITHMS
@@ -13,11 +15,11 @@ from .keystore import ALGORITHMS
 ENV_PREFIX = "CODESERVICE_"
 
 DEFAULTS: dict[str, Any] = {
-    "ISSUER": "urn:codeservice:dev",
+    "ISSUER": DEFAULT_ISSUER,
     "CODE_TTL": 60,
     "KEYS_DIR": "keys",
     "KEY_PUBLISH_GRACE": 3600,
-    "LEEWAY": 10,
+    "LEEWAY": DEFAULT_LEEWAY_SECONDS,
     "ENV": "production",
     "SECRET_KEY": None,
     "DATABASE_URL": None,

@@ -12,16 +12,15 @@ import secrets
 from collections.abc import Sequence
 from functools import lru_cache
 
+from verifiers.contract import CATEGORIES, DEFAULT_ISSUER, TOKEN_TYPE
+from verifiers.contract import MAX_LIFETIME_SECONDS as MAX_TTL
 from verifiers.jose import b64url_encode, compact_json
 
 from .errors import KeyStoreError
 from .keystore import Signer
 
-TOKEN_TYPE = "rsc+jwt"
-DEFAULT_ISSUER = "urn:codeservice:dev"
 DEFAULT_TTL = 60
-MIN_TTL, MAX_TTL = 15, 300
-CATEGORIES = ("senior", "student", "disabled", "child")
+MIN_TTL = 15
 SIGNATURE_BYTES = 64  # Ed25519, and ES256 as r||s
 _CODE_ID = re.compile(r"[A-Za-z0-9_-]{16}\Z")
 

@@ -37,14 +37,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
+from verifiers.contract import DEFAULT_LEEWAY_SECONDS, MAX_LIFETIME_SECONDS, SUPPORTED_ALGORITHMS
 from verifiers.jose import JoseFormatError, jwk_from_public_key, json_object, kid_for
 
 from .errors import KeyFileError, KeyStoreError
 
-ALGORITHMS = ("EdDSA", "ES256")
+ALGORITHMS = SUPPORTED_ALGORITHMS
 # The longest code lifetime the contract allows; a rotated-out key is
 # published at least this long after it stopped signing.
-MAX_CODE_TTL = 300
+MAX_CODE_TTL = MAX_LIFETIME_SECONDS
 KEYRING_FILE = "keyring.json"
 KEYRING_VERSION = 1
 INIT_HINT = "run `flask --app codeservice keys init`"
@@ -174,7 +175,7 @@ class KeyStore:
         *,
         publish_grace: int = 3600,
         max_code_ttl: int = MAX_CODE_TTL,
-        leeway: int = 10,
+        leeway: int = DEFAULT_LEEWAY_SECONDS,
     ) -> None:
         for name, value in (
             ("publish_grace", publish_grace),

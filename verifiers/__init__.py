@@ -17,7 +17,8 @@ from .keys import KeySet
 from .revocations import RevocationList, RevocationListError, verify_revocation_list
 from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
 from .sync import SyncReport, VerifierStatus
-from .verifier import DEFAULT_ISSUER, OfflineVerifier
+from .contract import DEFAULT_ISSUER
+from .verifier import OfflineVerifier
 
 __all__ = [
     "DEFAULT_ISSUER",

@@ -14,7 +14,8 @@ from collections.abc import Sequence
 from .errors import VerifierError
 from .jose import JoseFormatError, json_object
 from .keys import KeySet
-from .verifier import DEFAULT_ISSUER, OfflineVerifier
+from .contract import DEFAULT_ISSUER
+from .verifier import OfflineVerifier
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2
 

@@ -24,15 +24,18 @@ from .errors import (
     UnknownKey,
     WrongType,
 )
+from .contract import (
+    CATEGORIES,
+    DEFAULT_LEEWAY_SECONDS,
+    MAX_LIFETIME_SECONDS,
+    MAX_TOKEN_BYTES,
+    SUPPORTED_ALGORITHMS,
+    TOKEN_TYPE,
+)
 from .jose import _CANONICAL_LAST, JoseFormatError, json_object
 from .keys import KeySet
 
-MAX_TOKEN_BYTES = 4096
-TOKEN_TYPE = "rsc+jwt"
 HEADER_MEMBERS = frozenset({"alg", "typ", "kid"})
-SUPPORTED_ALGORITHMS = ("EdDSA", "ES256")
-MAX_LIFETIME_SECONDS = 300
-CATEGORIES = frozenset({"senior", "student", "disabled", "child"})
 
 _COMPACT_JWS = re.compile(r"([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\Z")
 
@@ -55,7 +58,7 @@ class VerifiedCode:
 class VerificationRules:
     issuer: str
     algorithms: frozenset[str] = frozenset(SUPPORTED_ALGORITHMS)
-    leeway: int = 10
+    leeway: int = DEFAULT_LEEWAY_SECONDS
 
 
 _TO_STANDARD_ALPHABET = bytes.maketrans(b"-_", b"+/")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .contract import DEFAULT_ISSUER
 from .decision import Decision, new_record_id, usage_record
 from .errors import BadContext, ConfigurationError, KeySetError, Rejection, Replayed, Revoked, UnknownScene
 from .keys import KeySet
@@ -19,7 +20,6 @@ from .store import MemoryStore, SqliteStore, Store
 from .sync import DEFAULT_TIMEOUT, MAX_BATCH_SIZE, SyncReport, VerifierStatus, age, sync
 from .tokens import SUPPORTED_ALGORITHMS, VerificationRules, VerifiedCode, check_code
 
-DEFAULT_ISSUER = "urn:codeservice:dev"
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
 ACCEPTED_MESSAGE = "accepted"
 

@@ -29,6 +29,8 @@ from flask import (
 
 from markupsafe import Markup
 
+from verifiers.contract import CATEGORIES
+
 from .. import auth, db, identity, residents, usage
 from ..api import codes
 from ..context import data_keys
@@ -259,7 +261,7 @@ def code_page() -> Response:
     category = residents.code_category(resident, now, current_app.config.get("SENIOR_AGE", residents.DEFAULT_SENIOR_AGE))
     context: dict[str, Any] = {
         "masked_name": residents.masked_name(resident.name),
-        "category": category if category in i18n.CATEGORIES else None,
+        "category": category if category in CATEGORIES else None,
         "server_now": now,
         "ttl": current_app.config["CODE_TTL"],
         "code": None,

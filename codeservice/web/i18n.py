@@ -16,7 +16,6 @@ LANG_COOKIE = "lang"
 # font fallback that the Chinese is Simplified.
 HTML_LANG = {"zh": "zh-Hans", "en": "en"}
 
-CATEGORIES = ("senior", "student", "disabled", "child")
 
 MESSAGES: dict[str, dict[str, str]] = {
     "zh": {

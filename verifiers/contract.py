@@ -1,0 +1,19 @@
+"""The contract's constants (sections 1 and 2), declared once.
+
+The service issues codes by them and every verifier checks codes by them;
+``codeservice`` imports them from here.
+"""
+
+from __future__ import annotations
+
+TOKEN_TYPE = "rsc+jwt"
+"""The JWS header's ``typ`` of a resident code."""
+DEFAULT_ISSUER = "urn:codeservice:dev"
+SUPPORTED_ALGORITHMS = ("EdDSA", "ES256")
+CATEGORIES = ("senior", "student", "disabled", "child")
+"""The concession categories a code's ``cat`` may name."""
+MAX_LIFETIME_SECONDS = 300
+"""The longest ``exp - iat`` a verifier accepts, and so the longest code lifetime the service may issue."""
+DEFAULT_LEEWAY_SECONDS = 10
+"""Clock skew allowed on ``exp`` and ``iat``."""
+MAX_TOKEN_BYTES = 4096
