@@ -16,15 +16,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from importlib.metadata import entry_points
 from typing import Any
 
 from flask import Flask
 
-from verifiers import errors as verifier_errors
+from verifiers.errors import RULE_REJECTIONS
 from verifiers.revocations import REVOCATIONS_MEDIA_TYPE, REVOCATIONS_TYPE, REVOKED_CLAIM
-from verifiers.scenes import ENTRY_POINT_GROUP, SceneRegistry
+from verifiers.scenes import SceneRegistry
 
+from .context import SCENES
 from .errors import (
     BadCredentials,
     BodyTooLarge,
@@ -208,7 +208,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
     ttl = app.config["CODE_TTL"]
     cookie = app.config["SESSION_COOKIE_NAME"]
     errors = _error_components()
-    scenes = SceneRegistry.from_entry_points()  # loads every installed scene, and so its rejection classes
+    scenes: SceneRegistry = app.extensions[SCENES]
     return {
         "openapi": OPENAPI_VERSION,
         "info": {
@@ -242,7 +242,7 @@ def openapi_document(app: Flask) -> dict[str, Any]:
             "/openapi.json": {"get": _openapi_operation()},
         },
         "components": {
-            "schemas": {**_schemas(scenes), "Decision": _decision_schema()},
+            "schemas": {**_schemas(scenes), "Decision": _decision_schema(scenes)},
             "responses": errors,
             "headers": HEADERS,
             "parameters": {
@@ -887,17 +887,10 @@ def _context_description(scenes: SceneRegistry) -> str:
     )
 
 
-def _decision_schema() -> dict[str, Any]:
-    """A decision (contract section 2); its codes from the verifier's rules and the installed scenes.
-
-    The caller has loaded every installed scene (``SceneRegistry.from_entry_points``), and so its rejection classes.
-    """
-    loaded = _rejection_codes()
-    rules = [code for module, code in loaded if module == verifier_errors.__name__]
-    by_scene = {
-        entry_point.name: [code for module, code in loaded if module == entry_point.module]
-        for entry_point in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda ep: ep.name)
-    }
+def _decision_schema(scenes: SceneRegistry) -> dict[str, Any]:
+    """A decision (contract section 2); its codes from the verifier's rules and the installed scenes."""
+    rules = [rejection.code for rejection in RULE_REJECTIONS]
+    by_scene = {name: scenes.rejection_codes(name) for name in scenes.names()}
     scene_codes = "; ".join(f"{name}: {', '.join(codes) or 'none'}" for name, codes in by_scene.items())
     nullable_string = {"type": ["string", "null"]}
     return _object(
@@ -916,17 +909,3 @@ def _decision_schema() -> dict[str, Any]:
         },
         description="A verification decision (contract section 2).",
     )
-
-
-def _rejection_codes() -> list[tuple[str, str]]:
-    """(module, code) of every rejection class loaded, in definition order."""
-    found: list[tuple[str, str]] = []
-
-    def walk(cls: type) -> None:
-        for sub in cls.__subclasses__():
-            if "code" in vars(sub) and (sub.__module__, sub.code) not in found:
-                found.append((sub.__module__, sub.code))
-            walk(sub)
-
-    walk(verifier_errors.Rejection)
-    return found

@@ -28,26 +28,14 @@ import sys
 import atheris
 from common import ISSUER, NOW, any_json, key_set, sign
 
-from verifiers import OfflineVerifier
-from verifiers import errors as verifier_errors
+from verifiers import OfflineVerifier, SceneRegistry
 
 SCENES = ("clinic", "transit", "venue", "no-such-scene")
 CLAIMS = ("iss", "sub", "iat", "exp", "jti", "scp", "cat", "nbf")
 
 
-def rejection_codes() -> set[str]:
-    found: set[str] = set()
-    pending = [verifier_errors.Rejection]
-    while pending:
-        cls = pending.pop()
-        pending.extend(cls.__subclasses__())
-        if "code" in vars(cls):
-            found.add(cls.code)
-    return found
-
-
 verifier = OfflineVerifier(key_set(), issuer=ISSUER, venue_id="v1", device_id="d1")
-CODES = rejection_codes() | {"accepted"}  # after the verifier: it loads the installed scenes
+CODES = {*SceneRegistry.from_entry_points().rejection_codes(), "accepted"}
 codes_made = 0
 
 

@@ -22,15 +22,11 @@ from conftest import ALL_SCENES, ISSUER, NOW, b64json, default_claims, make_test
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-import verifiers.scenes.clinic
-import verifiers.scenes.transit
-import verifiers.scenes.venue  # noqa: F401 - their codes join rejection_codes()
 from verifiers import KeySet, OfflineVerifier, SceneRegistry
 from verifiers.__main__ import main
-from verifiers.errors import rejection_codes
 from verifiers.jose import b64url_encode
 
-KNOWN_CODES = frozenset(rejection_codes()) | {"accepted"}
+KNOWN_CODES = frozenset(SceneRegistry.from_entry_points().rejection_codes()) | {"accepted"}
 # A changed code never gets past its signature: these are all it can be refused with.
 BEFORE_THE_SIGNATURE = {"malformed", "wrong_type", "alg_not_allowed", "unknown_key", "bad_signature"}
 DECISION_KEYS = {"ok", "code", "scene", "sub", "jti", "exp", "detail", "message"}

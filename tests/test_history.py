@@ -8,13 +8,10 @@ from typing import Any
 
 import pytest
 
-import verifiers.scenes.clinic  # noqa: F401  (their rejection codes join rejection_codes())
-import verifiers.scenes.transit  # noqa: F401
-import verifiers.scenes.venue  # noqa: F401
 from codeservice.web import i18n
 from test_usage_api import accepted, add_scanner, code_of, record, sub_of, upload
 from test_web import EN, ZH, assert_self_contained, html
-from verifiers.errors import rejection_codes
+from verifiers import SceneRegistry
 
 ENTRY = re.compile(r'<li class="entry entry-(?:ok|refused)">')
 MORE = re.compile(r'<a class="button" id="history-more" rel="next" href="(/history\?before=[A-Za-z0-9_-]+)">')
@@ -201,7 +198,7 @@ def test_no_inline_script_and_nothing_from_outside(logged_in: Any, a_day: list[d
 
 
 def test_every_decision_code_reads_in_both_languages() -> None:
-    codes = rejection_codes()
+    codes = SceneRegistry.from_entry_points().rejection_codes()
     assert {"malformed", "replayed", "passback", "no_entry", "already_checked_in", "capacity_full"} <= set(codes)
     for lang in i18n.LANGUAGES:
         missing = [code for code in codes if f"decision_{code}" not in i18n.MESSAGES[lang]]

@@ -19,6 +19,7 @@ import pytest
 from conftest import ISSUER, NOW, add_scanner
 
 from verifiers import OfflineVerifier, Scene, SceneRegistry, SceneRegistryError
+from verifiers.errors import Replayed, SceneRejection
 from verifiers.scenes import ENTRY_POINT_GROUP
 from verifiers.scenes.clinic import ClinicScene
 from verifiers.scenes.transit import TransitScene
@@ -121,6 +122,43 @@ def test_a_registered_scene_is_created_under_its_entry_point_name():
 
     assert isinstance(scene, VenueScene)
     assert scene.name == "museum"
+
+
+def test_scenes_declare_their_codes_in_their_rules_order(library_plugin):
+    registry = SceneRegistry.from_entry_points()
+
+    assert registry.rejection_codes("clinic") == ["no_appointment", "already_checked_in"]
+    assert registry.rejection_codes("transit") == ["passback", "no_entry"]
+    assert registry.rejection_codes("venue") == ["already_entered", "capacity_full", "no_reservation"]
+    assert registry.rejection_codes("library") == ["loan_limit"]
+    every = registry.rejection_codes()
+    assert every[:3] == ["malformed", "wrong_type", "alg_not_allowed"] and every[-1] == "no_reservation"
+    assert len(every) == len(set(every))
+
+
+class UndeclaredRejection(SceneRejection):
+    pass
+
+
+class Loud(SceneRejection):
+    code = "loud"
+
+
+@pytest.mark.parametrize(
+    ("rejections", "message"),
+    [
+        ([Loud], "must be a tuple"),
+        ((UndeclaredRejection,), "with a code of its own"),
+        ((ValueError,), "with a code of its own"),
+        ((Replayed,), "with a code of its own"),
+        ((type("Shadow", (SceneRejection,), {"code": "replayed"}),), "'replayed' is a rule's code"),
+    ],
+)
+def test_registry_refuses_rejections_that_are_not_the_scenes_own(rejections, message):
+    scene_class = type("Odd", (VenueScene,), {"rejections": rejections})
+
+    with pytest.raises(SceneRegistryError, match=message):
+        SceneRegistry().register("odd", scene_class)
 
 
 def test_builtin_scenes_come_from_entry_points():

@@ -137,15 +137,19 @@ class StoreError(ConfigurationError):
     default_message = "the verifier's local store cannot be used"
 
 
-def rejection_codes() -> list[str]:
-    """Every decision code a rejection can carry, built-in scenes included."""
-    codes: list[str] = []
-
-    def walk(cls: type[Rejection]) -> None:
-        for sub in cls.__subclasses__():
-            if "code" in vars(sub) and sub.code not in codes:
-                codes.append(sub.code)
-            walk(sub)
-
-    walk(Rejection)
-    return codes
+RULE_REJECTIONS: tuple[type[Rejection], ...] = (
+    Malformed,
+    WrongType,
+    AlgNotAllowed,
+    UnknownKey,
+    BadSignature,
+    IssuerMismatch,
+    Expired,
+    NotYetValid,
+    SceneNotAllowed,
+    Revoked,
+    Replayed,
+    UnknownScene,
+    BadContext,
+)
+"""The rules' own rejections (contract sections 2 and 3), in the contract's order; scenes declare theirs."""

@@ -28,6 +28,7 @@ class LibraryContext:
 
 class LibraryScene(Scene):
     name = "library"
+    rejections = (LoanLimit,)
     context_help = "`branch` (string)"
 
     def __init__(self, *, daily_limit: int = 3) -> None:

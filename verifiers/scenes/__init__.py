@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from ..errors import SceneRegistryError
+from ..errors import RULE_REJECTIONS, SceneRegistryError, SceneRejection
 from .base import Outcome, Scene, SceneState, StateWrite, Visit
 
 ENTRY_POINT_GROUP = "codeservice.scenes"
@@ -28,6 +28,7 @@ class SceneRegistry:
     def register(self, name: str, scene_class: type[Scene]) -> None:
         if not (isinstance(scene_class, type) and issubclass(scene_class, Scene)):
             raise SceneRegistryError(f"scene {name!r}: {scene_class!r} is not a Scene subclass")
+        _check_rejections(name, scene_class.rejections)
         existing = self._classes.get(name)
         if existing is not None and existing is not scene_class:
             raise SceneRegistryError(
@@ -45,6 +46,16 @@ class SceneRegistry:
         """What each scene wants in its context, for people: its ``context_help``, by name."""
         return {name: self._classes[name].context_help for name in self.names()}
 
+    def rejection_codes(self, scene: str | None = None) -> list[str]:
+        """One scene's own decision codes, in its rules' order; without ``scene``, every rejection's
+        code: the rules' (contract section 2), then each installed scene's, by name."""
+        if scene is not None:
+            return [rejection.code for rejection in self._classes[scene].rejections]
+        codes = [rejection.code for rejection in RULE_REJECTIONS]
+        for name in self.names():
+            codes.extend(code for code in self.rejection_codes(name) if code not in codes)
+        return codes
+
     def create(self, name: str, config: Mapping[str, Any] | None = None) -> Scene:
         scene_class = self._classes[name]
         scene = scene_class(**(config or {}))
@@ -61,6 +72,18 @@ class SceneRegistry:
                 raise SceneRegistryError(f"scene {entry_point.name!r} ({entry_point.value}) cannot be loaded: {exc}") from exc
             registry.register(entry_point.name, scene_class)
         return registry
+
+
+def _check_rejections(name: str, rejections: object) -> None:
+    """A scene declares its rejections as a tuple of SceneRejection subclasses, each with a code of its own."""
+    if type(rejections) is not tuple:
+        raise SceneRegistryError(f"scene {name!r}: 'rejections' must be a tuple of SceneRejection subclasses")
+    rule_codes = {rule.code for rule in RULE_REJECTIONS}
+    for rejection in rejections:
+        if not (isinstance(rejection, type) and issubclass(rejection, SceneRejection) and "code" in vars(rejection)):
+            raise SceneRegistryError(f"scene {name!r}: {rejection!r} is not a SceneRejection with a code of its own")
+        if rejection.code in rule_codes:
+            raise SceneRegistryError(f"scene {name!r}: {rejection.code!r} is a rule's code, not a scene's")
 
 
 def _dotted(scene_class: type) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
-from ..errors import BadContext
+from ..errors import BadContext, SceneRejection
 
 
 @dataclass(slots=True)
@@ -63,6 +63,8 @@ class Scene(ABC):
     name: ClassVar[str] = ""
     context_help: ClassVar[str] = ""
     """What the scanner puts in the context, for people: the service's API description shows it."""
+    rejections: ClassVar[tuple[type[SceneRejection], ...]] = ()
+    """The scene's own rejections, in the order its rules are checked: their codes are its decision codes."""
 
     def __init__(self, **config: Any) -> None:
         if config:

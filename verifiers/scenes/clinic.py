@@ -28,6 +28,7 @@ class ClinicContext:
 
 class ClinicScene(Scene):
     name = "clinic"
+    rejections = (NoAppointment, AlreadyCheckedIn)
     context_help = (
         "`department` (string); optional `appointments`: {sub: appointment id} for today, "
         "where the clinic supplies them"

@@ -63,6 +63,7 @@ class TransitContext:
 
 class TransitScene(Scene):
     name = "transit"
+    rejections = (Passback, NoEntry)
     context_help = "`station` (string), `direction` (`in` or `out`); optional `line` (string)"
 
     def __init__(

@@ -54,6 +54,7 @@ class VenueScene(Scene):
     """``capacity`` counts people a day: a reservation's whole party enters on one code."""
 
     name = "venue"
+    rejections = (AlreadyEntered, CapacityFull, NoReservation)
     context_help = (
         "all optional: `venue_id` (string; the scanner's venue: a different one is refused), `capacity` (people a day), "
         '`reservations`: {sub: {"id", "party_size"}}'
