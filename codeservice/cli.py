@@ -186,6 +186,39 @@ def revoke_command(phone: str) -> None:
     )
 
 
+@residents_cli.command("reassign")
+@click.option("--id-type", type=click.Choice(identity.ID_TYPES), default="resident_id", show_default=True,
+              help="The identity document's type.")
+@click.option("--id-number", required=True, help="The document's number, as on the document shown at the desk.")
+@click.option("--phone", required=True, help="The owner's phone number: the new account's.")
+@click.option("--name", required=True, help="The owner's name, as on the document.")
+@click.option("--staff", required=True, help="Who checked the document in person (named in the audit log).")
+@click.password_option("--password", prompt="The owner's password for the new account (the owner types it)",
+                       help="Asked for, hidden and twice, when not given: let the owner type it.")
+def reassign_command(id_type: str, id_number: str, phone: str, name: str, staff: str, password: str) -> None:
+    """Give an identity document to its owner after an in-person ID check.
+
+    The account that holds it (someone registered the owner's ID number) is
+    closed: its sessions end, no code is issued to it and its code id joins
+    the revocation list. A new account is opened for the owner's phone, with
+    the password the owner types. Logged with --staff, never the ID number.
+    """
+    try:
+        outcome = residents.reassign(
+            db.session(), data_keys(), id_type=id_type, id_number=id_number, phone=phone, name=name,
+            password=password, staff=staff, now=datetime.now(UTC),
+        )
+    except (ClientError, KeyStoreError) as exc:
+        raise click.ClickException(exc.message) from None
+    number = residents.masked_phone(identity.normalize_phone(phone))
+    click.echo(
+        f"Reassigned by {' '.join(staff.split())}: the {id_type} document is now held by resident "
+        f"{outcome.opened.id} ({outcome.opened.name}, {number}), who logs in with that phone and the password "
+        f"just typed. Resident {outcome.closed.id} ({outcome.closed.name}) is closed: its sessions ended, no codes "
+        "are issued to it, and its code id is on the revocation list."
+    )
+
+
 # -- scanners ------------------------------------------------------------------
 
 scanners_cli = AppGroup("scanners", help="Manage venue scanners' keys.")

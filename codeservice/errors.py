@@ -154,6 +154,13 @@ class ResidentNotFound(NotFound):
     default_message = "no resident has this phone number"
 
 
+class IdentityNotFound(NotFound):
+    """No resident has the identity document an administrator gave."""
+
+    code = "identity_not_found"
+    default_message = "no resident has this identity document"
+
+
 class ScannerKeyInvalid(ClientError):
     status = 401
     code = "invalid_scanner_key"

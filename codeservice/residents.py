@@ -20,6 +20,12 @@ The concession category a code carries (``code_category``):
   from the birthday on; someone born on 29 February, from 1 March in common
   years. It follows the calendar: no one has to ask for it;
 - else the category an administrator set (``student`` or ``child``), if any.
+
+What registration proves: nothing about who registers. The phone is not
+verified (no SMS here) and the ID number is checked for its form and check
+digit only, so anyone can register someone else's ID number, and its owner is
+then refused (``identity_taken``). The remedy is :func:`reassign`, run by
+staff after checking the owner's ID document in person.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import math
 import secrets
 import unicodedata
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
@@ -40,7 +47,15 @@ from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import identity
-from .errors import BadCredentials, IdentityTaken, InvalidField, PhoneTaken, ResidentNotFound, TooManyAttempts
+from .errors import (
+    BadCredentials,
+    IdentityNotFound,
+    IdentityTaken,
+    InvalidField,
+    PhoneTaken,
+    ResidentNotFound,
+    TooManyAttempts,
+)
 from .issuance import new_code_id
 from .models import LoginThrottle, Resident
 from .pii import DataKeys
@@ -51,18 +66,22 @@ __all__ = [
     "DEFAULT_COOLDOWN_SECONDS",
     "DEFAULT_MAX_FAILURES",
     "DEFAULT_SENIOR_AGE",
+    "Reassignment",
     "age_on",
     "authenticate",
     "code_category",
     "find_by_phone",
     "masked_name",
     "masked_phone",
+    "reassign",
     "register",
     "revoke",
     "set_category",
 ]
 
 log = logging.getLogger(__name__)
+audit_log = logging.getLogger("codeservice.audit")
+"""What staff did to residents' accounts, and who: never an ID number or phone."""
 
 CHINA_TIME = timezone(timedelta(hours=8), "UTC+08:00")
 """China Standard Time: no daylight saving since 1991."""
@@ -97,7 +116,23 @@ def register(session: Session, keys: DataKeys, fields: Mapping[str, Any], *, now
     id_hash = keys.lookup_hash(registration.id_number, purpose=_id_hash_purpose(registration.id_type))
     phone_hash = keys.lookup_hash(registration.phone, purpose=PHONE_PURPOSE)
     _ensure_free(session, id_hash, phone_hash)
-    resident = Resident(
+    resident = _new_resident(keys, registration, id_hash=id_hash, phone_hash=phone_hash, now=now)
+    session.add(resident)
+    try:
+        session.commit()
+    except IntegrityError:
+        # Another registration with the same document or phone won the race.
+        session.rollback()
+        _ensure_free(session, id_hash, phone_hash)
+        raise
+    log.info("registered resident %d (%s)", resident.id, resident.id_type)
+    return resident
+
+
+def _new_resident(
+    keys: DataKeys, registration: identity.Registration, *, id_hash: str, phone_hash: str, now: datetime
+) -> Resident:
+    return Resident(
         code_id=new_code_id(),
         name=masked_name(registration.name),
         name_encrypted=keys.encrypt(registration.name, purpose=NAME_PURPOSE),
@@ -113,16 +148,6 @@ def register(session: Session, keys: DataKeys, fields: Mapping[str, Any], *, now
         revoked_at=None,
         created_at=now.astimezone(UTC),
     )
-    session.add(resident)
-    try:
-        session.commit()
-    except IntegrityError:
-        # Another registration with the same document or phone won the race.
-        session.rollback()
-        _ensure_free(session, id_hash, phone_hash)
-        raise
-    log.info("registered resident %d (%s)", resident.id, resident.id_type)
-    return resident
 
 
 def _ensure_free(session: Session, id_hash: str, phone_hash: str) -> None:
@@ -302,6 +327,109 @@ def revoke(session: Session, keys: DataKeys, phone: str, *, now: datetime) -> Re
         session.commit()
         log.info("resident %d: revoked", resident.id)
     return resident
+
+
+@dataclass(frozen=True)
+class Reassignment:
+    """What :func:`reassign` did: the account it closed and the one it opened for the owner."""
+
+    closed: Resident
+    opened: Resident
+
+
+VACATED = "vacated:"
+"""Starts the lookup hash a closed account keeps in place of a reassigned identity (or phone)."""
+
+
+def reassign(
+    session: Session,
+    keys: DataKeys,
+    *,
+    id_type: str,
+    id_number: str,
+    phone: str,
+    name: str,
+    password: str,
+    staff: str,
+    now: datetime,
+) -> Reassignment:
+    """Give an identity document to its owner, after staff checked their ID document in person; committed.
+
+    The account that holds the identity (a squatter's, or an old one) is
+    closed: revoked (no code is issued to it and its code id joins the
+    revocation list), its sessions ended (``auth_epoch``), the identity and
+    the birth date it gave taken off it, and the phone too when it is the
+    owner's. A new account is opened for the owner with their phone, their
+    name as on the document and the password they chose, checked as at
+    registration. One line on the ``codeservice.audit`` logger names the staff
+    member, the two accounts and the identity's keyed hash, never the number.
+
+    InvalidField for a staff name, field or password that will not do;
+    IdentityNotFound when no account holds the identity (the owner can simply
+    register); PhoneTaken when another account than the one closed has the
+    phone.
+    """
+    now = _aware(now)
+    staff = _staff_name(staff)
+    fields = {"name": name, "id_type": id_type, "id_number": id_number, "phone": phone, "password": password}
+    registration = identity.validate_registration(fields, today=now.astimezone(CHINA_TIME).date())
+    id_hash = keys.lookup_hash(registration.id_number, purpose=_id_hash_purpose(registration.id_type))
+    phone_hash = keys.lookup_hash(registration.phone, purpose=PHONE_PURPOSE)
+    try:
+        holder = session.scalar(select(Resident).where(Resident.id_number_hash == id_hash).with_for_update())
+        if holder is None:
+            raise IdentityNotFound("no resident has this identity document; its owner can register")
+        phone_holder = session.scalar(select(Resident.id).where(Resident.phone_hash == phone_hash))
+        if phone_holder is not None and phone_holder != holder.id:
+            raise PhoneTaken(
+                "this phone number already has an account of its own, for another identity document; "
+                "give a phone number that has no account"
+            )
+    except (IdentityNotFound, PhoneTaken):
+        session.rollback()
+        raise
+    if holder.revoked_at is None:
+        holder.revoked_at = now.astimezone(UTC)
+    holder.auth_epoch += 1
+    holder.id_number_hash = _vacated()
+    holder.id_number_encrypted = keys.encrypt("", purpose=ID_NUMBER_PURPOSE)
+    holder.birth_date = None
+    if phone_holder == holder.id:
+        holder.phone_hash = _vacated()
+        holder.phone_encrypted = keys.encrypt("", purpose=PHONE_PURPOSE)
+    session.flush()
+    opened = _new_resident(keys, registration, id_hash=id_hash, phone_hash=phone_hash, now=now)
+    session.add(opened)
+    try:
+        session.commit()
+    except IntegrityError:
+        # A registration took the phone meanwhile.
+        session.rollback()
+        raise PhoneTaken() from None
+    audit_log.info(
+        "identity reassigned by staff %r after an in-person ID check: resident %d closed "
+        "(revoked, sessions ended), resident %d opened for the owner; %s, keyed hash %s",
+        staff,
+        holder.id,
+        opened.id,
+        registration.id_type,
+        id_hash,
+    )
+    return Reassignment(closed=holder, opened=opened)
+
+
+def _staff_name(value: str) -> str:
+    staff = " ".join(value.split()) if identity.is_utf8_text(value) else ""
+    if not staff or len(staff) > 100 or any(unicodedata.category(ch) in ("Cc", "Cf", "Cs") for ch in staff):
+        raise InvalidField(
+            "staff", "name the staff member who checked the ID document (1 to 100 characters)", code="invalid_staff"
+        )
+    return staff
+
+
+def _vacated() -> str:
+    """A lookup hash no value has: a closed account keeps it in place of one it gave up."""
+    return VACATED + secrets.token_hex(16)
 
 
 # -- categories ----------------------------------------------------------------
