@@ -171,11 +171,20 @@ def _handle_rate_limited(error: RateLimitExceeded) -> Response:
     return error_response(RateLimited(retry_after=60))
 
 
+def security_headers(config: Any) -> tuple[tuple[str, str], ...]:
+    """The headers every response carries: ``SECURITY_HEADERS``, and HSTS outside development.
+
+    Flask's responses get them below; ``/metrics``, served in front of Flask,
+    from :mod:`codeservice.observability`.
+    """
+    hsts = () if config.get("ENV") == "development" else (("Strict-Transport-Security", HSTS),)
+    return (*SECURITY_HEADERS.items(), *hsts)
+
+
 def _security_headers(response: Response) -> Response:
     headers = response.headers
     present = {name.lower() for name in headers.keys()}  # one pass, not one scan per header
-    hsts = () if current_app.config.get("ENV") == "development" else (("Strict-Transport-Security", HSTS),)
-    for name, value in (*SECURITY_HEADERS.items(), *hsts):
+    for name, value in security_headers(current_app.config):
         if name.lower() not in present:
             headers.add(name, value)
     return response
