@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, current_app, render_template, request
-from flask import session as cookie
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
+from .auth import session_resident
 from .errors import ClientError, ConfigError
 from .scanners import bearer_key, hash_key
 
@@ -67,8 +67,8 @@ def _by_address() -> str:
 
 def _by_resident() -> str:
     """The logged-in resident (many residents may share an address), else the address."""
-    resident_id = cookie.get("rid")
-    return f"resident:{resident_id}" if type(resident_id) is int else _by_address()
+    code_id = session_resident()
+    return f"resident:{code_id}" if code_id is not None else _by_address()
 
 
 def _by_scanner() -> str:
