@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import click
 from flask import Flask, Request
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, cli, context, db, observability, protection, web
+from . import api, auth, cli, context, db, observability, protection, web
 from .config import load_config
 from .errors import ConfigError, KeyStoreError
 from .keystore import KeyStore
@@ -22,6 +22,8 @@ __all__ = ["create_app"]
 
 MAX_BODY_BYTES = 1024 * 1024
 SESSION_LIFETIME = timedelta(days=30)
+"""The sliding lifetime: from the session's last use. It never outlives ``auth.LOGIN_LIFETIME``."""
+SESSION_COOKIE = "codeservice_session"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
@@ -46,7 +48,11 @@ def _wire(settings: Mapping[str, Any]) -> Flask:
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=not development,
-        SESSION_COOKIE_NAME="codeservice_session",
+        # Over https the __Host- prefix: the browser keeps it only if Secure, Path=/ and
+        # without Domain, so no sibling subdomain or plain-http page can set it.
+        SESSION_COOKIE_NAME=SESSION_COOKIE if development else "__Host-" + SESSION_COOKIE,
+        SESSION_COOKIE_PATH="/",
+        SESSION_COOKIE_DOMAIN=None,
         PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
         JSON_AS_ASCII=False,
     )
@@ -78,6 +84,12 @@ class CookieSessions(SecureCookieSessionInterface):
         if app.secret_key and self.get_cookie_name(app) not in request.cookies:
             return self.session_class()
         return super().open_session(app, request)
+
+    def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
+        """The sliding expiry, but never past the login's absolute end."""
+        expires = super().get_expiration_time(app, session)
+        ends_at = auth.session_ends_at(session)
+        return min(expires, ends_at) if expires is not None and ends_at is not None else expires
 
 
 def _session_secret(app: Flask) -> str | None:

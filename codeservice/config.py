@@ -38,6 +38,8 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_COOLDOWN": 900,
     "LOG_LEVEL": "INFO",
+    # codeservice.observability: when set, /metrics wants `Authorization: Bearer <token>`
+    "METRICS_TOKEN": None,
     # Reverse proxies in front of the service that set X-Forwarded-For/-Proto
     # (0: none). Rate limits count per client address, which only they know.
     "TRUSTED_PROXIES": 0,

@@ -31,11 +31,37 @@ def database_url(app: Flask) -> str:
 
 def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        _create_private_file(url)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True)
+
+
+def sqlite_file(url: str) -> str | None:
+    """The absolute path of a SQLite file URL; None for anything else (PostgreSQL, an in-memory SQLite)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return os.path.abspath(parsed.database)
+
+
+def _create_private_file(url: str) -> None:
+    """Create a new SQLite database file readable and writable by its owner alone (0600).
+
+    SQLite would create it with the umask's mode (0644, as a rule); an empty
+    file is a valid empty database. SQLite gives the write-ahead log, its
+    index and any journal the database file's mode, so they are 0600 too.
+    An existing file keeps the mode its operator gave it.
+    """
+    path = sqlite_file(url)
+    if path is None or make_url(url).query.get("uri"):  # a file: URI is SQLite's to interpret
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+    except OSError:
+        pass  # there already; or no such folder, no permission: SQLite says so when it opens it
 
 
 def _sqlite_connect(connection: Any, _record: Any) -> None:
@@ -89,10 +115,8 @@ class SqliteWriter:
     @classmethod
     def for_url(cls, url: str) -> SqliteWriter | None:
         """The writer for a SQLite file URL; None for anything else (PostgreSQL, an in-memory SQLite)."""
-        parsed = make_url(url)
-        if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-            return None
-        return cls(os.path.abspath(parsed.database))
+        path = sqlite_file(url)
+        return None if path is None else cls(path)
 
     def __enter__(self) -> SqliteWriter:
         self._thread_lock.acquire()

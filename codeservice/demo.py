@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import select
+from werkzeug.serving import WSGIRequestHandler
 
 from . import create_app, db
 from .context import data_keys, key_store
@@ -35,6 +36,19 @@ DEMO_RESIDENT = {
 DEMO_VENUE, DEMO_DEVICE = "demo-venue", "demo-gate"
 DEMO_SCANNER_FILE = "demo-scanner.key"
 """The demo scanner's key, kept (mode 0600) in the keys directory so that every run prints the same one."""
+
+
+class RequestHandler(WSGIRequestHandler):
+    """The development server's handler without its access line.
+
+    Werkzeug's line holds the client's address and the whole request line,
+    query string and all. Each request already has the service's own access
+    line (``codeservice.access``: method, path, status, duration, request
+    id), as under gunicorn, whose access log holds no address or query.
+    """
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        pass
 
 
 def prepare(app) -> tuple[list[str], str]:  # type: ignore[no-untyped-def]
@@ -108,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         f"public keys: {base}/.well-known/jwks.json   API description: {base}/openapi.json\n"
     )
     sys.stdout.flush()
-    app.run(host=args.host, port=args.port)
+    app.run(host=args.host, port=args.port, request_handler=RequestHandler)
     return 0
 
 

@@ -12,9 +12,12 @@
 - **Metrics**: ``/metrics`` in the Prometheus text format, served by a WSGI
   wrapper in front of Flask (so it is no route of the JSON API, and its scrapes
   are neither logged nor counted). Each app has its own registry. Behind a
-  proxy, expose it to the scraper only. Under gunicorn with several workers,
-  set ``PROMETHEUS_MULTIPROC_DIR`` to an empty directory before start (each
-  worker writes its values there; ``/metrics`` adds them up) and call
+  proxy, expose it to the scraper only; with ``METRICS_TOKEN`` set it also
+  wants ``Authorization: Bearer <token>`` (401 ``not_authenticated`` without
+  it). It carries the same security headers as every other response. Under
+  gunicorn with several workers, set ``PROMETHEUS_MULTIPROC_DIR`` to an empty
+  directory before start (each worker writes its values there; ``/metrics``
+  adds them up) and call
   ``prometheus_client.multiprocess.mark_process_dead(worker.pid)`` from
   gunicorn's ``child_exit`` hook.
 - **Readiness**: :func:`readiness` checks the database and the signing key for
@@ -24,6 +27,7 @@
 from __future__ import annotations
 
 import functools
+import hmac
 import json
 import logging
 import os
@@ -43,7 +47,7 @@ from sqlalchemy import text
 
 from . import db
 from .context import key_store
-from .errors import ClientError, ConfigError
+from .errors import ClientError, ConfigError, NotAuthenticated
 
 __all__ = [
     "READINESS_CHECKS",
@@ -234,16 +238,58 @@ def _exposition_registry(registry: CollectorRegistry) -> CollectorRegistry:
 
 
 class _MetricsMiddleware:
-    """``/metrics`` to prometheus_client's WSGI app; every other path to Flask."""
+    """``/metrics`` to prometheus_client's WSGI app; every other path to Flask.
 
-    def __init__(self, wsgi_app: Callable[..., Any], metrics_app: Callable[..., Any]) -> None:
+    ``/metrics`` gets the headers Flask's responses get (``headers``), and with
+    a ``token`` it answers only a request bearing it: others get 401
+    ``not_authenticated`` in the API's error shape, with ``WWW-Authenticate``.
+    """
+
+    def __init__(
+        self,
+        wsgi_app: Callable[..., Any],
+        metrics_app: Callable[..., Any],
+        *,
+        token: str | None,
+        headers: tuple[tuple[str, str], ...],
+    ) -> None:
         self.wsgi_app = wsgi_app
         self.metrics_app = metrics_app
+        self.token = token.encode("utf-8") if token else None
+        self.headers = headers
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         if environ.get("PATH_INFO") == METRICS_PATH and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
+            start_response = self._with_headers(start_response)
+            if not self._authorized(environ.get("HTTP_AUTHORIZATION")):
+                return _unauthorized(environ, start_response)
             return self.metrics_app(environ, start_response)
         return self.wsgi_app(environ, start_response)
+
+    def _authorized(self, authorization: str | None) -> bool:
+        if self.token is None:
+            return True
+        from .scanners import bearer_key  # not at the top: scanners imports this module
+
+        # WSGI gives header values as latin-1 text: back to the bytes that were sent.
+        presented = (bearer_key(authorization) or "").encode("latin-1", "replace")
+        return hmac.compare_digest(presented, self.token)  # constant time
+
+    def _with_headers(self, start_response: Callable[..., Any]) -> Callable[..., Any]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            present = {name.lower() for name, _value in headers}
+            headers = [*headers, *((name, value) for name, value in self.headers if name.lower() not in present)]
+            return start_response(status, headers, exc_info) if exc_info else start_response(status, headers)
+
+        return start
+
+
+def _unauthorized(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+    error = NotAuthenticated("send Authorization: Bearer <the metrics token>")
+    body = json.dumps({"error": {"code": error.code, "message": error.message}})
+    response = Response(body, status=error.status, mimetype="application/json")
+    response.headers["WWW-Authenticate"] = "Bearer"
+    return response(environ, start_response)
 
 
 def _time_queries(engine: Any, histogram: Histogram) -> None:
@@ -333,6 +379,9 @@ def readiness() -> dict[str, str]:
 
 def init_app(app: Flask) -> None:
     """Logging, the request id and access line, the metrics and ``/metrics`` (after ``db.init_app``)."""
+    # Not at the top: protection imports scanners, which imports this module.
+    from .protection import security_headers
+
     configure_logging(app.config.get("LOG_LEVEL", "INFO"))
     metrics = Metrics.create()
     app.extensions[EXTENSION] = metrics
@@ -340,4 +389,9 @@ def init_app(app: Flask) -> None:
     app.before_request(_start_request)
     app.after_request(_finish_request)
     metrics_app = make_wsgi_app(_exposition_registry(metrics.registry))
-    app.wsgi_app = _MetricsMiddleware(app.wsgi_app, metrics_app)  # type: ignore[method-assign]
+    app.wsgi_app = _MetricsMiddleware(  # type: ignore[method-assign]
+        app.wsgi_app,
+        metrics_app,
+        token=(app.config.get("METRICS_TOKEN") or "").strip() or None,
+        headers=security_headers(app.config),
+    )

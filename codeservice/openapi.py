@@ -192,7 +192,10 @@ HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "const": "no-store"},
     },
     "SetSessionCookie": {
-        "description": "The session cookie (HttpOnly, SameSite=Lax, Secure in production).",
+        "description": (
+            "The session cookie (HttpOnly, SameSite=Lax; in production Secure, Path=/ and named with the "
+            "`__Host-` prefix). It lasts 30 days from its last use, and never longer than 30 days from the login."
+        ),
         "schema": {"type": "string"},
     },
 }

@@ -28,12 +28,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flask import Flask, Response, current_app, render_template, request
-from flask import session as cookie
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
+from .auth import session_resident
 from .errors import ClientError, ConfigError
 from .scanners import bearer_key, hash_key
 
@@ -67,8 +67,8 @@ def _by_address() -> str:
 
 def _by_resident() -> str:
     """The logged-in resident (many residents may share an address), else the address."""
-    resident_id = cookie.get("rid")
-    return f"resident:{resident_id}" if type(resident_id) is int else _by_address()
+    code_id = session_resident()
+    return f"resident:{code_id}" if code_id is not None else _by_address()
 
 
 def _by_scanner() -> str:
@@ -171,11 +171,20 @@ def _handle_rate_limited(error: RateLimitExceeded) -> Response:
     return error_response(RateLimited(retry_after=60))
 
 
+def security_headers(config: Any) -> tuple[tuple[str, str], ...]:
+    """The headers every response carries: ``SECURITY_HEADERS``, and HSTS outside development.
+
+    Flask's responses get them below; ``/metrics``, served in front of Flask,
+    from :mod:`codeservice.observability`.
+    """
+    hsts = () if config.get("ENV") == "development" else (("Strict-Transport-Security", HSTS),)
+    return (*SECURITY_HEADERS.items(), *hsts)
+
+
 def _security_headers(response: Response) -> Response:
     headers = response.headers
     present = {name.lower() for name in headers.keys()}  # one pass, not one scan per header
-    hsts = () if current_app.config.get("ENV") == "development" else (("Strict-Transport-Security", HSTS),)
-    for name, value in (*SECURITY_HEADERS.items(), *hsts):
+    for name, value in security_headers(current_app.config):
         if name.lower() not in present:
             headers.add(name, value)
     return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import os
 import stat
 import subprocess
@@ -96,3 +97,30 @@ def test_dev_run_prints_the_resident_and_the_scanner_key(tmp_path, demo_config):
         server.terminate()
         server.wait(timeout=10)
         server.stdout.close()
+
+
+def test_dev_run_prints_no_client_address_or_query(tmp_path, demo_config):
+    """Like gunicorn's access log, the development server's output holds no client address or query string."""
+    port = free_port()
+    env = service_env(demo_config["DATABASE_URL"], Path(demo_config["KEYS_DIR"]))
+    output_file = tmp_path / "output.txt"
+    with open(output_file, "w") as output:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "codeservice.demo", "--port", str(port)],
+            env=env, cwd=tmp_path, stdout=output, stderr=subprocess.STDOUT, text=True,
+        )
+    try:
+        wait_healthy(port, server, time.monotonic() + STARTUP_SECONDS, "the demo server", output_file.read_text)
+        for path in ("/healthz?phone=13900139000", "/login?next=%2Fsecret-query", "/nope?token=secret-query"):
+            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request("GET", path)
+            connection.getresponse().read()
+            connection.close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+    printed = output_file.read_text()
+    assert "API description" in printed  # what it prints on start is still there
+    assert "13900139000" not in printed and "secret-query" not in printed
+    assert "127.0.0.1" not in printed.replace(f"http://127.0.0.1:{port}", "")  # only in the URLs it prints
+    assert " HTTP/1.1" not in printed  # no request line

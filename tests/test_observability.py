@@ -182,6 +182,64 @@ def test_metrics_are_not_a_json_route(app: Flask, client: Any) -> None:
     assert client.post("/metrics").status_code == 404  # GET and HEAD only; Flask has no such route
 
 
+METRICS_TOKEN = "scraper-token-0123456789abcdef"
+
+
+def metrics_client(tmp_path: Path, keys_dir: Path, **config: Any) -> Any:
+    """A client of an app on its own SQLite file; /metrics needs no more."""
+    app = create_app({"DATABASE_URL": f"sqlite:///{tmp_path / 'metrics.db'}", "KEYS_DIR": str(keys_dir), **config})
+    return app.test_client()
+
+
+@pytest.mark.parametrize(
+    "authorization",
+    [None, "", "Bearer", "Bearer ", "Bearer wrong", f"Basic {METRICS_TOKEN}", f"Bearer {METRICS_TOKEN}x",
+     f"Bearer {METRICS_TOKEN[:-1]}", "Bearer 令牌"],
+    ids=repr,
+)
+def test_metrics_need_the_token_when_one_is_configured(tmp_path: Path, keys_dir: Path, authorization: str | None) -> None:
+    client = metrics_client(tmp_path, keys_dir, METRICS_TOKEN=METRICS_TOKEN)
+    headers = {} if authorization is None else {"Authorization": authorization}
+    for method in (client.get, client.head):
+        response = method("/metrics", headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"] == "Bearer"
+    response = client.get("/metrics", headers=headers)
+    assert response.mimetype == "application/json"
+    assert response.get_json()["error"]["code"] == "not_authenticated"
+    assert set(response.get_json()["error"]) == {"code", "message"}
+    assert "codeservice_http_requests" not in response.get_data(as_text=True)
+
+
+def test_metrics_with_the_token(tmp_path: Path, keys_dir: Path) -> None:
+    client = metrics_client(tmp_path, keys_dir, METRICS_TOKEN=METRICS_TOKEN)
+    response = client.get("/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status_code == 200
+    assert "codeservice_http_requests" in response.get_data(as_text=True)
+    assert client.get("/metrics", headers={"Authorization": f"bearer  {METRICS_TOKEN}"}).status_code == 200
+
+
+def test_metrics_without_a_token_configured_are_open(tmp_path: Path, keys_dir: Path) -> None:
+    for token in (None, ""):
+        client = metrics_client(tmp_path, keys_dir, METRICS_TOKEN=token)
+        assert client.get("/metrics").status_code == 200
+
+
+@pytest.mark.parametrize("env", ["production", "development"])
+@pytest.mark.parametrize("token", [None, METRICS_TOKEN])
+def test_metrics_carry_the_security_headers(tmp_path: Path, keys_dir: Path, env: str, token: str | None) -> None:
+    from codeservice.protection import HSTS, SECURITY_HEADERS
+
+    client = metrics_client(tmp_path, keys_dir, ENV=env, METRICS_TOKEN=token)
+    healthz = client.get("/healthz")
+    for authorization in ({}, {"Authorization": f"Bearer {METRICS_TOKEN}"}):
+        response = client.get("/metrics", headers=authorization)
+        for name, value in SECURITY_HEADERS.items():
+            assert response.headers[name] == value == healthz.headers[name], name
+        assert response.headers.get("Strict-Transport-Security") == (HSTS if env == "production" else None)
+        assert response.headers.get("Strict-Transport-Security") == healthz.headers.get("Strict-Transport-Security")
+
+
 def test_each_app_has_its_own_registry(app_config: dict[str, Any], client: Any) -> None:
     client.get("/healthz")
     other = create_app(app_config)

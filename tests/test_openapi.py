@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -205,7 +206,8 @@ def test_every_component_is_used(document: dict[str, Any]) -> None:
 def test_security(document: dict[str, Any], bare_app: Flask) -> None:
     schemes = document["components"]["securitySchemes"]
     session, scanner = schemes["session"], schemes["scanner"]
-    assert (session["type"], session["in"], session["name"]) == ("apiKey", "cookie", "codeservice_session")
+    # In production (bare_app's ENV) the cookie's name has the __Host- prefix.
+    assert (session["type"], session["in"], session["name"]) == ("apiKey", "cookie", "__Host-codeservice_session")
     assert session["name"] == bare_app.config["SESSION_COOKIE_NAME"]
     assert (scanner["type"], scanner["scheme"]) == ("http", "bearer")
     required: dict[str, set[tuple[str, str]]] = {name: set() for name in schemes}
@@ -461,7 +463,7 @@ def test_without_the_database_the_answer_is_the_documented_503(unreachable_app: 
     backed = documenting(document, 503, DatabaseUnavailable.code)
     client = unreachable_app.test_client()
     with client.session_transaction() as session:  # a session cookie: finding its resident takes the database
-        session.update(rid=1, epoch=0)
+        session.update(sub="q1w2e3r4t5y6u7i8", epoch=0, login_at=int(time.time()))
     scanner = {"Authorization": "Bearer csk_unknown"}  # and so does finding a scanner's key
     for path, method, operation in documented_operations(document):
         response = client.open(path, method=method, headers=scanner, json=SAMPLE_BODIES.get(path))

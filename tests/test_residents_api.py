@@ -5,14 +5,17 @@ Every test that takes ``client`` runs on SQLite and on PostgreSQL (conftest).
 
 from __future__ import annotations
 
+import json
 import logging
+import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from itsdangerous import base64_decode
 from sqlalchemy import text
 
-from codeservice import db, residents
+from codeservice import create_app, db, residents
 from codeservice.context import data_keys
 from codeservice.errors import BadCredentials, TooManyAttempts
 from conftest import DEMO_PASSWORD, DROP, gb11643_id, registration
@@ -424,6 +427,75 @@ def test_a_copied_cookie_dies_with_the_logout(app: Any, client: Any, resident: d
     assert log_in(client, resident["phone"]).status_code == 200
     assert client.get("/api/v1/code").status_code == 200
     assert thief.get("/api/v1/code").status_code == 401
+
+
+# -- the session cookie --------------------------------------------------------------------
+
+
+def session_payload(cookie: str) -> dict[str, Any]:
+    """What anyone holding the cookie reads in it without the secret: it is signed, not encrypted."""
+    compressed, payload = cookie.startswith("."), cookie.lstrip(".").split(".")[0]
+    raw = base64_decode(payload)
+    return json.loads(zlib.decompress(raw) if compressed else raw)
+
+
+def re_signed(app: Any, cookie: str, **changes: Any) -> str:
+    """The cookie's session with ``changes``, signed with the app's own secret (as the app would)."""
+    serializer = app.session_interface.get_signing_serializer(app)
+    return serializer.dumps({**serializer.loads(cookie), **changes})
+
+
+def test_the_production_cookie_is_host_prefixed(
+    request: pytest.FixtureRequest, app_config: dict[str, Any], resident: dict[str, Any]
+) -> None:
+    app = create_app({**app_config, "ENV": "production"})
+    client = app.test_client()
+    request.addfinalizer(db.engine(app).dispose)
+    https = "https://localhost"  # Secure cookies travel over https only
+    response = client.post(
+        "/api/v1/session", json={"phone": resident["phone"], "password": DEMO_PASSWORD}, base_url=https
+    )
+    assert response.status_code == 200
+    cookie = response.headers["Set-Cookie"]
+    name = cookie.split("=", 1)[0]
+    attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")[1:]}
+    assert name == "__Host-codeservice_session" == app.config["SESSION_COOKIE_NAME"]
+    assert "secure" in attributes and "httponly" in attributes
+    assert attributes["path"] == "Path=/"
+    assert "domain" not in attributes
+    assert client.get("/api/v1/code", base_url=https).status_code == 200
+    assert create_app(app_config).config["SESSION_COOKIE_NAME"] == "codeservice_session"  # plain http in development
+
+
+def test_the_session_cookie_shows_no_resident_id(app: Any, client: Any, resident: dict[str, Any]) -> None:
+    assert log_in(client, resident["phone"]).status_code == 200
+    payload = session_payload(client.get_cookie("codeservice_session").value)
+    with app.app_context():
+        resident_id = db.session().execute(text("SELECT id FROM residents")).scalar_one()
+    assert "rid" not in payload
+    assert not [value for value in payload.values() if type(value) is int and value == resident_id]
+    assert str(resident_id) not in payload.values()
+
+
+@pytest.mark.parametrize("days, status", [(29, 200), (31, 401)])
+def test_a_session_ends_thirty_days_after_login_however_often_used(
+    app: Any, client: Any, resident: dict[str, Any], days: int, status: int
+) -> None:
+    assert log_in(client, resident["phone"]).status_code == 200
+    cookie = client.get_cookie("codeservice_session").value
+    logged_in_at = int((datetime.now(UTC) - timedelta(days=days)).timestamp())
+    # Signed just now: the sliding lifetime has been refreshed today, only the login is old.
+    client.set_cookie("codeservice_session", re_signed(app, cookie, login_at=logged_in_at))
+    response = client.get("/api/v1/code")
+    assert response.status_code == status
+    if status == 401:
+        assert error_of(response)["code"] == "not_authenticated"
+        assert client.get("/code").status_code == 302  # the page sends them to log in too
+    else:
+        # The refreshed cookie does not outlive the login's thirty days either.
+        expires = client.get_cookie("codeservice_session").expires
+        assert expires is not None
+        assert expires.timestamp() <= logged_in_at + timedelta(days=30).total_seconds() + 1
 
 
 # -- personal data stays out of the database and the logs --------------------------------

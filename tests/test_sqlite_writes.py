@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from codeservice import db
+from codeservice import create_app, db
 from codeservice.db import SqliteWriter
 from codeservice.models import UsageRecord
 from conftest import service_code
@@ -49,6 +50,27 @@ def held_elsewhere(path: str) -> bool:
 def usage_rows(app: Any) -> int:
     with app.app_context():
         return db.session().scalar(select(func.count()).select_from(UsageRecord)) or 0
+
+
+@pytest.mark.parametrize("name", ["codeservice.db", "with space, 空格.db"])
+def test_the_database_file_and_its_log_are_private_to_their_owner(tmp_path: Path, keys_dir: Path, name: str) -> None:
+    """Residents' encrypted data, scanners' key hashes, usage: readable by the service's user alone."""
+    path = tmp_path / name
+    umask = os.umask(0o022)  # the usual umask: files readable by everyone unless created otherwise
+    try:
+        app = create_app({"DATABASE_URL": f"sqlite:///{path}", "KEYS_DIR": str(keys_dir), "ENV": "development"})
+        with app.app_context():
+            db.init_db()
+            with db.engine().connect() as connection:  # open: the write-ahead log and its index exist
+                connection.exec_driver_sql("SELECT count(*) FROM residents")
+                modes = {
+                    file.name: stat.S_IMODE(file.stat().st_mode) for file in tmp_path.iterdir() if file.is_file()
+                }
+        db.engine(app).dispose()
+    finally:
+        os.umask(umask)
+    assert {name, f"{name}-wal", f"{name}-shm"} <= set(modes)
+    assert modes == dict.fromkeys(modes, 0o600), modes
 
 
 def test_only_file_databases_get_a_writer(tmp_path: Path) -> None:
