@@ -16,16 +16,21 @@ from .errors import (
 from .keys import KeySet
 from .revocations import RevocationList, RevocationListError, verify_revocation_list
 from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
-from .sync import SyncReport, VerifierStatus
+from .status import Freshness, SyncReport, VerifierStatus
+from .store import DecisionStore, Outbox, Store, Transaction
+from .sync import SyncableVerifier
 from .verifier import DEFAULT_ISSUER, OfflineVerifier
 
 __all__ = [
     "DEFAULT_ISSUER",
     "ConfigurationError",
     "Decision",
+    "DecisionStore",
+    "Freshness",
     "KeySet",
     "KeySetError",
     "OfflineVerifier",
+    "Outbox",
     "Outcome",
     "Rejection",
     "RevocationList",
@@ -34,8 +39,11 @@ __all__ = [
     "SceneRegistry",
     "SceneRegistryError",
     "StateWrite",
+    "Store",
     "StoreError",
     "SyncReport",
+    "SyncableVerifier",
+    "Transaction",
     "VerifierError",
     "VerifierStatus",
     "Visit",
