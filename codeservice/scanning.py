@@ -280,14 +280,19 @@ def scan_connection() -> Iterator[ScanConnection]:
 
 
 class DatabaseStore:
-    """The verifier's store interface over a scan's connection."""
+    """The verifier's :class:`~verifiers.DecisionStore` over a scan's connection.
+
+    Only the decision half: each usage record is written to the database with
+    its decision, so nothing waits to be uploaded, and the keys and the
+    revocation list are the service's own. The verifier has no outbox.
+    """
 
     def __init__(self, connection: ScanConnection, scanner: ScannerRow) -> None:
         self.connection = connection
         self.scanner = scanner
         self._now = 0.0
 
-    # -- the Store protocol --------------------------------------------------
+    # -- the DecisionStore protocol, and its Transaction ---------------------
 
     @contextmanager
     def transaction(self, now: float) -> Iterator[DatabaseStore]:
@@ -334,30 +339,6 @@ class DatabaseStore:
             },
         )
 
-    def get_meta(self, key: str) -> Any:
-        return None  # keys and revocations live in the service itself
-
-    def set_meta(self, key: str, value: Any) -> None:
-        pass
-
-    def pending_records(self, limit: int) -> list[dict[str, Any]]:
-        return []  # written straight to the database: nothing waits to be uploaded
-
-    def mark_synced(self, record_ids: Iterable[str]) -> None:
-        pass
-
-    def set_aside(self, record_id: str, reason: str, now: float) -> None:
-        pass
-
-    def set_aside_records(self, limit: int) -> list[dict[str, Any]]:
-        return []
-
-    def requeue_set_aside(self) -> int:
-        return 0
-
-    def close(self) -> None:
-        pass
-
 
 class RevokedResidents:
     """``sub in revoked``: the live revocation list, read from the residents table."""
@@ -385,13 +366,13 @@ def verifier_for(connection: ScanConnection, scanner: ScannerRow) -> OfflineVeri
     return OfflineVerifier(
         service_key_set(),
         issuer=config["ISSUER"],
-        store=DatabaseStore(connection, scanner),  # type: ignore[arg-type]
+        store=DatabaseStore(connection, scanner),
         leeway=config["LEEWAY"],
         venue_id=scanner.venue_id,
         device_id=scanner.device_id,
         scenes=scene_registry(),
         scene_config=config.get("SCENES") or {},
-        revocations=RevokedResidents(connection),
+        revoked=RevokedResidents(connection),  # asked at each verification, never copied
     )
 
 

@@ -11,14 +11,23 @@ import signal
 import subprocess
 import sys
 import textwrap
+from contextlib import AbstractContextManager
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 from typing import Any
 
 import pytest
 from conftest import ISSUER, NOW
 
-from verifiers import OfflineVerifier, StoreError
-from verifiers.store import MemoryStore, SqliteStore
+from verifiers import (
+    ConfigurationError,
+    Freshness,
+    OfflineVerifier,
+    Outbox,
+    StoreError,
+    Transaction,
+)
+from verifiers.store import MemoryStore, SqliteStore, has_outbox
 
 ALICE = "q1w2e3r4t5y6u7i8"  # the token factory's default sub
 BOB = "Zq3xT0bL9mWc2YhE"
@@ -408,3 +417,108 @@ def test_a_replayed_journal_adds_nothing_twice_and_a_torn_line_is_ignored(
     reopened = open_verifier(store_path)
     assert [r["id"] for r in reopened.pending_records()] == [accepted.record_id]
     assert reopened.verify(token, "transit", ENTRY, now=NOW + 1).code == "replayed"
+
+
+# -- a store with the decision half only (the service's) ---------------------------
+
+
+class DecisionsOnly:
+    """A DecisionStore and nothing more: the shape of the service's DatabaseStore."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+
+    def transaction(self, now: float) -> AbstractContextManager[Transaction]:
+        return self.inner.transaction(now)
+
+
+def test_each_store_says_which_halves_it_keeps(store_path):
+    sqlite = SqliteStore(store_path)
+    try:
+        assert has_outbox(MemoryStore()) and has_outbox(sqlite)
+        assert isinstance(sqlite, Outbox)
+    finally:
+        sqlite.close()
+    assert not has_outbox(DecisionsOnly())
+
+
+def test_a_decision_only_store_verifies_and_has_no_outbox(open_verifier, key_set, make_token):
+    store = DecisionsOnly()
+    verifier = open_verifier(store)
+    token = make_token()
+
+    assert verifier.outbox is None
+    assert verifier.verify(token, "transit", ENTRY, now=NOW).code == "accepted"
+    assert verifier.verify(token, "transit", ENTRY, now=NOW + 1).code == "replayed"
+    assert len(store.inner.pending_records(10)) == 2  # written by the store's own transaction
+    for call in (
+        verifier.pending_records,
+        verifier.set_aside_records,
+        verifier.requeue_set_aside,
+        lambda: verifier.sync("http://127.0.0.1:1", "csk_key"),
+    ):
+        with pytest.raises(ConfigurationError, match="keeps no outbox"):
+            call()
+    verifier.set_keys(key_set, fetched_at=NOW, etag='"k1"')  # kept in memory only: nowhere else to keep it
+    verifier.set_revocations([ALICE], fetched_at=NOW)
+    assert verifier.freshness.keys_etag == '"k1"'
+    assert verifier.verify(make_token(now=NOW + 2), "transit", ENTRY, now=NOW + 2).code == "revoked"
+    assert store.inner.get_meta("keys") is None
+    verifier.close()  # the store is its owner's: nothing to close here
+
+
+def test_a_decision_only_store_needs_the_keys_given(key_set):
+    with pytest.raises(ConfigurationError, match="no key set"):
+        OfflineVerifier(None, issuer=ISSUER, store=DecisionsOnly())
+
+
+# -- freshness --------------------------------------------------------------------
+
+
+def test_freshness_changes_only_through_set_keys_and_set_revocations(open_verifier, store_path, key_set):
+    verifier = open_verifier(store_path)
+    assert verifier.freshness == Freshness()  # keys given by hand: never confirmed
+
+    verifier.set_keys(key_set, fetched_at=NOW, etag='"k1"')
+    verifier.set_revocations([BOB], fetched_at=NOW + 1, issued_at=int(NOW) - 60, etag='"r1"')
+    expected = Freshness(NOW, '"k1"', NOW + 1, int(NOW) - 60, '"r1"')
+
+    assert verifier.freshness == expected
+    assert (verifier.keys_fetched_at, verifier.revocations_fetched_at) == (NOW, NOW + 1)
+    assert verifier.revocations_issued_at == int(NOW) - 60
+    with pytest.raises(FrozenInstanceError):
+        verifier.freshness.keys_etag = None
+    verifier.close()
+    assert open_verifier(store_path).freshness == expected  # kept in the store, for the very same keys
+
+
+# -- one parameter for the revocation list ------------------------------------------
+
+
+class LiveRevocations:
+    """Answers ``sub in revoked`` only, like the service's table: asked each time, never copied."""
+
+    def __init__(self) -> None:
+        self.subs: set[str] = set()
+        self.asked = 0
+
+    def __contains__(self, sub: object) -> bool:
+        self.asked += 1
+        return sub in self.subs
+
+
+def test_revoked_takes_a_list_to_copy_or_a_lookup_to_ask(open_verifier, store_path, make_token):
+    live = LiveRevocations()
+    asking = open_verifier(None, revoked=live)
+    assert asking.verify(make_token(), "transit", ENTRY, now=NOW).code == "accepted"
+    live.subs.add(ALICE)
+    assert asking.verify(make_token(now=NOW + 1), "transit", ENTRY, now=NOW + 1).code == "revoked"
+    assert live.asked == 2
+    assert asking.status().revoked is None  # a lookup has no length to report
+
+    listed = [BOB]
+    copying = open_verifier(store_path, revoked=listed)
+    listed.append(ALICE)  # too late: the list was copied
+    assert copying.revoked == frozenset([BOB])
+    assert copying.status().revoked == 1
+    assert copying.verify(make_token(), "transit", ENTRY, now=NOW).code == "accepted"

@@ -9,6 +9,7 @@ resumes, and every usage record is on the service exactly once.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import signal
@@ -28,6 +29,7 @@ from conftest import ISSUER
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
+import verifiers.sync
 from codeservice import db
 from codeservice.issuance import issue_code
 from codeservice.keystore import KeyStore
@@ -728,3 +730,15 @@ def test_keys_given_by_hand_have_no_age_until_confirmed(
     with pytest.raises(ConfigurationError, match="no key set"):
         OfflineVerifier(None, issuer=ISSUER, store=store_path.with_name("new.db"))
 
+
+# -- the module's seams --------------------------------------------------------------
+
+
+def test_sync_knows_a_verifier_only_by_its_protocol(key_set: KeySet) -> None:
+    """No import of verifiers.verifier from sync, not even for type checking: the two import no cycle."""
+    tree = ast.parse(Path(verifiers.sync.__file__).read_text(encoding="utf-8"))
+    imported = {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert not [name for name in imported if name.rsplit(".", 1)[-1] == "verifier"]
+    verifier: verifiers.sync.SyncableVerifier = OfflineVerifier(key_set, issuer=ISSUER)
+    assert verifier.outbox is not None and verifier.freshness.keys_etag is None

@@ -4,6 +4,7 @@ Needs only pyjwt's companion ``cryptography`` at run time: no Flask,
 SQLAlchemy, qrcode or Pillow.
 """
 
+from .contract import DEFAULT_ISSUER
 from .decision import Decision
 from .errors import (
     ConfigurationError,
@@ -16,17 +17,21 @@ from .errors import (
 from .keys import KeySet
 from .revocations import RevocationList, RevocationListError, verify_revocation_list
 from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
-from .sync import SyncReport, VerifierStatus
-from .contract import DEFAULT_ISSUER
+from .status import Freshness, SyncReport, VerifierStatus
+from .store import DecisionStore, Outbox, Store, Transaction
+from .sync import SyncableVerifier
 from .verifier import OfflineVerifier
 
 __all__ = [
     "DEFAULT_ISSUER",
     "ConfigurationError",
     "Decision",
+    "DecisionStore",
+    "Freshness",
     "KeySet",
     "KeySetError",
     "OfflineVerifier",
+    "Outbox",
     "Outcome",
     "Rejection",
     "RevocationList",
@@ -35,8 +40,11 @@ __all__ = [
     "SceneRegistry",
     "SceneRegistryError",
     "StateWrite",
+    "Store",
     "StoreError",
     "SyncReport",
+    "SyncableVerifier",
+    "Transaction",
     "VerifierError",
     "VerifierStatus",
     "Visit",

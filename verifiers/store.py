@@ -1,9 +1,14 @@
 """A verifier's local state: accepted ``jti``s, scene state, the usage outbox.
 
-Two stores with one interface. :class:`MemoryStore` keeps everything in
-bounded memory. :class:`SqliteStore` keeps it in one SQLite file, so a
-verifier reopened on that file (also after ``kill -9``) remembers what it saw
-and loses no usage record.
+Two protocols, two halves of a verifier's state: :class:`DecisionStore`,
+the one transaction per decision a verification needs, and :class:`Outbox`,
+what waits for the next sync (the usage records, the last key set and
+revocation list). The service's verifier needs only the first (its store
+writes to the shared database). Two stores implement both (:class:`Store`):
+:class:`MemoryStore` keeps everything in bounded memory.
+:class:`SqliteStore` keeps it in one SQLite file, so a verifier reopened on
+that file (also after ``kill -9``) remembers what it saw and loses no usage
+record.
 
 Durability without a commit, let alone an fsync, per scan: each decision
 (its usage record, the accepted ``jti``, the scene's state writes) is one
@@ -21,6 +26,7 @@ there is never half a decision.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import json
 import os
@@ -28,9 +34,9 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 from .errors import StoreError
 from .scenes.base import StateWrite
@@ -41,6 +47,8 @@ PURGE_EVERY = 1000
 
 
 class Transaction(Protocol):
+    """One decision's reads and writes, inside :meth:`DecisionStore.transaction`."""
+
     def claim_jti(self, jti: str, expires_at: int) -> bool:
         """True when ``jti`` was never accepted; the claim holds if the transaction saves it."""
         ...
@@ -57,8 +65,24 @@ class Transaction(Protocol):
     ) -> None: ...
 
 
-class Store(Protocol):
-    def transaction(self, now: float) -> Any: ...
+class DecisionStore(Protocol):
+    """What a verification needs: one transaction per decision (replay check, scene state, usage record).
+
+    All the service's verifier has (its store writes each record straight to
+    the database); an offline verifier's store is also an :class:`Outbox`.
+    """
+
+    def transaction(self, now: float) -> AbstractContextManager[Transaction]: ...
+
+
+@runtime_checkable
+class Outbox(Protocol):
+    """What a verifier keeps between decisions for a later sync: the usage outbox and its metadata.
+
+    The records waiting for the service, those it refused (set aside), and
+    the key set and revocation list last installed (``get_meta``/``set_meta``),
+    so that a verifier reopened on the store needs no network.
+    """
 
     def pending_records(self, limit: int) -> list[dict[str, Any]]: ...
 
@@ -75,6 +99,20 @@ class Store(Protocol):
     def set_meta(self, key: str, value: Any) -> None: ...
 
     def close(self) -> None: ...
+
+
+class Store(DecisionStore, Outbox, Protocol):
+    """Both halves: a verifier's whole local state (:class:`MemoryStore`, :class:`SqliteStore`)."""
+
+
+@functools.lru_cache(maxsize=64)
+def _is_outbox_type(store_type: type) -> bool:
+    return issubclass(store_type, Outbox)  # once per class: a Protocol check walks every member
+
+
+def has_outbox(store: DecisionStore) -> TypeGuard[Store]:
+    """Whether ``store`` also keeps an outbox (decided by its class, so cheap per verifier)."""
+    return _is_outbox_type(type(store))
 
 
 class _InMemoryReads:

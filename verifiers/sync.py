@@ -42,17 +42,18 @@ import re
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Container, Iterable, Mapping
+from dataclasses import dataclass
+from email.message import Message
+from typing import Any, Protocol
 
 from .errors import ConfigurationError, KeySetError
 from .jose import JoseFormatError, json_object
 from .keys import MAX_JWKS_BYTES, KeySet, check_url, json_from_bytes, opener
 from .revocations import MAX_REVOCATION_LIST_BYTES, RevocationListError, verify_revocation_list
-
-if TYPE_CHECKING:
-    from .verifier import OfflineVerifier
+from .status import Freshness, SyncReport, age
+from .store import Outbox
+from .tokens import VerificationRules
 
 log = logging.getLogger(__name__)
 
@@ -69,55 +70,38 @@ USER_AGENT = "verifiers-sync/1"
 _RECORD_FIELD = re.compile(r"records\[(\d+)\]")
 
 
-@dataclass
-class SyncReport:
-    """What one :meth:`OfflineVerifier.sync` did; ``errors`` empty when all of it worked."""
+class SyncableVerifier(Protocol):
+    """What a sync needs from a verifier (:class:`~verifiers.OfflineVerifier` is one).
 
-    uploaded: int = 0
-    """Records the service stored for the first time."""
-    duplicates: int = 0
-    """Records the service already held (an earlier sync whose answer was lost); acknowledged all the same."""
-    batches: int = 0
-    """Batches acknowledged (and so removed from the outbox)."""
-    set_aside: list[str] = field(default_factory=list)
-    """Ids of the records the service refused and this sync set aside (each also a line in ``errors``)."""
-    keys_refreshed: bool = False
-    """The service confirmed the key set (200, or 304: unchanged); its age restarts from now."""
-    keys_added: list[str] = field(default_factory=list)
-    keys_removed: list[str] = field(default_factory=list)
-    revocations_refreshed: bool = False
-    """The service confirmed the revocation list (a verified 200, or 304)."""
-    revoked: int | None = None
-    """How many code ids the revocation list held after this sync."""
-    errors: list[str] = field(default_factory=list)
-    keys_age_seconds: float | None = None
-    """Seconds since the key set was last confirmed by the service; None: never (keys given by hand)."""
-    revocations_age_seconds: float | None = None
-    """Seconds since the revocation list was last confirmed; None: never."""
+    It reads the verifier's key set, rules, revocation list, freshness and
+    outbox, and changes them only through ``set_keys`` and ``set_revocations``.
+    """
 
     @property
-    def ok(self) -> bool:
-        return not self.errors
+    def keys(self) -> KeySet: ...
 
+    @property
+    def rules(self) -> VerificationRules: ...
 
-@dataclass(frozen=True)
-class VerifierStatus:
-    """How current a verifier's key set and revocation list are (``OfflineVerifier.status()``)."""
+    @property
+    def revoked(self) -> Container[str]: ...
 
-    kids: list[str]
-    keys_fetched_at: float | None
-    keys_age_seconds: float | None
-    revocations_fetched_at: float | None
-    revocations_age_seconds: float | None
-    revocations_issued_at: int | None
-    revoked: int | None
+    @property
+    def freshness(self) -> Freshness: ...
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(vars(self))
+    @property
+    def outbox(self) -> Outbox | None: ...
 
+    def set_keys(self, keys: KeySet, *, fetched_at: float | None = None, etag: str | None = None) -> None: ...
 
-def age(since: float | None, now: float) -> float | None:
-    return None if since is None else max(0.0, now - since)
+    def set_revocations(
+        self,
+        subs: Iterable[str],
+        *,
+        fetched_at: float | None = None,
+        issued_at: int | None = None,
+        etag: str | None = None,
+    ) -> None: ...
 
 
 class _Unreachable(Exception):
@@ -127,7 +111,7 @@ class _Unreachable(Exception):
 @dataclass
 class _Answer:
     status: int
-    headers: Mapping[str, str]
+    headers: Mapping[str, str] | Message[str, str]
     body: bytes
 
 
@@ -181,7 +165,7 @@ def _service_error(answer: _Answer) -> str:
 
 
 def sync(
-    verifier: OfflineVerifier,
+    verifier: SyncableVerifier,
     url: str,
     key: str,
     *,
@@ -189,7 +173,12 @@ def sync(
     timeout: float = DEFAULT_TIMEOUT,
     now: float | None = None,
 ) -> SyncReport:
-    """See :meth:`OfflineVerifier.sync`."""
+    """See :meth:`OfflineVerifier.sync`; the caller keeps two syncs of one verifier from overlapping."""
+    outbox = verifier.outbox
+    if outbox is None:
+        raise ConfigurationError(
+            "sync: this verifier's store keeps no outbox; give the verifier a path, a MemoryStore or an SqliteStore"
+        )
     if not isinstance(url, str) or not url:
         raise ConfigurationError("sync needs the service's base URL, e.g. https://service.example")
     base = url.rstrip("/")
@@ -206,12 +195,12 @@ def sync(
     now = time.time() if now is None else now
 
     report = SyncReport()
-    with verifier._sync_lock:  # two syncs at once would send the same batches twice
-        _refresh_keys(verifier, base, timeout, now, report)
-        _refresh_revocations(verifier, base, timeout, now, report)
-        _upload(verifier, base, key.strip(), batch_size, timeout, now, report)
-    report.keys_age_seconds = age(verifier.keys_fetched_at, now)
-    report.revocations_age_seconds = age(verifier.revocations_fetched_at, now)
+    _refresh_keys(verifier, base, timeout, now, report)
+    _refresh_revocations(verifier, base, timeout, now, report)
+    _upload(outbox, base, key.strip(), batch_size, timeout, now, report)
+    freshness = verifier.freshness
+    report.keys_age_seconds = age(freshness.keys_fetched_at, now)
+    report.revocations_age_seconds = age(freshness.revocations_fetched_at, now)
     for error in report.errors:
         log.warning("sync with %s: %s", base, error)
     return report
@@ -235,9 +224,9 @@ def _fetch_if_changed(
     return None
 
 
-def _refresh_keys(verifier: OfflineVerifier, base: str, timeout: float, now: float, report: SyncReport) -> None:
+def _refresh_keys(verifier: SyncableVerifier, base: str, timeout: float, now: float, report: SyncReport) -> None:
     url = base + JWKS_PATH
-    etag = verifier._keys_etag
+    etag = verifier.freshness.keys_etag
     answer = _fetch_if_changed(
         url, etag, accept="application/jwk-set+json, application/json", limit=MAX_JWKS_BYTES,
         timeout=timeout, report=report, what="keys",
@@ -264,25 +253,22 @@ def _refresh_keys(verifier: OfflineVerifier, base: str, timeout: float, now: flo
 
 
 def _refresh_revocations(
-    verifier: OfflineVerifier, base: str, timeout: float, now: float, report: SyncReport
+    verifier: SyncableVerifier, base: str, timeout: float, now: float, report: SyncReport
 ) -> None:
     url = base + REVOCATIONS_PATH
-    etag = verifier._revocations_etag
+    # Only a list of its own (set by an earlier sync or by hand) can be confirmed unchanged: not a live lookup.
+    held = verifier.revoked if isinstance(verifier.revoked, frozenset) else None
+    etag = verifier.freshness.revocations_etag if held is not None else None
     answer = _fetch_if_changed(
         url, etag, accept="application/jose", limit=MAX_REVOCATION_LIST_BYTES,
         timeout=timeout, report=report, what="revocations",
     )
     if answer is None:
         return
-    if answer.status == 304:
-        verifier.set_revocations(
-            verifier.revoked,  # type: ignore[arg-type]  # a list this sync set earlier: a frozenset
-            fetched_at=now,
-            issued_at=verifier.revocations_issued_at,
-            etag=etag,
-        )
+    if answer.status == 304 and held is not None:
+        verifier.set_revocations(held, fetched_at=now, issued_at=verifier.freshness.revocations_issued_at, etag=etag)
         report.revocations_refreshed = True
-        report.revoked = len(verifier.revoked)  # type: ignore[arg-type]
+        report.revoked = len(held)
         return
     try:
         if len(answer.body) > MAX_REVOCATION_LIST_BYTES:
@@ -306,13 +292,13 @@ def _refresh_revocations(
 
 
 def _upload(
-    verifier: OfflineVerifier, base: str, key: str, batch_size: int, timeout: float, now: float, report: SyncReport
+    outbox: Outbox, base: str, key: str, batch_size: int, timeout: float, now: float, report: SyncReport
 ) -> None:
     url = base + USAGE_PATH
     headers = {"Content-Type": "application/json", "Accept": "application/json", "Authorization": f"Bearer {key}"}
     size = batch_size
     while True:
-        batch = verifier.store.pending_records(size)
+        batch = outbox.pending_records(size)
         if not batch:
             return
         body = json.dumps({"records": batch}, separators=(",", ":")).encode("utf-8")
@@ -330,7 +316,7 @@ def _upload(
         refused = _refused_record(answer, batch)
         if refused is not None and len(report.set_aside) < MAX_SET_ASIDE:
             record_id, reason = refused
-            verifier.store.set_aside(record_id, reason, now)
+            outbox.set_aside(record_id, reason, now)
             report.set_aside.append(record_id)
             report.errors.append(f"upload: the service refused record {record_id} ({reason}); set aside, the rest go on")
             continue
@@ -347,7 +333,7 @@ def _upload(
                 f"each of them ({answer.body[:200]!r}); they stay in the outbox"
             )
             return
-        verifier.store.mark_synced([record["id"] for record in batch])
+        outbox.mark_synced([record["id"] for record in batch])
         report.uploaded += counts[0]
         report.duplicates += counts[1]
         report.batches += 1

@@ -6,6 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Container, Iterable, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from .decision import Decision, new_record_id, usage_record
 from .errors import BadContext, ConfigurationError, KeySetError, Rejection, Replayed, Revoked, UnknownScene
 from .keys import KeySet
 from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
-from .store import MemoryStore, SqliteStore, Store
-from .sync import DEFAULT_TIMEOUT, MAX_BATCH_SIZE, SyncReport, VerifierStatus, age, sync
+from .status import Freshness, SyncReport, VerifierStatus, age
+from .store import DecisionStore, MemoryStore, Outbox, SqliteStore, Transaction, has_outbox
+from .sync import DEFAULT_TIMEOUT, MAX_BATCH_SIZE, sync
 from .tokens import SUPPORTED_ALGORITHMS, VerificationRules, VerifiedCode, check_code
 
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
@@ -45,7 +47,7 @@ class _SceneState:
 
     __slots__ = ("_prefix", "_transaction")
 
-    def __init__(self, transaction: Any, scene_name: str, venue_id: str | None) -> None:
+    def __init__(self, transaction: Transaction, scene_name: str, venue_id: str | None) -> None:
         self._transaction = transaction
         self._prefix = f"{scene_name}:" if venue_id is None else f"{scene_name}@{quote(venue_id, safe='')}:"
 
@@ -60,12 +62,22 @@ class OfflineVerifier:
     """Verify codes with the issuer's public keys alone; log every decision.
 
     ``store`` is a path to an SQLite file (state survives restarts and
-    crashes), a store object, or None for bounded memory.
+    crashes), a store object, or None for bounded memory. A store object
+    that is only a :class:`~verifiers.store.DecisionStore` (the service's,
+    which writes each record straight to its database) gives a verifier
+    with no outbox: :meth:`sync` and the outbox's methods raise
+    ConfigurationError, and keys and revocations set on it are not kept.
 
     ``keys`` None: start from the key set the store holds, the last one a
     :meth:`sync` (or :meth:`set_keys`) installed; ConfigurationError when it
     holds none. A verifier reopened on its store this way needs no network
     to go on verifying.
+
+    ``revoked``: the code ids (``sub``) refused as revoked. Code ids to
+    iterate (a list, a set) replace the list the store remembers, as
+    :meth:`set_revocations` does; an object that only answers ``sub in
+    revoked`` (the service's live table) is asked at each verification and
+    never copied. None: the list the store remembers, if any.
     """
 
     def __init__(
@@ -73,15 +85,14 @@ class OfflineVerifier:
         keys: KeySet | None,
         *,
         issuer: str = DEFAULT_ISSUER,
-        store: str | Path | Store | None = None,
+        store: str | Path | DecisionStore | None = None,
         algorithms: Iterable[str] = SUPPORTED_ALGORITHMS,
         leeway: int = 10,
         venue_id: str | None = None,
         device_id: str | None = None,
         scenes: SceneRegistry | None = None,
         scene_config: Mapping[str, Mapping[str, Any]] | None = None,
-        revoked: Iterable[str] | None = None,
-        revocations: Container[str] | None = None,
+        revoked: Iterable[str] | Container[str] | None = None,
         tz: tzinfo = CHINA_STANDARD_TIME,
     ) -> None:
         unsupported = set(algorithms) - set(SUPPORTED_ALGORITHMS)
@@ -93,37 +104,52 @@ class OfflineVerifier:
         self.venue_id = venue_id
         self.device_id = device_id
         self.tz = tz
-        self.store: Store = (
+        self.store: DecisionStore = (
             MemoryStore() if store is None else SqliteStore(store) if isinstance(store, (str, Path)) else store
         )
+        self.outbox: Outbox | None = self.store if has_outbox(self.store) else None
+        """The same object as ``store`` when it keeps an outbox; None for a decision-only store."""
         self._sync_lock = threading.Lock()
-        self.keys_fetched_at: float | None = None
-        """When the service last confirmed the key set (a sync); None: never (keys given by hand)."""
-        self._keys_etag: str | None = None
+        self.freshness = Freshness()
+        """When the service last confirmed the key set and revocation list; changed by set_keys/set_revocations."""
         try:
             self.keys = self._initial_keys(keys)
         except ConfigurationError:
-            if isinstance(store, (str, Path)):  # opened here: closed here
-                self.store.close()
+            if self.outbox is not None and isinstance(store, (str, Path)):  # opened here: closed here
+                self.outbox.close()
             raise
-        self.revocations_fetched_at: float | None = None
-        """When the revocation list was last confirmed (a sync) or set; None: never."""
-        self.revocations_issued_at: int | None = None
-        self._revocations_etag: str | None = None
         self._registry = scenes if scenes is not None else SceneRegistry.from_entry_points()
         self._scene_config = dict(scene_config or {})
         self._scenes: dict[str, Scene] = {}
         self._day: tuple[float, float, str] = (0.0, 0.0, "")
         self.revoked: Container[str] = frozenset()
-        if revocations is not None:  # a live list kept elsewhere (the service's database)
-            self.revoked = revocations
-        elif revoked is not None:  # given: it replaces what the store remembers
+        if isinstance(revoked, Iterable):  # given: it replaces what the store remembers
             self.set_revocations(revoked)
-        elif saved := self.store.get_meta("revoked"):
+        elif revoked is not None:  # a live list kept elsewhere (the service's database)
+            self.revoked = revoked
+        elif self.outbox is not None and (saved := self.outbox.get_meta("revoked")):
             self.revoked = frozenset(saved["subs"])
-            self.revocations_fetched_at = saved.get("fetched_at")
-            self.revocations_issued_at = saved.get("issued_at")
-            self._revocations_etag = saved.get("etag")
+            self.freshness = replace(
+                self.freshness,
+                revocations_fetched_at=saved.get("fetched_at"),
+                revocations_issued_at=saved.get("issued_at"),
+                revocations_etag=saved.get("etag"),
+            )
+
+    @property
+    def keys_fetched_at(self) -> float | None:
+        """When the service last confirmed the key set (a sync); None: never (keys given by hand)."""
+        return self.freshness.keys_fetched_at
+
+    @property
+    def revocations_fetched_at(self) -> float | None:
+        """When the revocation list was last confirmed (a sync) or set; None: never."""
+        return self.freshness.revocations_fetched_at
+
+    @property
+    def revocations_issued_at(self) -> int | None:
+        """The ``iat`` of the service's revocation list in use; None for a list set by hand."""
+        return self.freshness.revocations_issued_at
 
     # -- public API -------------------------------------------------------
 
@@ -173,12 +199,15 @@ class OfflineVerifier:
         """
         revoked = frozenset(subs)
         fetched_at = fetched_at or time.time()
-        self.store.set_meta(
-            "revoked",
-            {"subs": sorted(revoked), "fetched_at": fetched_at, "issued_at": issued_at, "etag": etag},
-        )
+        if self.outbox is not None:
+            self.outbox.set_meta(
+                "revoked",
+                {"subs": sorted(revoked), "fetched_at": fetched_at, "issued_at": issued_at, "etag": etag},
+            )
         self.revoked = revoked
-        self.revocations_fetched_at, self.revocations_issued_at, self._revocations_etag = fetched_at, issued_at, etag
+        self.freshness = replace(
+            self.freshness, revocations_fetched_at=fetched_at, revocations_issued_at=issued_at, revocations_etag=etag
+        )
 
     def set_keys(self, keys: KeySet, *, fetched_at: float | None = None, etag: str | None = None) -> None:
         """Replace the key set; kept in the store, so a verifier reopened with ``keys=None`` starts from it.
@@ -186,9 +215,10 @@ class OfflineVerifier:
         ``fetched_at`` and ``etag`` are the service's answer's (:meth:`sync`
         passes them); keys set by hand have no age.
         """
-        self.store.set_meta("keys", {"jwks": keys.to_jwks(), "fetched_at": fetched_at, "etag": etag})
+        if self.outbox is not None:
+            self.outbox.set_meta("keys", {"jwks": keys.to_jwks(), "fetched_at": fetched_at, "etag": etag})
         self.keys = keys
-        self.keys_fetched_at, self._keys_etag = fetched_at, etag
+        self.freshness = replace(self.freshness, keys_fetched_at=fetched_at, keys_etag=etag)
 
     def sync(
         self,
@@ -205,41 +235,45 @@ class OfflineVerifier:
         each upload; ``timeout`` is in seconds, per request. Never raises for
         the network or the service's answers: problems are in the report's
         ``errors``, and what was not acknowledged waits for the next sync
-        (see :mod:`verifiers.sync`). ConfigurationError for bad arguments.
+        (see :mod:`verifiers.sync`). ConfigurationError for bad arguments,
+        and for a verifier whose store keeps no outbox.
         """
-        return sync(self, url, key, batch_size=batch_size, timeout=timeout, now=now)
+        with self._sync_lock:  # two syncs at once would send the same batches twice
+            return sync(self, url, key, batch_size=batch_size, timeout=timeout, now=now)
 
     def status(self, *, now: float | None = None) -> VerifierStatus:
         """How old the key set and the revocation list are (None: never confirmed by the service)."""
         now = time.time() if now is None else now
-        revoked = self.revoked
+        revoked, freshness = self.revoked, self.freshness
         return VerifierStatus(
             kids=sorted(self.keys),
-            keys_fetched_at=self.keys_fetched_at,
-            keys_age_seconds=age(self.keys_fetched_at, now),
-            revocations_fetched_at=self.revocations_fetched_at,
-            revocations_age_seconds=age(self.revocations_fetched_at, now),
-            revocations_issued_at=self.revocations_issued_at,
+            keys_fetched_at=freshness.keys_fetched_at,
+            keys_age_seconds=age(freshness.keys_fetched_at, now),
+            revocations_fetched_at=freshness.revocations_fetched_at,
+            revocations_age_seconds=age(freshness.revocations_fetched_at, now),
+            revocations_issued_at=freshness.revocations_issued_at,
             revoked=len(revoked) if isinstance(revoked, frozenset) else None,
         )
 
     def pending_records(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Usage records not yet acknowledged by the service, oldest first."""
-        return self.store.pending_records(limit)
+        return self._outbox("pending_records").pending_records(limit)
 
     def set_aside_records(self, limit: int = 1000) -> list[dict[str, Any]]:
         """Records the service refused at a sync, each as ``{"record", "reason", "set_aside_at"}``, oldest first.
 
         They no longer block the outbox; they are kept until :meth:`requeue_set_aside`.
         """
-        return self.store.set_aside_records(limit)
+        return self._outbox("set_aside_records").set_aside_records(limit)
 
     def requeue_set_aside(self) -> int:
         """Put every set-aside record back into the outbox (once their cause is fixed); how many."""
-        return self.store.requeue_set_aside()
+        return self._outbox("requeue_set_aside").requeue_set_aside()
 
     def close(self) -> None:
-        self.store.close()
+        """Close the store (a decision-only store is its owner's to close)."""
+        if self.outbox is not None:
+            self.outbox.close()
 
     def __enter__(self) -> OfflineVerifier:
         return self
@@ -249,9 +283,17 @@ class OfflineVerifier:
 
     # -- steps ------------------------------------------------------------
 
+    def _outbox(self, method: str) -> Outbox:
+        if self.outbox is None:
+            raise ConfigurationError(
+                f"{method}: this verifier's store ({type(self.store).__name__}) keeps no outbox;"
+                " give the verifier a path, a MemoryStore or an SqliteStore"
+            )
+        return self.outbox
+
     def _initial_keys(self, keys: KeySet | None) -> KeySet:
         """``keys``, or the store's; the store's age and ETag hold only for the very same keys."""
-        saved = self.store.get_meta("keys")
+        saved = self.outbox.get_meta("keys") if self.outbox is not None else None
         if keys is None:
             if not saved:
                 raise ConfigurationError(
@@ -263,7 +305,7 @@ class OfflineVerifier:
                 raise ConfigurationError(f"the key set saved in the store cannot be used: {exc}") from exc
         elif not saved or saved.get("jwks") != keys.to_jwks():
             return keys
-        self.keys_fetched_at, self._keys_etag = saved.get("fetched_at"), saved.get("etag")
+        self.freshness = replace(self.freshness, keys_fetched_at=saved.get("fetched_at"), keys_etag=saved.get("etag"))
         return keys
 
     def _scene(self, name: object) -> Scene:
