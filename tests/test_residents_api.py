@@ -258,7 +258,8 @@ def test_log_in(client: Any, resident: dict[str, Any]) -> None:
     assert response.status_code == 200
     assert response.get_json() == {"resident": {"name_masked": "张*明", "category": None, "id_type": "resident_id"}}
     # The session cookie; the device cookie beside it is tests/test_login_lockout.py's.
-    (cookie,) = [value for value in response.headers.getlist("Set-Cookie") if not value.startswith("codeservice_device=")]
+    set_cookies = response.headers.getlist("Set-Cookie")
+    (cookie,) = [value for value in set_cookies if not value.startswith("codeservice_device=")]
     attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")}
     assert cookie.startswith("codeservice_session=")
     assert "httponly" in attributes
