@@ -54,6 +54,20 @@ class LoginThrottle(Base):
     locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
+class DeviceThrottle(Base):
+    """Failed logins per device cookie (by keyed hash of its nonce): that browser's own cool-down.
+
+    A browser holding a valid device cookie for the phone it logs in to is
+    judged by this count alone, never by the phone's ``LoginThrottle``.
+    """
+
+    __tablename__ = "device_throttle"
+
+    device_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
 class Scanner(Base):
     """A venue device's key: one venue, one device, the scenes it may verify."""
 

@@ -145,8 +145,9 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
     ),
     "TooManyAttempts": ErrorResponse(
         429,
-        "Too many failed logins for this phone number: every attempt is refused, even with the "
-        "right password, until the cool-down is over; `Retry-After` gives its remaining seconds.",
+        "Too many failed logins in a row from clients without this phone's device cookie, or from this "
+        "one device cookie: every attempt they count against is refused, even with the right password, "
+        "until the cool-down is over; `Retry-After` gives its remaining seconds.",
         _codes(TooManyAttempts),
         headers=("Retry-After",),
     ),
@@ -471,6 +472,12 @@ def _login_operation(cookie: str) -> dict[str, Any]:
         errors=("BadCredentials", "TooManyAttempts", "RateLimited"),
         request_schema="Login",
         database=True,
+        description=(
+            "A successful login also sets a device cookie (`codeservice_device`, `__Host-codeservice_device` "
+            "when cookies are Secure; HttpOnly, SameSite=Strict, a year). A login that sends a valid one for "
+            "its phone is judged by that cookie's own failed attempts alone, so no one else's wrong passwords "
+            "lock this client out; any other login meets the phone's cool-down (`too_many_attempts`)."
+        ),
     )
 
 

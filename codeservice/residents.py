@@ -31,8 +31,10 @@ staff after checking the owner's ID document in person.
 from __future__ import annotations
 
 import functools
+import hmac
 import logging
 import math
+import re
 import secrets
 import unicodedata
 from collections.abc import Mapping
@@ -43,7 +45,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstrumentedAttribute, Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from . import identity
@@ -57,7 +59,7 @@ from .errors import (
     TooManyAttempts,
 )
 from .issuance import new_code_id
-from .models import LoginThrottle, Resident
+from .models import DeviceThrottle, LoginThrottle, Resident
 from .pii import DataKeys
 
 __all__ = [
@@ -73,6 +75,7 @@ __all__ = [
     "find_by_phone",
     "masked_name",
     "masked_phone",
+    "new_device_cookie",
     "reassign",
     "register",
     "revoke",
@@ -95,6 +98,11 @@ ADMIN_CATEGORIES = ("student", "disabled", "child")
 NAME_PURPOSE = "name"
 ID_NUMBER_PURPOSE = "id_number"
 PHONE_PURPOSE = "phone"
+DEVICE_COOKIE_PURPOSE = "device_cookie"  # the device cookie's MAC
+DEVICE_PURPOSE = "device"  # the keyed hash of its nonce, DeviceThrottle's key
+
+DEVICE_COOKIE_FORM = re.compile(r"([A-Za-z0-9_-]{22})\.([0-9a-f]{64})")
+"""A device cookie: a 128-bit nonce (base64url) and the MAC binding it to one phone."""
 
 
 def _id_hash_purpose(id_type: str) -> str:
@@ -169,15 +177,26 @@ def authenticate(
     now: datetime,
     max_failures: int = DEFAULT_MAX_FAILURES,
     cooldown_seconds: int = DEFAULT_COOLDOWN_SECONDS,
+    device_cookie: str | None = None,
 ) -> Resident:
     """The resident with this phone and password.
 
     A wrong password and an unknown phone raise the same BadCredentials, after
     the same work (an unknown phone's password is checked against a dummy
-    hash). Failures are counted per phone, known or not, by its keyed hash:
-    after ``max_failures`` of them, every attempt for that phone raises
-    TooManyAttempts (with ``retry_after``) until ``cooldown_seconds`` have
-    passed, even with the right password. Success clears the count.
+    hash). Failures are counted, and after ``max_failures`` of them in a row
+    every attempt they count against raises TooManyAttempts (with
+    ``retry_after``) until ``cooldown_seconds`` have passed, even with the
+    right password. Success clears the count. What they count against
+    (OWASP, "Slow Down Online Guessing Attacks with Device Cookies"):
+
+    - ``device_cookie`` valid for this phone (:func:`new_device_cookie`, made
+      at an earlier login): that cookie alone. A browser the resident has
+      logged in from is never locked out by anyone else's failures, and its
+      own failures lock only itself;
+    - otherwise (no cookie, a forged one, another phone's): the phone, known
+      or not, by its keyed hash, shared by every such client. A stranger's
+      guesses lock out strangers, and the owner's success from a known
+      browser does not lift that.
     """
     now = _aware(now)
     try:
@@ -187,8 +206,9 @@ def authenticate(
     candidate = identity.normalize_password(password) if identity.is_utf8_text(password) else None
 
     phone_hash = keys.lookup_hash(normalized_phone, purpose=PHONE_PURPOSE) if normalized_phone else None
-    if phone_hash is not None:
-        _check_throttle(session, phone_hash, now)
+    counter = _failure_counter(keys, phone_hash, device_cookie)
+    if counter is not None:
+        _check_throttle(session, *counter, now)
     resident = (
         session.scalar(select(Resident).where(Resident.phone_hash == phone_hash)) if phone_hash is not None else None
     )
@@ -199,20 +219,56 @@ def authenticate(
         ok = False
 
     if not ok:
-        if phone_hash is not None:
+        if counter is not None:
             failures = _record_failure(
-                session, phone_hash, now=now, max_failures=max_failures, cooldown_seconds=cooldown_seconds
+                session, *counter, now=now, max_failures=max_failures, cooldown_seconds=cooldown_seconds
             )
-            log.info("failed login (%d in a row for that phone)", failures)
+            log.info("failed login (%d in a row for that %s)", failures, _counted_by(counter))
         raise BadCredentials()
-    assert resident is not None and phone_hash is not None
-    session.execute(
-        delete(LoginThrottle).where(LoginThrottle.phone_hash == phone_hash),
-        execution_options={"synchronize_session": False},
-    )
+    assert resident is not None and counter is not None
+    key, value = counter
+    session.execute(delete(_table(key)).where(key == value), execution_options={"synchronize_session": False})
     session.commit()
-    log.info("resident %d logged in", resident.id)
+    log.info("resident %d logged in (counted by %s)", resident.id, _counted_by(counter))
     return resident
+
+
+def new_device_cookie(keys: DataKeys, resident: Resident) -> str:
+    """A device cookie for this resident's phone, to set at a successful login: ``nonce.mac``.
+
+    The MAC (HMAC-SHA256 with the service's data key) binds a fresh random
+    nonce to the phone's keyed hash; nothing in the cookie names the resident.
+    """
+    nonce = secrets.token_urlsafe(16)
+    return f"{nonce}.{_device_mac(keys, resident.phone_hash, nonce)}"
+
+
+# A failure counter: the key column of LoginThrottle or DeviceThrottle, and the key.
+FailureCounter = tuple[InstrumentedAttribute[str], str]
+
+
+def _failure_counter(keys: DataKeys, phone_hash: str | None, device_cookie: str | None) -> FailureCounter | None:
+    """What this attempt's failures count against: a valid device cookie's, else the phone's (None: no phone)."""
+    if phone_hash is None:
+        return None
+    match = DEVICE_COOKIE_FORM.fullmatch(device_cookie) if isinstance(device_cookie, str) else None
+    if match is not None:
+        nonce, mac = match.groups()
+        if hmac.compare_digest(mac, _device_mac(keys, phone_hash, nonce)):
+            return DeviceThrottle.device_hash, keys.lookup_hash(nonce, purpose=DEVICE_PURPOSE)
+    return LoginThrottle.phone_hash, phone_hash
+
+
+def _device_mac(keys: DataKeys, phone_hash: str, nonce: str) -> str:
+    return keys.lookup_hash(f"{nonce}.{phone_hash}", purpose=DEVICE_COOKIE_PURPOSE)
+
+
+def _table(key: InstrumentedAttribute[str]) -> type[LoginThrottle | DeviceThrottle]:
+    return DeviceThrottle if key.class_ is DeviceThrottle else LoginThrottle
+
+
+def _counted_by(counter: FailureCounter) -> str:
+    return "device" if _table(counter[0]) is DeviceThrottle else "phone"
 
 
 @functools.cache
@@ -221,16 +277,15 @@ def _dummy_password_hash() -> str:
     return generate_password_hash(secrets.token_urlsafe(16))
 
 
-def _check_throttle(session: Session, phone_hash: str, now: datetime) -> None:
-    row = session.execute(
-        select(LoginThrottle.failures, LoginThrottle.locked_until).where(LoginThrottle.phone_hash == phone_hash)
-    ).first()
+def _check_throttle(session: Session, key: InstrumentedAttribute[str], value: str, now: datetime) -> None:
+    table = _table(key)
+    row = session.execute(select(table.failures, table.locked_until).where(key == value)).first()
     if row is None or row.locked_until is None:
         return
     locked_until = _as_utc(row.locked_until)
     if locked_until > now:
         retry_after = max(1, math.ceil((locked_until - now).total_seconds()))
-        log.info("login refused: cooling down for %d s", retry_after)
+        log.info("login refused: that %s is cooling down for %d s", _counted_by((key, value)), retry_after)
         minutes = math.ceil(retry_after / 60)
         raise TooManyAttempts(
             f"too many failed attempts; try again in {minutes} minute{'s' if minutes != 1 else ''}",
@@ -238,40 +293,44 @@ def _check_throttle(session: Session, phone_hash: str, now: datetime) -> None:
         )
     # The cool-down is over: a fresh count.
     session.execute(
-        update(LoginThrottle)
-        .where(LoginThrottle.phone_hash == phone_hash)
-        .values(failures=0, locked_until=None),
+        update(table).where(key == value).values(failures=0, locked_until=None),
         execution_options={"synchronize_session": False},
     )
     session.commit()
 
 
 def _record_failure(
-    session: Session, phone_hash: str, *, now: datetime, max_failures: int, cooldown_seconds: int
+    session: Session,
+    key: InstrumentedAttribute[str],
+    value: str,
+    *,
+    now: datetime,
+    max_failures: int,
+    cooldown_seconds: int,
 ) -> int:
     """Count one more failure (atomically, whoever else is counting); lock at ``max_failures``."""
+    table = _table(key)
     dialect = session.get_bind().dialect.name
     if dialect in ("postgresql", "sqlite"):
         insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        statement = insert(LoginThrottle).values(phone_hash=phone_hash, failures=1, locked_until=None)
+        statement = insert(table).values({key.key: value, "failures": 1, "locked_until": None})
         session.execute(
-            statement.on_conflict_do_update(
-                index_elements=[LoginThrottle.phone_hash],
-                set_={"failures": LoginThrottle.failures + 1},
-            )
+            statement.on_conflict_do_update(index_elements=[key], set_={"failures": table.failures + 1})
         )
     else:  # another database: lock the row, or create it
-        row = session.get(LoginThrottle, phone_hash, with_for_update=True)
-        if row is None:
-            session.add(LoginThrottle(phone_hash=phone_hash, failures=1, locked_until=None))
+        if session.get(table, value, with_for_update=True) is None:
+            session.add(table(**{key.key: value, "failures": 1, "locked_until": None}))
         else:
-            row.failures += 1
+            session.execute(
+                update(table).where(key == value).values(failures=table.failures + 1),
+                execution_options={"synchronize_session": False},
+            )
         session.flush()
-    failures = session.scalar(select(LoginThrottle.failures).where(LoginThrottle.phone_hash == phone_hash)) or 0
+    failures = session.scalar(select(table.failures).where(key == value)) or 0
     if failures >= max_failures:
         session.execute(
-            update(LoginThrottle)
-            .where(LoginThrottle.phone_hash == phone_hash, LoginThrottle.locked_until.is_(None))
+            update(table)
+            .where(key == value, table.locked_until.is_(None))
             .values(locked_until=now.astimezone(UTC) + timedelta(seconds=cooldown_seconds)),
             execution_options={"synchronize_session": False},
         )

@@ -260,7 +260,9 @@ def test_log_in(client: Any, resident: dict[str, Any]) -> None:
     response = log_in(client, resident["phone"])
     assert response.status_code == 200
     assert response.get_json() == {"resident": {"name_masked": "张*明", "category": None, "id_type": "resident_id"}}
-    cookie = response.headers["Set-Cookie"]
+    # The session cookie; the device cookie beside it is tests/test_login_lockout.py's.
+    set_cookies = response.headers.getlist("Set-Cookie")
+    (cookie,) = [value for value in set_cookies if not value.startswith("codeservice_device=")]
     attributes = {part.strip().split("=")[0].lower(): part.strip() for part in cookie.split(";")}
     assert cookie.startswith("codeservice_session=")
     assert "httponly" in attributes
@@ -509,7 +511,7 @@ def test_nothing_personal_is_stored_in_the_clear(app: Any, client: Any) -> None:
     body = registration(name="欧阳娜娜", id_number=id_with_check_x())
     assert client.post("/api/v1/residents", json=body).status_code == 201
     assert log_in(client, body["phone"]).status_code == 200
-    assert log_in(client, body["phone"], WRONG_PASSWORD).status_code == 401
+    assert log_in(client, body["phone"], WRONG_PASSWORD).status_code == 401  # the device cookie's row
     assert log_in(client, "13900000000", WRONG_PASSWORD).status_code == 401  # a throttle row
 
     with app.app_context():
@@ -517,9 +519,9 @@ def test_nothing_personal_is_stored_in_the_clear(app: Any, client: Any) -> None:
         with engine.connect() as connection:
             tables = {
                 table: [tuple(row) for row in connection.execute(text(f"SELECT * FROM {table}"))]
-                for table in ("residents", "login_throttle")
+                for table in ("residents", "login_throttle", "device_throttle")
             }
-    assert len(tables["residents"]) == 1 and len(tables["login_throttle"]) == 2
+    assert len(tables["residents"]) == 1 and len(tables["login_throttle"]) == 1 and len(tables["device_throttle"]) == 1
     secrets_ = plaintexts(body) + ["13900000000"]
     for table, rows in tables.items():
         for row in rows:

@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Response, current_app, jsonify
 
-from .. import auth, db, residents
+from .. import auth, db, device_cookies, residents
 from ..context import data_keys
 from ..models import Resident
 from . import api, json_body
@@ -58,10 +58,12 @@ def log_in() -> Any:
         now=datetime.now(UTC),
         max_failures=config.get("LOGIN_MAX_FAILURES", residents.DEFAULT_MAX_FAILURES),
         cooldown_seconds=config.get("LOGIN_COOLDOWN", residents.DEFAULT_COOLDOWN_SECONDS),
+        device_cookie=device_cookies.presented(),
     )
     auth.log_in(resident)
     response = jsonify(resident=resident_view(resident))
     response.headers["Cache-Control"] = "no-store"
+    device_cookies.remember(response, resident)
     return response
 
 

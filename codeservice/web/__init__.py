@@ -31,7 +31,7 @@ from markupsafe import Markup
 
 from verifiers.contract import CATEGORIES
 
-from .. import auth, db, identity, residents, usage
+from .. import auth, db, device_cookies, identity, residents, usage
 from ..api import codes
 from ..context import data_keys
 from ..errors import ClientError, CodeRevoked, TooManyAttempts
@@ -207,7 +207,9 @@ def register() -> Response:
             error_field=_error_field(error),
         )
     auth.log_in(resident)
-    return _see_other("web.code_page")
+    response = _see_other("web.code_page")
+    device_cookies.remember(response, resident)
+    return response
 
 
 def _error_field(error: ClientError) -> str | None:
@@ -235,6 +237,7 @@ def login() -> Response:
             now=_now(),
             max_failures=config.get("LOGIN_MAX_FAILURES", residents.DEFAULT_MAX_FAILURES),
             cooldown_seconds=config.get("LOGIN_COOLDOWN", residents.DEFAULT_COOLDOWN_SECONDS),
+            device_cookie=device_cookies.presented(),
         )
     except ClientError as error:
         response = _page("login.html", error.status, phone=phone, error=_error_message(error, _field_labels()))
@@ -242,7 +245,9 @@ def login() -> Response:
             response.headers["Retry-After"] = str(error.retry_after)
         return response
     auth.log_in(resident)
-    return _see_other("web.code_page")
+    response = _see_other("web.code_page")
+    device_cookies.remember(response, resident)
+    return response
 
 
 @web.post("/logout")
