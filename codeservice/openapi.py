@@ -91,7 +91,9 @@ def _codes(*errors: type[CodeserviceError]) -> tuple[str, ...]:
 ERROR_RESPONSES: dict[str, ErrorResponse] = {
     "BadJsonBody": ErrorResponse(
         400,
-        "The body is not a JSON object, or a field is missing (or null) or of the wrong JSON type.",
+        "The body is not strict JSON: one object, in UTF-8 without a byte order mark, with no member name "
+        "repeated in any object, no `NaN` or `Infinity` and no lone surrogate (`\\ud800`); or a field is "
+        "missing (or null) or of the wrong JSON type.",
         _codes(InvalidJson, MissingField, WrongFieldType),
     ),
     "BadUsageBatch": ErrorResponse(
@@ -135,7 +137,9 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
     ),
     "BodyTooLarge": ErrorResponse(413, "The body is larger than 1 MiB.", _codes(BodyTooLarge)),
     "UnsupportedMediaType": ErrorResponse(
-        415, "The body is not sent as `Content-Type: application/json`.", _codes(UnsupportedMediaType)
+        415,
+        "The body is not sent as `Content-Type: application/json` (without a charset, or with `charset=utf-8`).",
+        _codes(UnsupportedMediaType),
     ),
     "InvalidField": ErrorResponse(
         422,

@@ -201,6 +201,100 @@ def test_a_bad_body(
         assert_error(document, path, method, response, status, code)
 
 
+# -- strict JSON: a body that no two parsers read differently --------------------------------
+
+JSON = "application/json"
+STRICT_JSON_ROUTES = {
+    ("/api/v1/residents", "POST"),
+    ("/api/v1/session", "POST"),
+    ("/api/v1/verify", "POST"),
+    ("/api/v1/usage", "POST"),
+}
+
+
+def valid_body(client: Any, path: str) -> dict[str, Any]:
+    """A body the operation takes (a 2xx) as plain UTF-8 JSON."""
+    if path == "/api/v1/residents":
+        return registration()
+    if path == "/api/v1/session":
+        body = registration()
+        assert client.post("/api/v1/residents", json=body).status_code == 201
+        return {"phone": body["phone"], "password": body["password"]}
+    if path == "/api/v1/verify":
+        return {"token": "x", "scene": "venue", "context": {"venue_id": "museum-1"}}
+    assert path == "/api/v1/usage", f"{path}: add a valid body for it here"
+    return {"records": []}
+
+
+def with_member(text: str, member: bytes) -> bytes:
+    """The JSON object ``text`` as UTF-8, with one more member, written as given."""
+    return text[:-1].encode("utf-8") + b", " + member + b"}"
+
+
+def repeating_a_member(text: str) -> bytes:
+    """``text`` with its last member written a first time before, holding another value."""
+    name = list(json.loads(text))[-1]
+    return f'{{"{name}": "the other value", {text[1:]}'.encode("utf-8")
+
+
+# name -> the body's bytes, from the JSON text of a body the route takes.
+STRICT_JSON_ATTACKS: dict[str, Callable[[str], bytes]] = {
+    "a UTF-8 byte order mark": lambda text: b"\xef\xbb\xbf" + text.encode("utf-8"),
+    "UTF-16 with a byte order mark": lambda text: text.encode("utf-16"),
+    "UTF-16LE": lambda text: text.encode("utf-16-le"),
+    "UTF-16BE": lambda text: text.encode("utf-16-be"),
+    "UTF-32 with a byte order mark": lambda text: text.encode("utf-32"),
+    "UTF-32LE": lambda text: text.encode("utf-32-le"),
+    "a repeated member": repeating_a_member,
+    "a repeated member, nested": lambda text: with_member(text, b'"nested": {"a": 1, "a": 2}'),
+    "a repeated member, deep in arrays": lambda text: with_member(text, b'"n": [[{"a": [{"b": {"c": 1, "c": 2}}]}]]'),
+    "NaN": lambda text: with_member(text, b'"n": NaN'),
+    "Infinity": lambda text: with_member(text, b'"n": Infinity'),
+    "-Infinity": lambda text: with_member(text, b'"n": -Infinity'),
+    "an escaped lone surrogate": lambda text: with_member(text, b'"s": "\\ud800"'),
+    "an escaped lone surrogate as a name": lambda text: with_member(text, b'"\\udc00": 1'),
+    "a lone surrogate in UTF-8": lambda text: with_member(text, b'"s": "\xed\xa0\x80"'),
+}
+
+
+@pytest.mark.parametrize("attack", list(STRICT_JSON_ATTACKS))
+def test_strict_json_attacks(app: Flask, client: Any, document: dict[str, Any], attack: str) -> None:
+    """A body a proxy in front could read otherwise than the service, or that is not UTF-8 JSON
+    (RFC 8259 sections 8.1 and 8.2; RFC 7493 section 2): 400 invalid_json on every JSON route,
+    which takes the same body as plain UTF-8 JSON."""
+    operations = {(path, method) for path, method, _schema in body_operations(document)}
+    assert operations == STRICT_JSON_ROUTES, "a new JSON route: give it a valid body in valid_body"
+    for path, method in sorted(operations):
+        headers = credentials(app, client, document, path, method)
+        text = json.dumps(valid_body(client, path), ensure_ascii=False)
+        data = STRICT_JSON_ATTACKS[attack](text)
+        response = client.open(path, method=method, headers=headers, data=data, content_type=JSON)
+        assert_error(document, path, method, response, 400, "invalid_json")
+        plain = client.open(path, method=method, headers=headers, data=text.encode("utf-8"), content_type=JSON)
+        assert plain.status_code in (200, 201), (path, plain.get_json())
+
+
+@pytest.mark.parametrize("charset", ["utf-16", "UTF-32", "iso-8859-1", "utf-7"])
+def test_a_charset_other_than_utf8_is_415(app: Flask, client: Any, document: dict[str, Any], charset: str) -> None:
+    """The bytes are read as UTF-8: a proxy that honours another charset would read them otherwise."""
+    for path, method, _schema in body_operations(document):
+        headers = credentials(app, client, document, path, method)
+        data = json.dumps(valid_body(client, path)).encode("ascii")
+        content_type = f"{JSON}; charset={charset}"
+        response = client.open(path, method=method, headers=headers, data=data, content_type=content_type)
+        assert_error(document, path, method, response, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("charset", ["utf-8", "UTF-8", '"utf-8"'])
+def test_the_utf8_charset_is_taken(app: Flask, client: Any, document: dict[str, Any], charset: str) -> None:
+    content_type = f"{JSON}; charset={charset}"
+    for path, method, _schema in body_operations(document):
+        headers = credentials(app, client, document, path, method)
+        data = json.dumps(valid_body(client, path), ensure_ascii=False).encode("utf-8")
+        response = client.open(path, method=method, headers=headers, data=data, content_type=content_type)
+        assert response.status_code in (200, 201), (path, response.get_json())
+
+
 def json_type(value: Any) -> str:
     if type(value) in (int, float):
         return "number"

@@ -416,6 +416,17 @@ def test_log_out_without_a_session(client: Any) -> None:
     assert client.delete("/api/v1/session").status_code == 204
 
 
+@pytest.mark.parametrize("with_session", [True, False], ids=["a session", "no session"])
+def test_log_out_is_no_content(client: Any, resident: dict[str, Any], with_session: bool) -> None:
+    """204 is no content (RFC 9110 section 15.3.5): no body, and no Content-Type to describe one."""
+    if with_session:
+        assert log_in(client, resident["phone"]).status_code == 200
+    response = client.delete("/api/v1/session")
+    assert response.status_code == 204
+    assert "Content-Type" not in response.headers
+    assert response.get_data() == b""
+
+
 def test_a_copied_cookie_dies_with_the_logout(app: Any, client: Any, resident: dict[str, Any]) -> None:
     assert log_in(client, resident["phone"]).status_code == 200
     stolen = client.get_cookie("codeservice_session").value

@@ -310,7 +310,6 @@ MALFORMED: list[tuple[str, Any, str | None]] = [
     ("detail too large in Chinese", lambda: record(detail={"note": "站" * 1400}), "detail"),
     ("detail too deep", lambda: record(detail=deep(16)), "detail"),
     ("detail far too deep", lambda: record(detail=deep(900)), "detail"),
-    ("detail with a lone surrogate", lambda: record(detail={"station": "\ud800"}), "detail"),
     ("detail with NUL", lambda: record(detail={"station": "a\u0000b"}), "detail"),
 ]
 
@@ -337,6 +336,19 @@ def test_numbers_json_does_not_have(app: Any, client: Any, key: str, number: flo
     error(upload(client, key, batch), 400, "invalid_json")
     assert row_count(app) == 0
     # Called directly, the service refuses them too (no database stores them as JSON).
+    with pytest.raises(usage.InvalidUsageRecord) as refused:
+        usage.validate_batch(
+            batch, scanner_id=1, venue_id="v", device_id="d", scenes=["transit"], now=datetime.now(UTC)
+        )
+    assert refused.value.field == "records[1].detail"
+
+
+def test_a_lone_surrogate_is_invalid_json(app: Any, client: Any, key: str) -> None:
+    # JSON escapes one ("\\ud800"), but it is no UTF-8 text: the body is no strict JSON then.
+    batch = [record(), record(detail={"station": "\ud800"})]
+    error(upload(client, key, batch), 400, "invalid_json")
+    assert row_count(app) == 0
+    # Called directly, the service refuses it too (no UTF-8 column stores it).
     with pytest.raises(usage.InvalidUsageRecord) as refused:
         usage.validate_batch(
             batch, scanner_id=1, venue_id="v", device_id="d", scenes=["transit"], now=datetime.now(UTC)

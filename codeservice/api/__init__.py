@@ -7,13 +7,14 @@ input never produces HTML or a 5xx.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping
 from typing import Any
 
 from flask import Blueprint, Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
+
+from verifiers.jose import JoseFormatError, json_object
 
 from .. import db
 from ..errors import (
@@ -111,17 +112,19 @@ def init_app(app: Flask) -> None:
 def json_body(fields: Mapping[str, type]) -> dict[str, Any]:
     """The request's JSON object with ``fields`` present and of their types.
 
-    415 without a JSON content type; 400 for a body that is not a JSON object,
-    a missing field or a field of the wrong JSON type.
+    415 without a JSON content type, or with a charset other than UTF-8; 400
+    for a body that is not a JSON object, a missing field or a field of the
+    wrong JSON type. The body is read as the verifier reads a code's JSON
+    (:func:`verifiers.jose.json_object`), once: UTF-8 without a byte order
+    mark, no repeated member name at any depth, no NaN or Infinity, no lone
+    surrogate. What the service takes, a proxy in front reads the same way.
     """
-    if not request.is_json:
+    if not request.is_json or request.mimetype_params.get("charset", "utf-8").lower() != "utf-8":
         raise UnsupportedMediaType()
     try:
-        body = json.loads(request.get_data(cache=True), parse_constant=_refuse_constant)
-    except (ValueError, RecursionError):
-        raise InvalidJson() from None
-    if not isinstance(body, dict):
-        raise InvalidJson()
+        body = json_object(request.get_data(cache=True))
+    except JoseFormatError as exc:
+        raise InvalidJson(f"the body is not a strict UTF-8 JSON object: {exc}") from None
     for name, expected in fields.items():
         if name not in body or body[name] is None:
             raise MissingField(f"the field {name!r} is required")
@@ -129,10 +132,6 @@ def json_body(fields: Mapping[str, type]) -> dict[str, Any]:
         if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
             raise WrongFieldType(f"the field {name!r} must be a {_json_type(expected)}")
     return body
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 def _json_type(expected: type) -> str:

@@ -71,4 +71,6 @@ def log_in() -> Any:
 def log_out() -> Response:
     """End the session, and every copy of its cookie; 204 even when there was none."""
     auth.log_out()
-    return Response(status=204)
+    response = Response(status=204)
+    del response.headers["Content-Type"]  # no content, so nothing to describe (RFC 9110 section 15.3.5)
+    return response
