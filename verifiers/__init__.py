@@ -7,6 +7,7 @@ SQLAlchemy, qrcode or Pillow.
 from .decision import Decision
 from .errors import (
     ConfigurationError,
+    InvalidDetail,
     KeySetError,
     Rejection,
     SceneRegistryError,
@@ -15,7 +16,7 @@ from .errors import (
 )
 from .keys import KeySet
 from .revocations import RevocationList, RevocationListError, verify_revocation_list
-from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
+from .scenes import DetailField, Outcome, Scene, SceneRegistry, StateWrite, Visit, check_detail, declared_detail
 from .sync import SyncReport, VerifierStatus
 from .verifier import DEFAULT_ISSUER, OfflineVerifier
 
@@ -23,6 +24,8 @@ __all__ = [
     "DEFAULT_ISSUER",
     "ConfigurationError",
     "Decision",
+    "DetailField",
+    "InvalidDetail",
     "KeySet",
     "KeySetError",
     "OfflineVerifier",
@@ -39,5 +42,7 @@ __all__ = [
     "VerifierError",
     "VerifierStatus",
     "Visit",
+    "check_detail",
+    "declared_detail",
     "verify_revocation_list",
 ]

@@ -12,11 +12,22 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import SceneRegistryError
-from .base import Outcome, Scene, SceneState, StateWrite, Visit
+from .base import DetailField, Outcome, Scene, SceneState, StateWrite, Visit, check_detail, declared_detail
 
 ENTRY_POINT_GROUP = "codeservice.scenes"
 
-__all__ = ["ENTRY_POINT_GROUP", "Outcome", "Scene", "SceneRegistry", "SceneState", "StateWrite", "Visit"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "DetailField",
+    "Outcome",
+    "Scene",
+    "SceneRegistry",
+    "SceneState",
+    "StateWrite",
+    "Visit",
+    "check_detail",
+    "declared_detail",
+]
 
 
 class SceneRegistry:
@@ -28,6 +39,7 @@ class SceneRegistry:
     def register(self, name: str, scene_class: type[Scene]) -> None:
         if not (isinstance(scene_class, type) and issubclass(scene_class, Scene)):
             raise SceneRegistryError(f"scene {name!r}: {scene_class!r} is not a Scene subclass")
+        _check_usage_fields(name, scene_class)
         existing = self._classes.get(name)
         if existing is not None and existing is not scene_class:
             raise SceneRegistryError(
@@ -45,6 +57,11 @@ class SceneRegistry:
         """What each scene wants in its context, for people: its ``context_help``, by name."""
         return {name: self._classes[name].context_help for name in self.names()}
 
+    def usage_fields(self, name: str | None) -> tuple[DetailField, ...]:
+        """The fields scene ``name`` declares for its usage detail; none for a scene not registered here."""
+        scene_class = self._classes.get(name) if name is not None else None
+        return scene_class.usage_fields if scene_class is not None else ()
+
     def create(self, name: str, config: Mapping[str, Any] | None = None) -> Scene:
         scene_class = self._classes[name]
         scene = scene_class(**(config or {}))
@@ -61,6 +78,15 @@ class SceneRegistry:
                 raise SceneRegistryError(f"scene {entry_point.name!r} ({entry_point.value}) cannot be loaded: {exc}") from exc
             registry.register(entry_point.name, scene_class)
         return registry
+
+
+def _check_usage_fields(name: str, scene_class: type[Scene]) -> None:
+    fields = scene_class.usage_fields
+    if type(fields) is not tuple or not all(isinstance(item, DetailField) for item in fields):
+        raise SceneRegistryError(f"scene {name!r}: usage_fields must be a tuple of DetailField")
+    names = [item.name for item in fields]
+    if len(set(names)) != len(names):
+        raise SceneRegistryError(f"scene {name!r} declares a usage field twice: {names}")
 
 
 def _dotted(scene_class: type) -> str:
