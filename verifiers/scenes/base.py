@@ -102,7 +102,7 @@ class DetailField:
             if (self.minimum is not None and value < self.minimum) or (
                 self.maximum is not None and value > self.maximum
             ):
-                return f"must be an integer from {self.minimum} to {self.maximum}"
+                return f"must be an integer{self.bounds()}"
             return None
         if self.choices is not None:
             if type(value) is not str or value not in self.choices:
@@ -111,6 +111,12 @@ class DetailField:
         if not is_text(value, self.max_length):
             return f"must be a non-blank string of at most {self.max_length} characters"
         return None
+
+    def bounds(self) -> str:
+        """An integer's bounds in words: `` from 1 to 100``, `` from 0``; empty when it has none."""
+        low = "" if self.minimum is None else f" from {self.minimum}"
+        high = "" if self.maximum is None else f" to {self.maximum}"
+        return low + high
 
     def label(self, lang: str) -> str:
         """The member's name for people in ``lang``; its own name where the scene gives none."""
