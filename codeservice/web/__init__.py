@@ -33,6 +33,7 @@ from .. import auth, db, identity, residents, usage
 from ..api import codes
 from ..context import data_keys
 from ..errors import ClientError, CodeRevoked, TooManyAttempts
+from ..scanning import scene_registry
 from . import csrf, history_view, i18n
 
 web = Blueprint(
@@ -297,9 +298,10 @@ def history() -> Response:
             back=url_for("web.history"),
         )
     lang = i18n.current_language()
+    registry = scene_registry()
     return _page(
         "history.html",
-        entries=[history_view.entry(row, lang) for row in page.rows],
+        entries=[history_view.entry(row, lang, registry.usage_fields(row.scene)) for row in page.rows],
         next_cursor=page.next,
         first_page=before is None,
     )
