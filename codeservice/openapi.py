@@ -21,8 +21,12 @@ from typing import Any
 from flask import Flask
 
 from verifiers.errors import RULE_REJECTIONS
-from verifiers.revocations import REVOCATIONS_MEDIA_TYPE, REVOCATIONS_TYPE, REVOKED_CLAIM
-from verifiers.scenes import SceneRegistry
+from verifiers.revocations import (
+    REVOCATIONS_MEDIA_TYPE,
+    REVOCATIONS_TYPE,
+    REVOKED_CLAIM,
+)
+from verifiers.scenes import DetailField, SceneRegistry
 
 from .context import SCENES
 from .errors import (
@@ -44,7 +48,12 @@ from .errors import (
     UnsupportedMediaType,
     WrongFieldType,
 )
-from .identity import ID_TYPES, MAX_NAME_LENGTH, MAX_PASSWORD_LENGTH, MIN_PASSWORD_LENGTH
+from .identity import (
+    ID_TYPES,
+    MAX_NAME_LENGTH,
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+)
 from .issuance import CATEGORIES, TOKEN_TYPE
 from .keystore import ALGORITHMS
 from .observability import READINESS_CHECKS
@@ -99,7 +108,8 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
     "BadUsageBatch": ErrorResponse(
         400,
         f"More than {MAX_BATCH} records, or a record that will not do (`field` names it, as "
-        "`records[3].decided_at`): nothing of the batch is stored.",
+        "`records[3].decided_at`, or `records[3].detail.station` for a detail member its scene does not "
+        "declare or holds otherwise): nothing of the batch is stored.",
         _codes(BatchTooLarge, InvalidUsageRecord),
     ),
     "BadHistoryQuery": ErrorResponse(
@@ -822,7 +832,7 @@ def _schemas(scenes: SceneRegistry) -> dict[str, Any]:
             ),
             "additionalProperties": True,
         },
-        "UsageRecord": _usage_record_schema(),
+        "UsageRecord": _usage_record_schema(scenes),
         "UsageBatch": {
             **_object(
                 {
@@ -871,7 +881,7 @@ def _schemas(scenes: SceneRegistry) -> dict[str, Any]:
     }
 
 
-def _usage_record_schema() -> dict[str, Any]:
+def _usage_record_schema(scenes: SceneRegistry) -> dict[str, Any]:
     """A usage record (contract section 5): one per decision, online or offline."""
     nullable_id = {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_-]{1,64}$"}
     properties: dict[str, Any] = {
@@ -884,10 +894,34 @@ def _usage_record_schema() -> dict[str, Any]:
         "decided_at": _string("When the scanner decided: RFC 3339 with a zone.", format="date-time"),
         "ok": {"type": "boolean", "description": "True exactly when `code` is `accepted`."},
         "code": _string("The decision's code.", pattern="^[a-z][a-z0-9_]{0,31}$"),
-        "detail": {"type": "object", "description": "The scene's usage detail."},
+        "detail": {"type": "object", "description": _detail_description(scenes)},
     }
     assert tuple(properties) == RECORD_FIELDS, "the schema follows codeservice.usage"
     return _object(properties, description="A usage record (contract section 5).")
+
+
+def _detail_description(scenes: SceneRegistry) -> str:
+    """The members each installed scene declares for its usage detail (``Scene.usage_fields``)."""
+    declared = "".join(
+        f"\n- `{name}`: " + (", ".join(_field_text(field) for field in scenes.usage_fields(name)) or "none")
+        for name in scenes.names()
+    )
+    return (
+        "The scene's usage detail: only the members its scene declares, each absent or as declared "
+        f"(contract section 3); by installed scene:\n{declared}\n\nA null scene, or one that declares "
+        "none, has `{}`. An uploaded `venue_id` is the uploading scanner's venue. A resident's history "
+        "holds only declared members."
+    )
+
+
+def _field_text(field: DetailField) -> str:
+    if field.choices is not None:
+        kind = " or ".join(f"`{choice}`" for choice in field.choices)
+    elif field.kind == "integer":
+        kind = f"an integer{field.bounds()}"
+    else:
+        kind = f"text of at most {field.max_length} characters"
+    return f"`{field.name}` ({kind}{', or null' if field.nullable else ''})"
 
 
 def _context_description(scenes: SceneRegistry) -> str:

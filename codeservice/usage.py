@@ -23,7 +23,11 @@ Uploads (``POST /api/v1/usage``)
                     scenes have codes of their own, so any such name is taken)
     ``detail``      a JSON object: finite numbers, valid Unicode, no NUL, nested at most
                     :data:`MAX_DETAIL_DEPTH` deep, at most :data:`MAX_DETAIL_CHARS` as
-                    stored (compact JSON, non-ASCII escaped)
+                    stored (compact JSON, non-ASCII escaped); and then only members its
+                    scene declares, each as declared (``verifiers.check_detail``:
+                    ``records[3].detail.station`` names a bad one). A scene that declares
+                    none, or a null ``scene``, takes only ``{}``; a ``venue_id`` in it is
+                    the uploading key's venue or nothing
     ==============  ==================================================================
 
     Records are inserted with ``ON CONFLICT (id) DO NOTHING`` in one
@@ -37,7 +41,11 @@ Uploads (``POST /api/v1/usage``)
 History (``GET /api/v1/me/usage`` and the ``/history`` page)
     A resident's own records (``sub`` = their code id), newest first by
     ``(decided_at, id)``, in pages; ``next`` is an opaque cursor for the page
-    after, or None at the end.
+    after, or None at the end. Of a record's detail a history holds only what
+    :func:`history_detail` keeps: the members its scene declares, with values
+    the declaration allows (records stored before uploads were checked, or of
+    a scene since uninstalled, may hold more), and a ``venue_id`` only where
+    it is the record's own venue.
 """
 
 from __future__ import annotations
@@ -46,13 +54,15 @@ import base64
 import binascii
 import json
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import String, bindparam, literal, select, text, tuple_
 from sqlalchemy.orm import Session
+
+from verifiers import DetailField, InvalidDetail, check_detail, declared_detail
 
 from .errors import ClientError
 from .models import UsageRecord
@@ -122,10 +132,18 @@ class InvalidCursor(ClientError):
 
 
 def validate_batch(
-    records: Sequence[Any], *, scanner_id: int, venue_id: str, device_id: str, scenes: Collection[str], now: datetime
+    records: Sequence[Any],
+    *,
+    scanner_id: int,
+    venue_id: str,
+    device_id: str,
+    scenes: Mapping[str, Sequence[DetailField]],
+    now: datetime,
 ) -> list[dict[str, Any]]:
     """The batch as rows to insert, or :class:`InvalidUsageRecord` for its first bad record.
 
+    ``scenes`` are those the uploading key names, each with the fields its
+    usage detail declares (none for a scene not installed here).
     Attribution (venue, device, scanner) is the uploading key's, whatever the
     records say; ``online`` is False and ``received_at`` is ``now``; ``id`` is
     in lower case and ``detail`` is already its JSON text (encoded once, here).
@@ -175,6 +193,8 @@ def validate_batch(
         detail = record["detail"]
         if type(detail) is not dict:
             raise InvalidUsageRecord(index, "detail", "must be a JSON object")
+        detail_json = _detail_json(index, detail) if detail else "{}"
+        _check_declared(index, detail, scenes.get(scene, ()) if scene is not None else (), venue_id)
         rows.append(
             {
                 "id": record_id.lower(),
@@ -186,7 +206,7 @@ def validate_batch(
                 "decided_at": decided_at,
                 "ok": ok,
                 "code": code,
-                "detail": _detail_json(index, detail) if detail else "{}",
+                "detail": detail_json,
                 "scanner_id": scanner_id,
                 "online": False,
                 "received_at": now,
@@ -202,6 +222,21 @@ def _refuse_members(index: int, record: dict[str, Any]) -> None:
     extra = sorted(str(name) for name in record.keys() - _FIELD_SET)
     name = extra[0][:64]
     raise InvalidUsageRecord(index, name, f"is not a member of usage records (they have {', '.join(RECORD_FIELDS)})")
+
+
+def _check_declared(index: int, detail: dict[str, Any], fields: Sequence[DetailField], venue_id: str) -> None:
+    """Only the members the record's scene declares, as declared; and no venue but the uploader's."""
+    try:
+        check_detail(fields, detail)
+    except InvalidDetail as refused:
+        raise InvalidUsageRecord(index, f"detail.{refused.field[:64]}", refused.problem) from None
+    claimed = detail.get("venue_id")
+    if claimed is not None and claimed != venue_id:
+        raise InvalidUsageRecord(
+            index,
+            "detail.venue_id",
+            f"must be this scanner's venue ({venue_id}) or left out: a record cannot claim another venue",
+        )
 
 
 def _decided_at(index: int, value: Any) -> datetime:
@@ -393,8 +428,22 @@ def rfc3339(value: datetime) -> str:
     return f"{value:%Y-%m-%dT%H:%M:%S}.{fraction}Z"
 
 
-def record_json(row: Any) -> dict[str, Any]:
-    """A stored record as contract section 5 has it."""
+def history_detail(row: Any, fields: Sequence[DetailField]) -> dict[str, Any]:
+    """What a resident's history holds of a stored record's detail.
+
+    ``fields`` are the record's scene's declaration: only its members, with
+    values it allows, and a ``venue_id`` only where it is the record's venue
+    (the scanner's). Uploads are checked the same way; this also covers
+    records stored before they were, and scenes since uninstalled.
+    """
+    detail = declared_detail(fields, row.detail) if isinstance(row.detail, dict) else {}
+    if "venue_id" in detail and detail["venue_id"] not in (None, row.venue_id):
+        del detail["venue_id"]
+    return detail
+
+
+def record_json(row: Any, fields: Sequence[DetailField]) -> dict[str, Any]:
+    """A stored record as contract section 5 has it, for its resident: see :func:`history_detail`."""
     return {
         "id": row.id,
         "scene": row.scene,
@@ -405,7 +454,7 @@ def record_json(row: Any) -> dict[str, Any]:
         "decided_at": rfc3339(row.decided_at),
         "ok": row.ok,
         "code": row.code,
-        "detail": row.detail,
+        "detail": history_detail(row, fields),
     }
 
 

@@ -18,7 +18,16 @@ from pathlib import Path
 import pytest
 from conftest import ISSUER, NOW, add_scanner
 
-from verifiers import OfflineVerifier, Scene, SceneRegistry, SceneRegistryError
+from verifiers import (
+    DetailField,
+    InvalidDetail,
+    OfflineVerifier,
+    Scene,
+    SceneRegistry,
+    SceneRegistryError,
+    check_detail,
+    declared_detail,
+)
 from verifiers.errors import Replayed, SceneRejection
 from verifiers.scenes import ENTRY_POINT_GROUP
 from verifiers.scenes.clinic import ClinicScene
@@ -239,6 +248,24 @@ def test_out_of_tree_scene_rule_loan_limit(library_verifier, make_token):
     assert (other_resident.code, next_day.code) == ("accepted", "accepted")
 
 
+def test_out_of_tree_scene_declares_the_detail_it_logs(library_plugin, library_verifier, make_token):
+    registry = SceneRegistry.from_entry_points()
+    fields = registry.usage_fields("library")
+    assert [(f.name, f.label("zh"), f.label("en")) for f in fields] == [
+        ("branch", "分馆", "Branch"), ("loans_today", "今日借阅", "Loans today")
+    ]
+    decisions = [
+        library_verifier.verify(fresh(make_token, NOW + i), "library", {"branch": "Pudong"}, now=NOW + i)
+        for i in range(4)
+    ]
+    assert [d.code for d in decisions] == ["accepted", "accepted", "accepted", "loan_limit"]
+    for decision in decisions:
+        check_detail(fields, decision.detail)
+    with pytest.raises(InvalidDetail) as raised:
+        check_detail(fields, {"branch": "Pudong", "note": "call 400-820-0000"})
+    assert (raised.value.field, raised.value.code) == ("note", "invalid_detail")
+
+
 def test_out_of_tree_scene_takes_configuration(library_plugin, key_set, make_token):
     verifier = OfflineVerifier(key_set, issuer=ISSUER, scene_config={"library": {"daily_limit": 1}})
     first = verifier.verify(fresh(make_token), "library", {"branch": "Pudong"}, now=NOW)
@@ -339,3 +366,111 @@ def test_service_codes_are_valid_at_an_installed_plug_in_scene(library_plugin, a
     assert (decision["ok"], decision["code"]) == (True, "accepted"), decision
     assert decision["detail"] == {"branch": "Pudong", "loans_today": 1}
     assert app.config["ISSUED_SCOPES"] == ("clinic", "library", "transit", "venue")
+
+
+# -- usage detail declarations ---------------------------------------------------------------
+
+
+class Undeclared(Scene):
+    """A scene written before scenes declared their detail: it still registers and verifies."""
+
+    def parse_context(self, context, visit_defaults):
+        return context
+
+    def decide(self, visit, context, state):
+        raise NotImplementedError
+
+
+def test_a_scene_that_declares_nothing_allows_only_an_empty_detail():
+    registry = SceneRegistry()
+    registry.register("gym", Undeclared)
+
+    assert registry.usage_fields("gym") == () == registry.usage_fields("nowhere") == registry.usage_fields(None)
+    check_detail((), {})
+    with pytest.raises(InvalidDetail, match="declares no detail"):
+        check_detail(registry.usage_fields("gym"), {"message": "x"})
+    assert declared_detail((), {"message": "x"}) == {}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        [DetailField("a", "text")],
+        (DetailField("a", "text"), {"name": "b"}),
+        (DetailField("a", "text"), DetailField("a", "integer")),
+    ],
+    ids=["a list", "a dict", "a name twice"],
+)
+def test_registry_refuses_a_malformed_declaration(fields):
+    odd = type("Odd", (Undeclared,), {"usage_fields": fields})
+
+    with pytest.raises(SceneRegistryError, match="'odd'.*usage.field"):
+        SceneRegistry().register("odd", odd)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: DetailField("", "text"),
+        lambda: DetailField("a", "float"),
+        lambda: DetailField("a", "integer", choices={"1": {}}),
+    ],
+    ids=["no name", "an unknown kind", "integer choices"],
+)
+def test_a_malformed_detail_field_is_refused_where_it_is_written(make):
+    with pytest.raises(ValueError):
+        make()
+
+
+FIELDS = (
+    DetailField("station", "text", {"zh": "车站", "en": "Station"}, max_length=5),
+    DetailField("direction", "text", choices={"in": {"zh": "进站", "en": "Entry"}, "out": {}}),
+    DetailField("line", "text", nullable=True),
+    DetailField("fare", "integer", minimum=0, maximum=10, nullable=True),
+)
+
+
+@pytest.mark.parametrize(
+    ("detail", "field", "problem"),
+    [
+        ({"note": "x"}, "note", "is not a field of this scene's detail (it has station, direction, line, fare)"),
+        ({"station": 1}, "station", "must be a non-blank string of at most 5 characters"),
+        ({"station": " "}, "station", "must be a non-blank string of at most 5 characters"),
+        ({"station": "abcdef"}, "station", "must be a non-blank string of at most 5 characters"),
+        ({"station": "\ud800"}, "station", "must be a non-blank string of at most 5 characters"),
+        ({"station": None}, "station", "must not be null"),
+        ({"direction": "up"}, "direction", "must be one of 'in', 'out'"),
+        ({"direction": ["in"]}, "direction", "must be one of 'in', 'out'"),
+        ({"fare": True}, "fare", "must be an integer"),
+        ({"fare": 1.0}, "fare", "must be an integer"),
+        ({"fare": 11}, "fare", "must be an integer from 0 to 10"),
+        ({"fare": -1}, "fare", "must be an integer from 0 to 10"),
+        ({"station": "A", 5: "x"}, "5", "is not a field of this scene's detail (it has station, direction, line, fare)"),
+    ],
+)
+def test_check_detail_names_the_member_and_the_problem(detail, field, problem):
+    with pytest.raises(InvalidDetail) as raised:
+        check_detail(FIELDS, detail)
+
+    assert (raised.value.field, raised.value.problem) == (field, problem)
+
+
+def test_check_detail_allows_absent_members_and_nulls_where_declared():
+    check_detail(FIELDS, {})
+    check_detail(FIELDS, {"station": "A", "direction": "out", "line": None, "fare": None})
+    check_detail(FIELDS, {"fare": 0})
+    check_detail(FIELDS, {"fare": 10, "station": "ABCDE"})
+
+
+def test_declared_detail_keeps_only_declared_well_formed_members_in_declaration_order():
+    detail = {"note": "call 400", "fare": 99, "line": None, "direction": "up", "station": "A"}
+
+    assert list(declared_detail(FIELDS, detail).items()) == [("station", "A"), ("line", None)]
+
+
+def test_labels_fall_back_to_the_name_and_values_to_themselves():
+    station, direction, line, _ = FIELDS
+
+    assert (station.label("zh"), station.label("en"), line.label("en")) == ("车站", "Station", "line")
+    assert (direction.value_text("in", "zh"), direction.value_text("in", "en")) == ("进站", "Entry")
+    assert (direction.value_text("out", "en"), station.value_text("A", "zh")) == ("out", "A")

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from conftest import ISSUER, NOW
 
-from verifiers import OfflineVerifier
+from verifiers import OfflineVerifier, SceneRegistry, check_detail
 from verifiers.store import MemoryStore
 
 ALICE = "q1w2e3r4t5y6u7i8"  # the token factory's default sub
@@ -571,3 +571,56 @@ def test_scene_rules_come_after_the_codes_own_rules(present):
     decision = present("transit", gate("A", "out"), scp=["clinic"])
 
     assert decision.code == "scene_not_allowed"
+
+
+# -- each scene's usage detail meets its own declaration (contract section 3) ---------------------
+
+
+def every_outcome(present, make_verifier) -> list:
+    """A decision with every code each built-in scene gives (accepted ones of every shape, each refusal)."""
+    full = {"capacity": 1}
+    stations = make_verifier(scene_config={"transit": {"fare_table": {"stations_km": {"A": 0.0, "Z": 90.0}}}})
+    return [
+        present("clinic", CARDIOLOGY),
+        present("clinic", CARDIOLOGY),  # already_checked_in
+        present("clinic", {"department": "dental", "appointments": {ALICE: "APT-7"}}),
+        present("clinic", {"department": "dental", "appointments": {BOB: "APT-8"}}),  # no_appointment
+        present("transit", gate("A", "in", line="1")),
+        present("transit", gate("A", "in")),  # passback
+        present("transit", gate("B", "out")),
+        present("transit", gate("B", "out")),  # no_entry
+        present("transit", gate("A", "in"), by=stations, sub=BOB),
+        present("transit", gate("Z", "out", line="2"), by=stations, sub=BOB),  # the fare beyond the bands
+        present("transit", gate("A", "in"), sub=CAROL, cat="senior"),
+        present("transit", gate("B", "out"), sub=CAROL, cat="senior"),  # a fare of 0
+        present("venue", {}),
+        present("venue", {}),  # already_entered
+        present("venue", {"reservations": {BOB: {"id": "R-2", "party_size": 100}}}, sub=BOB),
+        present("venue", full, sub=CAROL),  # capacity_full
+        present("venue", {"reservations": {BOB: {"id": "R-2"}}}, sub=DAVE),  # no_reservation
+        present("transit", {"station": "A"}),  # bad_context: an empty detail
+        present("clinic", CARDIOLOGY, scp=["transit"]),  # scene_not_allowed: an empty detail
+    ]
+
+
+def test_every_detail_a_scene_logs_meets_its_declaration(verifier, present, make_verifier):
+    registry = SceneRegistry.from_entry_points()
+    decisions = every_outcome(present, make_verifier)
+    assert set(codes(*decisions)) == {
+        "accepted", "already_checked_in", "no_appointment", "passback", "no_entry", "already_entered",
+        "capacity_full", "no_reservation", "bad_context", "scene_not_allowed",
+    }
+    assert [d.detail.get("fare_cents") for d in decisions if d.detail.get("direction") == "out" and d.ok] == [300, 1200, 0]
+    for decision in decisions:
+        fields = registry.usage_fields(decision.scene)
+        assert fields, decision.scene
+        check_detail(fields, decision.detail)  # raises InvalidDetail naming the member otherwise
+        assert set(decision.detail) <= {field.name for field in fields}
+
+
+@pytest.mark.parametrize("scene", ["clinic", "transit", "venue"])
+def test_every_declared_field_is_labelled_in_both_languages(scene):
+    for field in SceneRegistry.from_entry_points().usage_fields(scene):
+        assert set(field.labels) == {"zh", "en"} and all(field.labels.values()), (scene, field.name)
+        for value, labels in (field.choices or {}).items():
+            assert set(labels) == {"zh", "en"}, (scene, field.name, value)

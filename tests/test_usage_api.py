@@ -22,6 +22,7 @@ from codeservice import db, usage
 from codeservice.models import UsageRecord
 from conftest import registration
 from verifiers import KeySet, OfflineVerifier
+from verifiers.scenes.transit import TransitScene
 from verifiers.jose import b64url_decode
 
 RECORD_FIELDS = {"id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail"}
@@ -217,8 +218,11 @@ def test_attribution_comes_from_the_key_whatever_the_record_says(app: Any, clien
         assert row.scanner_id is not None and row.online is False and row.received_at is not None
     # Another scanner re-sending the same records changes nothing: the first upload's attribution stays.
     other = add_scanner(runner, venue="elsewhere", device="door-9", scenes="venue")
-    assert accepted(upload(client, other, [claimed, anonymous])) == (0, 2)
+    # (A detail naming a venue that is not the uploader's is refused, duplicate or not: contract section 3.)
+    assert error(upload(client, other, [claimed]), 400, "invalid_usage_record")["field"] == "records[0].detail.venue_id"
+    assert accepted(upload(client, other, [anonymous])) == (0, 1)
     assert stored(app, claimed["id"]).venue_id == "museum-9"
+    assert stored(app, anonymous["id"]).venue_id == "museum-9"
 
 
 def test_the_record_is_stored_as_sent(app: Any, client: Any, key: str) -> None:
@@ -338,7 +342,12 @@ def test_numbers_json_does_not_have(app: Any, client: Any, key: str, number: flo
     # Called directly, the service refuses them too (no database stores them as JSON).
     with pytest.raises(usage.InvalidUsageRecord) as refused:
         usage.validate_batch(
-            batch, scanner_id=1, venue_id="v", device_id="d", scenes=["transit"], now=datetime.now(UTC)
+            batch,
+            scanner_id=1,
+            venue_id="v",
+            device_id="d",
+            scenes={"transit": TransitScene.usage_fields},
+            now=datetime.now(UTC),
         )
     assert refused.value.field == "records[1].detail"
 
@@ -369,10 +378,16 @@ def test_a_record_just_inside_the_time_window_is_taken(client: Any, key: str) ->
         record(decided_at=NOW_PLUS(-timedelta(days=399))),
         record(decided_at=two_days_ago.strftime("%Y-%m-%dt%H:%M:%Sz")),  # lower case t and z (RFC 3339 5.6)
         record(decided_at=two_days_ago.strftime("%Y-%m-%dT%H:%M:%S.123456789-05:00")),  # nanoseconds
-        record(detail=deep(15)),  # 16 deep, the detail object included
-        record(detail={"note": "x" * 8000, "emoji": "🚇", "text": "a backslash-u: \\u0000 \\ud800"}),
+        record(detail={"station": "🚇" * 100 + "x" * 100, "direction": "in", "line": "a backslash-u: \\u0000 \\ud800"}),
     ]
     assert accepted(upload(client, key, batch)) == (len(batch), 0)
+    # A detail 16 deep or of 8000 characters is within the size limits, but no scene declares such
+    # members: since contract section 3 declares each scene's detail, they are refused by name.
+    for index, detail in [(0, deep(15)), (1, {"note": "x" * 8000})]:
+        sent = [record(), record()]
+        sent[index]["detail"] = detail
+        body = error(upload(client, key, sent), 400, "invalid_usage_record")
+        assert body["field"].startswith(f"records[{index}].detail."), body
 
 
 @pytest.mark.parametrize(
@@ -433,7 +448,8 @@ def test_records_of_a_real_offline_verifier_are_accepted_as_they_are(
     app: Any, client: Any, key: str, logged_in: Any
 ) -> None:
     keys = KeySet.from_jwks(client.get("/.well-known/jwks.json").get_json())
-    verifier = OfflineVerifier(keys, issuer=app.config["ISSUER"], venue_id="offline-venue", device_id="handheld-3")
+    # The verifier's venue is its key's (a venue record naming another is refused: contract section 3).
+    verifier = OfflineVerifier(keys, issuer=app.config["ISSUER"], venue_id="metro-1", device_id="handheld-3")
     entry, exit_, visit = code_of(logged_in), code_of(logged_in), code_of(logged_in)
     sub = sub_of(entry)
     decisions = [

@@ -8,6 +8,7 @@ from .contract import DEFAULT_ISSUER
 from .decision import Decision
 from .errors import (
     ConfigurationError,
+    InvalidDetail,
     KeySetError,
     Rejection,
     SceneRegistryError,
@@ -16,7 +17,16 @@ from .errors import (
 )
 from .keys import KeySet
 from .revocations import RevocationList, RevocationListError, verify_revocation_list
-from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
+from .scenes import (
+    DetailField,
+    Outcome,
+    Scene,
+    SceneRegistry,
+    StateWrite,
+    Visit,
+    check_detail,
+    declared_detail,
+)
 from .status import Freshness, SyncReport, VerifierStatus
 from .store import DecisionStore, Outbox, Store, Transaction
 from .sync import SyncableVerifier
@@ -27,7 +37,9 @@ __all__ = [
     "ConfigurationError",
     "Decision",
     "DecisionStore",
+    "DetailField",
     "Freshness",
+    "InvalidDetail",
     "KeySet",
     "KeySetError",
     "OfflineVerifier",
@@ -48,5 +60,7 @@ __all__ = [
     "VerifierError",
     "VerifierStatus",
     "Visit",
+    "check_detail",
+    "declared_detail",
     "verify_revocation_list",
 ]

@@ -117,6 +117,21 @@ class SceneRejection(Rejection):
 # Set-up errors: raised to the integrator, never turned into a decision.
 
 
+class InvalidDetail(VerifierError):
+    """A usage detail holds what its scene does not declare (:func:`verifiers.scenes.check_detail`).
+
+    ``field`` names the member; ``problem`` says what is wrong with it.
+    """
+
+    code = "invalid_detail"
+    default_message = "the usage detail holds what its scene does not declare"
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
 class ConfigurationError(VerifierError):
     code = "configuration_error"
     default_message = "the verifier is not configured correctly"

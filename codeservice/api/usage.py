@@ -18,6 +18,7 @@ from typing import Any
 from flask import jsonify, request
 
 from .. import auth, db, observability, usage
+from ..context import scene_registry
 from . import api, json_body
 from .scan import current_scanner
 
@@ -28,12 +29,13 @@ def upload_usage() -> Any:
     session = db.session()
     scanner = current_scanner()
     body = json_body({"records": list})
+    registry = scene_registry()
     rows = usage.validate_batch(
         body["records"],
         scanner_id=scanner.id,
         venue_id=scanner.venue_id,
         device_id=scanner.device_id,
-        scenes=scanner.scenes,
+        scenes={name: registry.usage_fields(name) for name in scanner.scenes},
         now=datetime.now(UTC),
     )
     accepted, duplicates = usage.ingest(session, rows)
@@ -46,6 +48,8 @@ def my_usage() -> Any:
     resident = auth.current_resident()
     limit = usage.parse_limit(request.args.get("limit"))
     page = usage.history(db.session(), resident.code_id, limit=limit, before=request.args.get("before"))
-    response = jsonify(records=[usage.record_json(row) for row in page.rows], next=page.next)
+    registry = scene_registry()
+    records = [usage.record_json(row, registry.usage_fields(row.scene)) for row in page.rows]
+    response = jsonify(records=records, next=page.next)
     response.headers["Cache-Control"] = "no-store"
     return response

@@ -26,14 +26,13 @@ from flask import (
     request,
     url_for,
 )
-
 from markupsafe import Markup
 
 from verifiers.contract import CATEGORIES
 
 from .. import auth, db, device_cookies, identity, residents, usage
 from ..api import codes
-from ..context import data_keys
+from ..context import data_keys, scene_registry
 from ..errors import ClientError, CodeRevoked, TooManyAttempts
 from . import csrf, history_view, i18n
 
@@ -304,9 +303,10 @@ def history() -> Response:
             back=url_for("web.history"),
         )
     lang = i18n.current_language()
+    registry = scene_registry()
     return _page(
         "history.html",
-        entries=[history_view.entry(row, lang) for row in page.rows],
+        entries=[history_view.entry(row, lang, registry.usage_fields(row.scene)) for row in page.rows],
         next_cursor=page.next,
         first_page=before is None,
     )

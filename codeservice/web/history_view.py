@@ -4,35 +4,28 @@ Times are shown in China Standard Time (UTC+8), as the verifiers' days are
 counted. A decision is told by its code: an accepted one by what it meant at
 its scene (entered, exited with the fare, checked in), a refused one by its
 reason; a code no catalogue entry knows (a third-party scene's) is shown as
-it is. The scene's detail (station, department, venue, ...) follows, each
-value as text: nothing a scanner uploaded is rendered as markup.
+it is. The scene's detail (station, department, ...) follows: only the
+members the scene declares (``usage_fields``) and shows, under the scene's
+own labels in the reader's language, each value as text: nothing a scanner
+uploaded is rendered as markup, and nothing a scene does not declare is
+shown at all. The place is the record's venue, the scanner's: a detail's own
+``venue_id`` is never shown.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
+
+from verifiers import DetailField
 
 from .. import usage
 from . import i18n
 
 LOCAL_TIME = timezone(timedelta(hours=8), "CST")
 BUILT_IN_SCENES = ("clinic", "transit", "venue")
-# Detail members with a label of their own; any other member is labelled by its name.
-DETAIL_LABELS = (
-    "station",
-    "entry_station",
-    "line",
-    "direction",
-    "department",
-    "appointment_id",
-    "venue_id",
-    "party_size",
-    "reservation_id",
-)
-# Shown in the decision's sentence (the fare) or meaningless to a resident (ids of state).
-HIDDEN_DETAIL = frozenset({"fare_cents", "trip_id"})
 MAX_DETAIL_ITEMS = 8
 MAX_VALUE_CHARS = 100
 
@@ -51,9 +44,9 @@ class Entry:
     details: list[tuple[str, str]] = field(default_factory=list)
 
 
-def entry(row: Any, lang: str) -> Entry:
-    """One record as the page shows it."""
-    detail = row.detail if isinstance(row.detail, dict) else {}
+def entry(row: Any, lang: str, fields: Sequence[DetailField]) -> Entry:
+    """One record as the page shows it; ``fields`` are what its scene declares of its detail."""
+    detail = usage.history_detail(row, fields)
     decided_at = usage.utc(row.decided_at)
     place = " · ".join(part for part in (row.venue_id, row.device_id) if part) or None
     return Entry(
@@ -65,7 +58,7 @@ def entry(row: Any, lang: str) -> Entry:
         place=place,
         offline=not row.online,
         # An accepted transit decision already says in or out.
-        details=detail_items(detail, row.venue_id, lang, shown_direction=bool(row.ok) and row.scene == "transit"),
+        details=detail_items(detail, fields, lang, shown_direction=bool(row.ok) and row.scene == "transit"),
     )
 
 
@@ -98,24 +91,20 @@ def yuan(cents: int) -> str:
 
 
 def detail_items(
-    detail: dict[str, Any], venue_id: str | None, lang: str, *, shown_direction: bool = False
+    detail: dict[str, Any], fields: Sequence[DetailField], lang: str, *, shown_direction: bool = False
 ) -> list[tuple[str, str]]:
-    """(label, value) of the detail's members a resident can read: text and whole numbers."""
+    """(label, value) of the declared, shown members of ``detail`` (:func:`usage.history_detail`'s), in
+    declaration order, labelled by the scene."""
     items = []
-    for name, value in detail.items():
-        if name in HIDDEN_DETAIL or value is None or type(value) not in (str, int):
+    for declared in fields:
+        value = detail.get(declared.name)
+        if not declared.shown or value is None:
             continue
-        if name == "direction" and shown_direction:
+        if declared.name == "direction" and shown_direction:
             continue
-        if name == "venue_id" and value == venue_id:
-            continue  # already shown as the place
-        if name == "party_size" and value == 1:
+        if declared.name == "party_size" and value == 1:
             continue
-        text = str(value)
-        if name == "direction" and value in ("in", "out"):
-            text = i18n.translate(f"direction_{value}", lang)
-        label = i18n.translate(f"detail_{name}", lang) if name in DETAIL_LABELS else str(name)[:40]
-        items.append((label, text[:MAX_VALUE_CHARS]))
+        items.append((declared.label(lang), declared.value_text(value, lang)[:MAX_VALUE_CHARS]))
         if len(items) == MAX_DETAIL_ITEMS:
             break
     return items

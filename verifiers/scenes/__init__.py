@@ -12,11 +12,31 @@ from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import RULE_REJECTIONS, SceneRegistryError, SceneRejection
-from .base import Outcome, Scene, SceneState, StateWrite, Visit
+from .base import (
+    DetailField,
+    Outcome,
+    Scene,
+    SceneState,
+    StateWrite,
+    Visit,
+    check_detail,
+    declared_detail,
+)
 
 ENTRY_POINT_GROUP = "codeservice.scenes"
 
-__all__ = ["ENTRY_POINT_GROUP", "Outcome", "Scene", "SceneRegistry", "SceneState", "StateWrite", "Visit"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "DetailField",
+    "Outcome",
+    "Scene",
+    "SceneRegistry",
+    "SceneState",
+    "StateWrite",
+    "Visit",
+    "check_detail",
+    "declared_detail",
+]
 
 
 class SceneRegistry:
@@ -29,6 +49,7 @@ class SceneRegistry:
         if not (isinstance(scene_class, type) and issubclass(scene_class, Scene)):
             raise SceneRegistryError(f"scene {name!r}: {scene_class!r} is not a Scene subclass")
         _check_rejections(name, scene_class.rejections)
+        _check_usage_fields(name, scene_class)
         existing = self._classes.get(name)
         if existing is not None and existing is not scene_class:
             raise SceneRegistryError(
@@ -55,6 +76,11 @@ class SceneRegistry:
         for name in self.names():
             codes.extend(code for code in self.rejection_codes(name) if code not in codes)
         return codes
+
+    def usage_fields(self, name: str | None) -> tuple[DetailField, ...]:
+        """The fields scene ``name`` declares for its usage detail; none for a scene not registered here."""
+        scene_class = self._classes.get(name) if name is not None else None
+        return scene_class.usage_fields if scene_class is not None else ()
 
     def create(self, name: str, config: Mapping[str, Any] | None = None) -> Scene:
         scene_class = self._classes[name]
@@ -84,6 +110,15 @@ def _check_rejections(name: str, rejections: object) -> None:
             raise SceneRegistryError(f"scene {name!r}: {rejection!r} is not a SceneRejection with a code of its own")
         if rejection.code in rule_codes:
             raise SceneRegistryError(f"scene {name!r}: {rejection.code!r} is a rule's code, not a scene's")
+
+
+def _check_usage_fields(name: str, scene_class: type[Scene]) -> None:
+    fields = scene_class.usage_fields
+    if type(fields) is not tuple or not all(isinstance(item, DetailField) for item in fields):
+        raise SceneRegistryError(f"scene {name!r}: usage_fields must be a tuple of DetailField")
+    names = [item.name for item in fields]
+    if len(set(names)) != len(names):
+        raise SceneRegistryError(f"scene {name!r} declares a usage field twice: {names}")
 
 
 def _dotted(scene_class: type) -> str:

@@ -7,7 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadContext, SceneRejection
-from .base import Outcome, Scene, SceneState, StateWrite, Visit, is_text, optional_mapping, required_text
+from .base import (
+    DetailField,
+    Outcome,
+    Scene,
+    SceneState,
+    StateWrite,
+    Visit,
+    is_text,
+    optional_mapping,
+    required_text,
+)
 
 
 class NoAppointment(SceneRejection):
@@ -32,6 +42,10 @@ class ClinicScene(Scene):
     context_help = (
         "`department` (string); optional `appointments`: {sub: appointment id} for today, "
         "where the clinic supplies them"
+    )
+    usage_fields = (
+        DetailField("department", "text", {"zh": "科室", "en": "Department"}),
+        DetailField("appointment_id", "text", {"zh": "预约号", "en": "Appointment"}, nullable=True),
     )
 
     def parse_context(self, context: Mapping[str, Any], visit_defaults: Mapping[str, Any]) -> ClinicContext:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadContext, SceneRejection
-from .base import Outcome, Scene, SceneState, StateWrite, Visit, optional_text, required_text
+from .base import DetailField, Outcome, Scene, SceneState, StateWrite, Visit, optional_text, required_text
 
 
 class Passback(SceneRejection):
@@ -52,6 +52,8 @@ class FareTable:
 # Percent of the fare each concession category pays.
 DEFAULT_CONCESSIONS = {"senior": 0, "disabled": 0, "child": 50, "student": 50}
 DEFAULT_MAX_TRIP_SECONDS = 4 * 3600
+MAX_FARE_CENTS = 1_000_000
+"""The highest fare a usage record may carry (¥10,000): far above any fare table's."""
 
 
 @dataclass(slots=True)
@@ -65,6 +67,23 @@ class TransitScene(Scene):
     name = "transit"
     rejections = (Passback, NoEntry)
     context_help = "`station` (string), `direction` (`in` or `out`); optional `line` (string)"
+    usage_fields = (
+        DetailField("station", "text", {"zh": "车站", "en": "Station"}),
+        DetailField(
+            "direction",
+            "text",
+            {"zh": "方向", "en": "Direction"},
+            choices={"in": {"zh": "进站", "en": "Entry"}, "out": {"zh": "出站", "en": "Exit"}},
+        ),
+        DetailField("line", "text", {"zh": "线路", "en": "Line"}, nullable=True),
+        # The history tells the fare in its sentence; a trip id means nothing to a resident.
+        DetailField(
+            "fare_cents", "integer", {"zh": "车费（分）", "en": "Fare (cents)"},
+            nullable=True, minimum=0, maximum=MAX_FARE_CENTS, shown=False,
+        ),
+        DetailField("trip_id", "text", {"zh": "行程号", "en": "Trip"}, nullable=True, max_length=64, shown=False),
+        DetailField("entry_station", "text", {"zh": "进站车站", "en": "Entered at"}),
+    )
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..errors import BadContext, SceneRejection
 from .base import (
+    DetailField,
     Outcome,
     Scene,
     SceneState,
@@ -58,6 +59,12 @@ class VenueScene(Scene):
     context_help = (
         "all optional: `venue_id` (string; the scanner's venue: a different one is refused), `capacity` (people a day), "
         '`reservations`: {sub: {"id", "party_size"}}'
+    )
+    usage_fields = (
+        # The history's place is the scanner's venue already; a record's own is never shown.
+        DetailField("venue_id", "text", {"zh": "场馆", "en": "Venue"}, shown=False),
+        DetailField("party_size", "integer", {"zh": "人数", "en": "Party"}, minimum=1, maximum=MAX_PARTY_SIZE),
+        DetailField("reservation_id", "text", {"zh": "预约号", "en": "Reservation"}, nullable=True),
     )
 
     def parse_context(self, context: Mapping[str, Any], visit_defaults: Mapping[str, Any]) -> VenueContext:
