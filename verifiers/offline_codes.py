@@ -15,11 +15,12 @@ nothing in the code is trusted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from . import cbor
-from .base45 import Base45Error, b45decode
+from .base45 import Base45Error, b45decode, b45encode
 from .contract import (
     CATEGORIES,
     DEVICE_CODE_PREFIX,
@@ -37,6 +38,7 @@ from .cose import (
     CoseFormatError,
     Sign1,
     p256_key_from_cose,
+    sign1,
     sign1_from_item,
     verify_es256,
 )
@@ -117,17 +119,17 @@ def _loads(data: bytes) -> Any:
 
 def _sign1(item: Any, what: str, header: frozenset[int]) -> Sign1:
     try:
-        sign1 = sign1_from_item(item)
+        parsed = sign1_from_item(item)
     except CoseFormatError as exc:
         raise Malformed(f"the {what} is not a COSE_Sign1 of section 9: {exc}") from None
-    protected = sign1.protected
+    protected = parsed.protected
     if protected.keys() != header:
         raise Malformed(f"the {what}'s protected header must hold exactly {sorted(header)}")
     if type(protected[HEADER_ALG]) is not int:
         raise Malformed(f"the {what}'s alg is not an integer")
     if HEADER_KID in header and type(protected[HEADER_KID]) is not bytes:
         raise Malformed(f"the {what}'s kid is not a byte string")
-    return sign1
+    return parsed
 
 
 def parse_offline_code(text: object) -> _Parsed:
@@ -301,3 +303,31 @@ def _check_presentation(
         raise Expired("the device code has expired; the phone makes a new one every 30 s")
     if t > now + rules.leeway or t < code.iat - rules.leeway:
         raise NotYetValid("the device code is not valid yet; check the phone's or the scanner's clock")
+
+
+# -- minting: what the service issues and a phone presents -----------------
+
+COSE_ALG = {name: alg for alg, name in JOSE_ALG.items()}
+"""JOSE algorithm name (``EdDSA``, ``ES256``) -> COSE identifier (-8, -7)."""
+
+
+def mint_credential(
+    claims: dict[Any, Any], *, alg: str, kid: bytes, sign: Callable[[bytes], bytes]
+) -> bytes:
+    """A credential as the service issues it: tag 18, protected ``{1: alg, 4: kid}``, the claims deterministic.
+
+    ``sign`` is the issuer key's raw signer (Ed25519, or ES256 r||s) over the
+    Sig_structure; ``kid`` is the 8 bytes behind section 1's base64url kid.
+    """
+    return sign1({HEADER_ALG: COSE_ALG[alg], HEADER_KID: kid}, cbor.dumps(claims), sign)
+
+
+def device_code(credential: bytes, t: int, sign: Callable[[bytes], bytes]) -> str:
+    """``RSD1:`` + Base45 of the presentation ``{1: credential, 2: t}``, signed ES256 (r||s) by the device key."""
+    payload = cbor.dumps({PAYLOAD_CREDENTIAL: credential, PAYLOAD_T: t})
+    return DEVICE_CODE_PREFIX + b45encode(sign1({HEADER_ALG: ALG_ES256}, payload, sign))
+
+
+def paper_code(credential: bytes) -> str:
+    """``RSP1:`` + Base45 of a paper credential."""
+    return PAPER_CODE_PREFIX + b45encode(credential)
