@@ -122,7 +122,7 @@ def _item(data: bytes, pos: int, depth: int, max_depth: int) -> tuple[Any, int]:
     if major == 4:
         if arg > len(data) - pos:  # each item takes a byte at least: refuse before allocating
             raise CborError("an array longer than the bytes left")
-        items = []
+        items: list[Any] = []
         append = items.append
         for _ in range(arg):
             value, pos = _item(data, pos, depth, max_depth)
