@@ -9,7 +9,6 @@ over 255). Pure and allocation-bounded: the output is at most 2/3 the input.
 from __future__ import annotations
 
 import re
-import struct
 
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ $%*+-./:"
 
@@ -30,19 +29,29 @@ def b45decode(text: str) -> bytes:
         raise Base45Error("a Base45 length of 1 (mod 3)")
     digits = text.encode("ascii").translate(_VALUES)
     whole = size - size % 3
-    # RFC 9285 4.2: each group is c + d*45 + e*45*45, least significant first.
-    groups = [
-        c + d * 45 + e * 2025 for c, d, e in zip(digits[0:whole:3], digits[1:whole:3], digits[2:whole:3])
-    ]
-    if groups and max(groups) > 0xFFFF:
+    groups = whole // 3
+    # RFC 9285 4.2: each group is c + d*45 + e*45*45. Computed for all groups
+    # at once: each digit column goes into its own 32-bit lane of one big
+    # integer (no group's value, at most 91124, carries into the next lane).
+    lanes = bytearray(4 * groups)
+    lanes[3::4] = digits[0:whole:3]
+    c = int.from_bytes(lanes, "big")
+    lanes[3::4] = digits[1:whole:3]
+    d = int.from_bytes(lanes, "big")
+    lanes[3::4] = digits[2:whole:3]
+    e = int.from_bytes(lanes, "big")
+    values = (c + d * 45 + e * 2025).to_bytes(4 * groups, "big")
+    if values[1::4].count(0) != groups:  # a lane over 16 bits: a group over 65535
         raise Base45Error("a Base45 group decodes to more than 65535")
-    data = struct.pack(f">{len(groups)}H", *groups)
+    data = bytearray(2 * groups)
+    data[0::2] = values[2::4]
+    data[1::2] = values[3::4]
     if whole != size:
         last = digits[whole] + digits[whole + 1] * 45
         if last > 0xFF:
             raise Base45Error("the final Base45 pair decodes to more than 255")
-        data += bytes((last,))
-    return data
+        data.append(last)
+    return bytes(data)
 
 
 def b45encode(data: bytes) -> str:
