@@ -17,3 +17,13 @@ MAX_LIFETIME_SECONDS = 300
 DEFAULT_LEEWAY_SECONDS = 10
 """Clock skew allowed on ``exp`` and ``iat``."""
 MAX_TOKEN_BYTES = 4096
+
+# Section 9: device codes and paper codes.
+DEVICE_CODE_PREFIX = "RSD1:"
+PAPER_CODE_PREFIX = "RSP1:"
+MAX_DEVICE_CREDENTIAL_LIFETIME_SECONDS = 72 * 3600
+"""The longest ``exp - iat`` of a device credential a verifier accepts."""
+MAX_PAPER_CREDENTIAL_LIFETIME_SECONDS = 180 * 86400
+"""The longest ``exp - iat`` of a paper credential a verifier accepts."""
+DEVICE_CODE_VALIDITY_SECONDS = 60
+"""A device code is valid this long from its ``t``, whatever the code lifetime is."""

@@ -39,7 +39,7 @@ class Rejection(VerifierError):
         self.detail = detail or {}
 
 
-# Rules 1-8 of contract section 2, in order.
+# Rules 1-8 of contract section 2 (and section 9's), in order.
 
 
 class Malformed(Rejection):
@@ -85,6 +85,11 @@ class NotYetValid(Rejection):
 class SceneNotAllowed(Rejection):
     code = "scene_not_allowed"
     default_message = "the code may not be used at this scene"
+
+
+class AttendantRequired(Rejection):
+    code = "attendant_required"
+    default_message = "a paper code is accepted only at a staffed scanner"
 
 
 class Revoked(Rejection):
@@ -162,6 +167,7 @@ RULE_REJECTIONS: tuple[type[Rejection], ...] = (
     Expired,
     NotYetValid,
     SceneNotAllowed,
+    AttendantRequired,
     Revoked,
     Replayed,
     UnknownScene,

@@ -52,6 +52,14 @@ class VerifiedCode:
     scopes: tuple[str, ...]
     category: str | None
     kid: str
+    form: str = "online"
+    """``online`` (the JWS of section 1), ``device`` or ``paper`` (section 9)."""
+    cti: str | None = None
+    """Section 9: the credential's id, base64url (``jti`` is it, plus ``-t`` for a device code)."""
+    t: int | None = None
+    """Section 9, device codes: the presentation time."""
+    check_id: dict[str, str] | None = None
+    """Section 9, paper codes: the holder hint the staff compare with the ID card."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +163,7 @@ def read_claims(claims: dict[str, Any], kid: str) -> VerifiedCode:
     if not (
         _is_int(iat)
         and _is_int(exp)
-        and _is_text(claims.get("iss"))  # any other issuer is issuer_mismatch below
+        and type(claims.get("iss")) is str  # any other issuer, "" too, is issuer_mismatch below
         and _is_storable_text(claims.get("sub"))
         and _is_storable_text(claims.get("jti"))
         and type(scopes) is list

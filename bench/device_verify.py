@@ -1,0 +1,147 @@
+"""Benchmark: the pure check of a device code (contract section 9) against its floor.
+
+Run by hand: ``.venv/bin/python bench/device_verify.py [--rounds N] [--batch N]``.
+In one process, interleaved round by round so that machine noise hits every
+variant alike:
+
+  (a) the floor: one bare Ed25519 verify (the issuer's signature over the
+      credential's Sig_structure) plus one bare P-256 verify (the device's
+      over the presentation's), cryptography, keys already loaded
+  (b) verifiers.offline_codes.check_offline_code of the same codes: Base45,
+      strict CBOR at every level, both Sig_structures, point decompression,
+      both verifies, rules 1-5
+
+Prints µs/op (median over rounds) and (b)'s ratio to (a); then the QR
+version (error correction M, alphanumeric mode) of a device code for the
+default issuer, with and without ``cat``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import secrets
+import statistics
+import time
+from collections.abc import Callable
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
+
+from verifiers import DEFAULT_ISSUER, KeySet, cbor
+from verifiers.base45 import b45decode
+from verifiers.cose import cose_key_from_p256, parse_sign1
+from verifiers.jose import b64url_decode, jwk_from_public_key, kid_for
+from verifiers.offline_codes import check_offline_code, device_code, mint_credential
+from verifiers.tokens import VerificationRules
+
+
+def device_signer() -> tuple[ec.EllipticCurvePrivateKey, Callable[[bytes], bytes]]:
+    private = ec.generate_private_key(ec.SECP256R1())
+
+    def sign(data: bytes) -> bytes:
+        r, s = decode_dss_signature(private.sign(data, ec.ECDSA(hashes.SHA256())))
+        return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+
+    return private, sign
+
+
+def make_codes(issuer: Ed25519PrivateKey, kid: str, count: int, now: int, cat: str | None = None) -> list[str]:
+    codes = []
+    for _ in range(count):
+        device, sign = device_signer()
+        claims = {
+            1: DEFAULT_ISSUER,
+            2: secrets.token_urlsafe(12),
+            4: now + 86400,
+            6: now - 60,
+            7: secrets.token_bytes(8),
+            8: {1: cose_key_from_p256(device.public_key())},
+            "use": "device",
+            "scp": ["clinic", "transit", "venue"],
+        }
+        if cat:
+            claims["cat"] = cat
+        credential = mint_credential(claims, alg="EdDSA", kid=b64url_decode(kid), sign=issuer.sign)
+        codes.append(device_code(credential, now - 5, sign))
+    return codes
+
+
+def time_per_op(run: Callable[[], None], count: int) -> float:
+    start = time.perf_counter()
+    run()
+    return (time.perf_counter() - start) / count * 1e6
+
+
+def qr_version(text: str) -> int:
+    import qrcode
+    from qrcode.util import MODE_ALPHA_NUM, QRData
+
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M)
+    code.add_data(QRData(text.encode("ascii"), mode=MODE_ALPHA_NUM))
+    code.make(fit=True)
+    return code.version
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--batch", type=int, default=1000)
+    args = parser.parse_args()
+
+    issuer = Ed25519PrivateKey.generate()
+    jwk = jwk_from_public_key(issuer.public_key())
+    jwk.update(kid=kid_for(jwk), alg="EdDSA", use="sig")
+    keys = KeySet.from_jwks({"keys": [jwk]})
+    rules = VerificationRules(issuer=DEFAULT_ISSUER)
+    issuer_public = issuer.public_key()
+    ecdsa = ec.ECDSA(hashes.SHA256())
+    now = int(time.time())
+
+    samples: dict[str, list[float]] = {"a": [], "b": []}
+    for _ in range(args.rounds):
+        codes = make_codes(issuer, jwk["kid"], args.batch, now)
+        bare = []
+        for text in codes:  # the same inputs, prepared outside the timing: the floor is the crypto alone
+            presentation = parse_sign1(b45decode(text[5:]))
+            credential = parse_sign1(cbor.loads(presentation.payload)[1])
+            cose_key = cbor.loads(credential.payload)[8][1]
+            device_public = ec.EllipticCurvePublicKey.from_encoded_point(
+                ec.SECP256R1(), (b"\x03" if cose_key[-3] else b"\x02") + cose_key[-2]
+            )
+            sig = presentation.signature
+            der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+            bare.append(
+                (credential.signature, credential.to_be_signed(), device_public, der, presentation.to_be_signed())
+            )
+
+        def floor() -> None:
+            verify = issuer_public.verify
+            for issuer_signature, issuer_input, device_public, der, device_input in bare:
+                verify(issuer_signature, issuer_input)
+                device_public.verify(der, device_input, ecdsa)
+
+        def check() -> None:
+            for text in codes:
+                check_offline_code(text, keys, rules, now)
+
+        samples["a"].append(time_per_op(floor, args.batch))
+        samples["b"].append(time_per_op(check, args.batch))
+
+    base = statistics.median(samples["a"])
+    labels = {
+        "a": "bare Ed25519 verify + bare P-256 verify",
+        "b": "check_offline_code, device code",
+    }
+    print(f"{args.rounds} rounds x {args.batch} device codes, interleaved; medians")
+    for name, label in labels.items():
+        median = statistics.median(samples[name])
+        print(f"({name}) {label:44s} {median:8.1f} µs/op  {median / base:5.2f}x (a)")
+    for cat in (None, "senior"):
+        text = make_codes(issuer, jwk["kid"], 1, now, cat)[0]
+        print(f"QR, level M, alphanumeric, cat={cat!s:6s}: {len(text)} characters, version {qr_version(text)}")
+
+
+if __name__ == "__main__":
+    main()
