@@ -12,10 +12,10 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
-from conftest import ALL_SCENES, ISSUER, NOW, TestKey
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from helpers import ALL_SCENES, ISSUER, NOW, TestKey
 
 from verifiers.cose import cose_key_from_p256
 from verifiers.jose import b64url_decode

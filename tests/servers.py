@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import PG_URL, new_keys_dir, skip_or_fail
 from sqlalchemy import create_engine, text
 
-from conftest import PG_URL, new_keys_dir, skip_or_fail
 from verifiers.jose import b64url_decode
 
 STARTUP_SECONDS = 30

@@ -23,8 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from conftest import DEMO_PASSWORD, registration, skip_or_fail
+from helpers import DEMO_PASSWORD, registration, skip_or_fail
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [

@@ -13,14 +13,20 @@ from typing import Any
 
 import pytest
 import zxingcpp
+from helpers import (
+    ALL_SCENES,
+    add_scanner,
+    gb11643_id,
+    new_keys_dir,
+    rasterize_svg,
+    registration,
+)
 from PIL import Image
 
 from codeservice import db, qr
 from codeservice.context import data_keys
 from codeservice.keystore import KeyStore
 from codeservice.residents import find_by_phone
-from conftest import ALL_SCENES, gb11643_id, new_keys_dir, registration
-from test_qr import rasterize_svg
 from verifiers import KeySet, OfflineVerifier
 from verifiers.jose import b64url_decode
 
@@ -307,3 +313,19 @@ class TestES256:
         assert_verifies(app, logged_in, png_token)
         assert qr.qr_version(token) <= DEFAULT_CODE_MAX_VERSION
 
+
+def test_service_codes_are_valid_at_an_installed_plug_in_scene(library_plugin, app, logged_in, runner):
+    """Issue 11: the scopes a code carries come from the installed scenes, plug-ins included."""
+    _, key = add_scanner(runner, venue="city-library", device="desk-1", scenes="library,venue")
+    token = logged_in.get("/api/v1/code").get_json()["token"]
+    response = logged_in.post(
+        "/api/v1/verify",
+        json={"token": token, "scene": "library", "context": {"branch": "Pudong"}},
+        headers={"Authorization": f"Bearer {key}"},
+    )
+
+    assert response.status_code == 200, response.get_data(as_text=True)
+    decision = response.get_json()
+    assert (decision["ok"], decision["code"]) == (True, "accepted"), decision
+    assert decision["detail"] == {"branch": "Pudong", "loans_today": 1}
+    assert app.config["ISSUED_SCOPES"] == ("clinic", "library", "transit", "venue")

@@ -12,11 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from servers import STARTUP_SECONDS, free_port, service_env, wait_healthy
 
 from codeservice import create_app, db, scanners
-from codeservice.demo import DEMO_DEVICE, DEMO_RESIDENT, DEMO_SCANNER_FILE, DEMO_VENUE, prepare
-
-from servers import STARTUP_SECONDS, free_port, service_env, wait_healthy
+from codeservice.demo import (
+    DEMO_DEVICE,
+    DEMO_RESIDENT,
+    DEMO_SCANNER_FILE,
+    DEMO_VENUE,
+    prepare,
+)
 
 
 @pytest.fixture

@@ -19,6 +19,19 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from helpers import (
+    ALL_SCENES,
+    DEMO_PASSWORD,
+    PROVOKED_BY_CONFIGURATION,
+    documented_operations,
+    error_codes,
+    gb11643_id,
+    json_routes,
+    new_keys_dir,
+    registration,
+    resolve,
+    validate,
+)
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -27,8 +40,6 @@ from codeservice.context import data_keys, key_store
 from codeservice.issuance import issue_code, new_code_id
 from codeservice.openapi import ERROR_RESPONSES, GENERAL_ERRORS, openapi_document
 from codeservice.residents import find_by_phone
-from conftest import ALL_SCENES, DEMO_PASSWORD, gb11643_id, new_keys_dir, registration
-from test_openapi import PROVOKED_BY_CONFIGURATION, documented_operations, error_codes, json_routes, resolve, validate
 
 TRIED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 UNKNOWN_PATHS = (

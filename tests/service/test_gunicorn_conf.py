@@ -15,8 +15,9 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.app.base import Application
 from gunicorn.config import Config
+from helpers import PROJECT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = PROJECT
 CONF = ROOT / "gunicorn.conf.py"
 # gunicorn atoms that would put personal data or query strings in the access log (case matters:
 # %(U)s is the path alone, %(u)s the user name): the query, the request line, the client address,

@@ -7,19 +7,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from helpers import (
+    EN,
+    ZH,
+    accepted,
+    assert_self_contained,
+    code_of,
+    html,
+    record,
+    sub_of,
+    upload,
+)
 
 from codeservice.web import i18n
-from test_usage_api import accepted, add_scanner, code_of, record, sub_of, upload
-from test_web import EN, ZH, assert_self_contained, html
 from verifiers import SceneRegistry
 
 ENTRY = re.compile(r'<li class="entry entry-(?:ok|refused)">')
 MORE = re.compile(r'<a class="button" id="history-more" rel="next" href="(/history\?before=[A-Za-z0-9_-]+)">')
-
-
-@pytest.fixture
-def key(runner: Any) -> str:
-    return add_scanner(runner)
 
 
 @pytest.fixture

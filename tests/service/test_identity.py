@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+from helpers import DEMO_PASSWORD, gb11643_id
 
 from codeservice.errors import InvalidField, MissingField, WrongFieldType
 from codeservice.identity import (
@@ -18,9 +19,8 @@ from codeservice.identity import (
     normalize_phone,
     validate_registration,
 )
-from conftest import DEMO_PASSWORD, gb11643_id
 
-TODAY = date(2026, 11, 18)  # the day of conftest.NOW in China
+TODAY = date(2026, 11, 18)  # the day of helpers.NOW in China
 
 
 def number(id_type: str, value: str) -> str:

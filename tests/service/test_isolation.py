@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ISSUER, NOW
+from helpers import ISSUER, NOW
 
 BLOCKED = ["flask", "sqlalchemy", "qrcode", "PIL", "codeservice"]
 """The service's packages, and the service itself: the library never imports them."""

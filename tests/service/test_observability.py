@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from helpers import add_scanner, json_routes, new_keys_dir, response_schema, validate
 from prometheus_client.parser import text_string_to_metric_families
 
 from codeservice import create_app, db
 from codeservice.errors import ConfigError
 from codeservice.observability import JsonFormatter, RequestIdFilter, _StderrHandler
 from codeservice.openapi import openapi_document
-from conftest import add_scanner, new_keys_dir
-from test_openapi import json_routes, response_schema, validate
 
 CLOSED_PORT_URL = "postgresql+psycopg://postgres@127.0.0.1:1/x"
 
@@ -121,7 +120,7 @@ def test_an_exception_is_logged_by_type_and_stack_only() -> None:
 
 
 def test_nothing_personal_is_logged(app: Flask, client: Any, runner: Any, log_lines: io.StringIO) -> None:
-    from conftest import registration
+    from helpers import registration
 
     body = registration(name="欧阳娜娜")
     assert client.post("/api/v1/residents", json=body).status_code == 201

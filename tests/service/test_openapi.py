@@ -10,120 +10,45 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
+from helpers import (
+    ALL_SCENES,
+    CONVERTER,
+    DEMO_PASSWORD,
+    PROVOKED_BY_CONFIGURATION,
+    documented_operations,
+    error_codes,
+    json_routes,
+    new_keys_dir,
+    pointer,
+    registration,
+    resolve,
+    response_schema,
+    validate,
+)
+from servers import free_port
 
 import codeservice
 from codeservice import create_app, db, errors, scanners
 from codeservice.errors import DatabaseUnavailable
 from codeservice.openapi import ERROR_RESPONSES, FIELD_ERROR_CODES, openapi_document
 from codeservice.protection import LIMITS, RateLimited
-from conftest import ALL_SCENES, DEMO_PASSWORD, new_keys_dir, registration
-from servers import free_port
 from verifiers import SceneRegistry
 
 TOP_LEVEL_FIELDS = {
     "openapi", "info", "jsonSchemaDialect", "servers", "paths", "webhooks", "components", "security", "tags",
     "externalDocs",
 }
-HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-IMPLICIT_METHODS = {"HEAD", "OPTIONS"}  # Flask adds them to every GET / every route
-PAGE_BLUEPRINTS = {"web"}  # HTML pages and their static files: not the JSON API
 STATUS_KEY = re.compile(r"[1-5](?:[0-9]{2}|XX)\Z|default\Z")
-CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
 # -- helpers shared with test_error_shape.py --------------------------------------
-
-
-def json_routes(app: Flask) -> set[tuple[str, str]]:
-    """(OpenAPI path, upper-case method) of every route outside the page blueprints."""
-    routes = set()
-    for rule in app.url_map.iter_rules():
-        blueprint = rule.endpoint.rpartition(".")[0]
-        if blueprint in PAGE_BLUEPRINTS or rule.endpoint == "static":
-            continue
-        path = CONVERTER.sub(r"{\1}", rule.rule)
-        routes.update((path, method) for method in (rule.methods or set()) - IMPLICIT_METHODS)
-    return routes
-
-
-def documented_operations(document: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any]]]:
-    for path, item in document["paths"].items():
-        for method in HTTP_METHODS:
-            if method in item:
-                yield path, method.upper(), item[method]
-
-
-def resolve(document: dict[str, Any], node: Any) -> Any:
-    """``node``, or what its ``$ref`` points to (followed to the end)."""
-    while isinstance(node, dict) and "$ref" in node:
-        node = pointer(document, node["$ref"])
-    return node
-
-
-def pointer(document: dict[str, Any], ref: str) -> Any:
-    assert ref.startswith("#/"), f"only local references are used: {ref}"
-    node: Any = document
-    for part in ref[2:].split("/"):
-        part = part.replace("~1", "/").replace("~0", "~")
-        assert isinstance(node, dict) and part in node, f"unresolved $ref {ref}"
-        node = node[part]
-    return node
-
-
-def error_codes(document: dict[str, Any], response: Any) -> set[str]:
-    """The error codes a (documented) error response lists in its schema."""
-    response = resolve(document, response)
-    schema = resolve(document, response["content"]["application/json"]["schema"])
-    codes: set[str] = set()
-    for part in schema.get("allOf", [schema]):
-        code = resolve(document, part).get("properties", {}).get("error", {}).get("properties", {}).get("code", {})
-        codes.update(code.get("enum", []))
-    return codes
-
-
-def validate(document: dict[str, Any], schema: Any, value: Any, where: str = "$") -> list[str]:
-    """Problems of ``value`` against ``schema`` (the JSON Schema subset the document uses)."""
-    schema = resolve(document, schema)
-    problems: list[str] = []
-    for part in schema.get("allOf", []):
-        problems += validate(document, part, value, where)
-    if "const" in schema and value != schema["const"]:
-        problems.append(f"{where}: {value!r} is not {schema['const']!r}")
-    if "enum" in schema and value not in schema["enum"]:
-        problems.append(f"{where}: {value!r} is not one of {schema['enum']}")
-    if "type" in schema:
-        types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-        if not any(_is_type(value, name) for name in types):
-            return [*problems, f"{where}: {value!r} is not of type {schema['type']}"]
-    if isinstance(value, str) and "pattern" in schema and not re.search(schema["pattern"], value):
-        problems.append(f"{where}: {value!r} does not match {schema['pattern']}")
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        problems += [f"{where}: missing {name!r}" for name in schema.get("required", []) if name not in value]
-        for name, item in value.items():
-            if name in properties:
-                problems += validate(document, properties[name], item, f"{where}.{name}")
-            elif schema.get("additionalProperties", True) is False:
-                problems.append(f"{where}: unexpected member {name!r}")
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            problems += validate(document, schema["items"], item, f"{where}[{i}]")
-    return problems
-
-
-def _is_type(value: Any, name: str) -> bool:
-    if name == "integer":
-        return type(value) is int
-    if name == "number":
-        return type(value) in (int, float)
-    return isinstance(value, {"string": str, "object": dict, "array": list, "boolean": bool, "null": type(None)}[name])
 
 
 # -- fixtures ----------------------------------------------------------------------
@@ -289,12 +214,6 @@ def test_the_page_routes_are_left_out(bare_app: Flask) -> None:
 
 
 # -- the schemas hold the real responses -------------------------------------------------
-
-
-def response_schema(document: dict[str, Any], path: str, method: str, status: int) -> Any:
-    response = resolve(document, document["paths"][path][method]["responses"][str(status)])
-    (media,) = response["content"].values()
-    return media["schema"]
 
 
 def assert_valid(document: dict[str, Any], path: str, method: str, response: Any) -> None:
@@ -477,7 +396,9 @@ def test_without_the_database_the_answer_is_the_documented_503(unreachable_app: 
 
 # The codes only these configurations produce (rate limits on, no database), and the
 # test above that provokes each: test_error_shape.py counts them as provoked.
-PROVOKED_BY_CONFIGURATION: dict[str, Callable[..., None]] = {
-    RateLimited.code: test_over_a_rate_limit_the_answer_is_the_documented_429,
-    DatabaseUnavailable.code: test_without_the_database_the_answer_is_the_documented_503,
-}
+
+
+def test_each_code_provoked_by_a_configuration_has_its_test() -> None:
+    for code, test_name in PROVOKED_BY_CONFIGURATION.items():
+        assert code in (RateLimited.code, DatabaseUnavailable.code)
+        assert callable(globals()[test_name]), test_name

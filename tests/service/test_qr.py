@@ -7,7 +7,6 @@ import base64
 import io
 import json
 import random
-import re
 import string
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
@@ -15,13 +14,11 @@ from pathlib import Path
 
 import pytest
 import zxingcpp
+from helpers import SVG_NAMESPACE, rasterize_svg, svg_dark_runs
 from PIL import Image
 
 from codeservice import qr
 
-SVG_NAMESPACE = "{http://www.w3.org/2000/svg}"
-SVG_DARK_RUN = re.compile(r"M(\d+) (\d+)h(\d+)v1h-\3z")
-SVG_PIXELS_PER_MODULE = 6
 ERROR_CORRECTION_M_OR_BETTER = {"M", "Q", "H"}
 TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_"
 
@@ -94,27 +91,6 @@ def open_png(png: bytes) -> Image.Image:
     image = Image.open(io.BytesIO(png))
     assert image.format == "PNG"
     image.load()
-    return image
-
-
-def svg_dark_runs(svg: str) -> tuple[int, list[tuple[int, int, int]]]:
-    """The viewBox side and the (x, y, length) dark runs of the one path."""
-    root = ET.fromstring(svg)
-    min_x, min_y, width, height = (int(v) for v in root.get("viewBox", "").split())
-    assert (min_x, min_y) == (0, 0) and width == height
-    (path,) = root.iter(f"{SVG_NAMESPACE}path")
-    commands = path.get("d", "")
-    runs = [(int(x), int(y), int(n)) for x, y, n in SVG_DARK_RUN.findall(commands)]
-    assert SVG_DARK_RUN.sub("", commands) == ""  # nothing but dark runs
-    return width, runs
-
-
-def rasterize_svg(svg: str) -> Image.Image:
-    side, runs = svg_dark_runs(svg)
-    scale = SVG_PIXELS_PER_MODULE
-    image = Image.new("L", (side * scale, side * scale), 255)
-    for x, y, length in runs:
-        image.paste(0, (x * scale, y * scale, (x + length) * scale, (y + 1) * scale))
     return image
 
 

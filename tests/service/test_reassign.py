@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from helpers import DEMO_PASSWORD, add_scanner, gb11643_id, registration
 
 from codeservice import db, residents
 from codeservice.context import data_keys
-from conftest import DEMO_PASSWORD, add_scanner, gb11643_id, registration
 from verifiers.jose import b64url_decode
 
 OWNERS_PASSWORD = "the owner's own passphrase"

@@ -13,11 +13,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ISSUER, make_test_key, registration
+from helpers import ISSUER, make_test_key, registration
 
 from codeservice import revocation
 from codeservice.keystore import KeyStore
-from verifiers import KeySet, OfflineVerifier, RevocationListError, verify_revocation_list
+from verifiers import (
+    KeySet,
+    OfflineVerifier,
+    RevocationListError,
+    verify_revocation_list,
+)
 from verifiers.jose import b64url_decode, b64url_encode, compact_json
 from verifiers.revocations import MAX_REVOCATION_LIST_BYTES, REVOCATIONS_TYPE
 

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ISSUER
+from helpers import ISSUER
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 

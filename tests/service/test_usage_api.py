@@ -9,83 +9,36 @@ from __future__ import annotations
 import base64
 import json
 import re
-import secrets
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from helpers import (
+    SUB,
+    accepted,
+    code_of,
+    error,
+    iso,
+    metro_scanner_key,
+    record,
+    registration,
+    row_count,
+    sub_of,
+    upload,
+)
 
 from codeservice import db, usage
 from codeservice.models import UsageRecord
-from conftest import registration
 from verifiers import KeySet, OfflineVerifier
 from verifiers.scenes.transit import TransitScene
-from verifiers.jose import b64url_decode
 
 RECORD_FIELDS = {"id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail"}
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(?:\d{3})?Z")
-SUB = "q1w2e3r4t5y6u7i8"
 
 
 # -- helpers -------------------------------------------------------------------------
-
-
-def add_scanner(
-    runner: Any, venue: str = "metro-1", device: str = "gate-7", scenes: str = "transit,venue,clinic"
-) -> str:
-    """A new scanner's key (the last line of ``scanners add``)."""
-    result = runner.invoke(args=["scanners", "add", "--venue", venue, "--device", device, "--scenes", scenes])
-    assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()[-1]
-
-
-@pytest.fixture
-def key(runner: Any) -> str:
-    return add_scanner(runner)
-
-
-def iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def record(ago: timedelta = timedelta(hours=1), **overrides: Any) -> dict[str, Any]:
-    """A valid offline usage record (an accepted transit entry) decided ``ago``."""
-    body = {
-        "id": str(uuid.uuid4()),
-        "scene": "transit",
-        "venue_id": "metro-1",
-        "device_id": "gate-7",
-        "sub": SUB,
-        "jti": base64.urlsafe_b64encode(secrets.token_bytes(8)).rstrip(b"=").decode(),
-        "decided_at": iso(datetime.now(UTC) - ago),
-        "ok": True,
-        "code": "accepted",
-        "detail": {"station": "人民广场", "direction": "in", "line": "1", "fare_cents": None, "trip_id": "x"},
-    }
-    body.update(overrides)
-    return body
-
-
-def upload(client: Any, key: str | None, records: Any, *, raw: bytes | None = None) -> Any:
-    """POST a batch; the body is encoded here (ASCII-escaped), so any Python string goes through."""
-    headers = {"Authorization": f"Bearer {key}"} if key is not None else {}
-    data = raw if raw is not None else json.dumps({"records": records}).encode("ascii")
-    return client.post("/api/v1/usage", data=data, content_type="application/json", headers=headers)
-
-
-def accepted(response: Any) -> tuple[int, int]:
-    assert response.status_code == 200, response.get_json()
-    body = response.get_json()
-    assert set(body) == {"accepted", "duplicates"}
-    return body["accepted"], body["duplicates"]
-
-
-def row_count(app: Any) -> int:
-    with app.app_context():
-        return db.session().scalar(select(func.count()).select_from(UsageRecord))
 
 
 def stored(app: Any, record_id: str) -> UsageRecord:
@@ -93,25 +46,6 @@ def stored(app: Any, record_id: str) -> UsageRecord:
         row = db.session().get(UsageRecord, record_id)
         assert row is not None, record_id
         return row
-
-
-def error(response: Any, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, (response.status_code, response.get_data(as_text=True)[:300])
-    assert response.mimetype == "application/json"
-    body = response.get_json()["error"]
-    assert body["code"] == code, body
-    return body
-
-
-def code_of(client: Any) -> str:
-    """A fresh code of the logged-in resident."""
-    response = client.get("/api/v1/code")
-    assert response.status_code == 200, response.get_json()
-    return response.get_json()["token"]
-
-
-def sub_of(token: str) -> str:
-    return json.loads(b64url_decode(token.split(".")[1]))["sub"]
 
 
 def log_in_new_resident(client: Any) -> str:
@@ -208,7 +142,7 @@ def test_over_1000_records_are_refused(app: Any, client: Any, key: str) -> None:
 
 
 def test_attribution_comes_from_the_key_whatever_the_record_says(app: Any, client: Any, runner: Any) -> None:
-    key = add_scanner(runner, venue="museum-9", device="door-2", scenes="venue")
+    key = metro_scanner_key(runner, venue="museum-9", device="door-2", scenes="venue")
     claimed = record(scene="venue", venue_id="somewhere-else", device_id="not-me", detail={"venue_id": "museum-9"})
     anonymous = record(scene="venue", venue_id=None, device_id=None, detail={})
     assert accepted(upload(client, key, [claimed, anonymous])) == (2, 0)
@@ -217,7 +151,7 @@ def test_attribution_comes_from_the_key_whatever_the_record_says(app: Any, clien
         assert (row.venue_id, row.device_id) == ("museum-9", "door-2")
         assert row.scanner_id is not None and row.online is False and row.received_at is not None
     # Another scanner re-sending the same records changes nothing: the first upload's attribution stays.
-    other = add_scanner(runner, venue="elsewhere", device="door-9", scenes="venue")
+    other = metro_scanner_key(runner, venue="elsewhere", device="door-9", scenes="venue")
     # (A detail naming a venue that is not the uploader's is refused, duplicate or not: contract section 3.)
     assert error(upload(client, other, [claimed]), 400, "invalid_usage_record")["field"] == "records[0].detail.venue_id"
     assert accepted(upload(client, other, [anonymous])) == (0, 1)
@@ -322,7 +256,7 @@ MALFORMED: list[tuple[str, Any, str | None]] = [
 def test_a_malformed_record_refuses_the_whole_batch(
     app: Any, client: Any, runner: Any, make: Any, field: str | None
 ) -> None:
-    key = add_scanner(runner, scenes="transit,venue")
+    key = metro_scanner_key(runner, scenes="transit,venue")
     assert accepted(upload(client, key, [record()])) == (1, 0)
     before = row_count(app)
     batch = [record(), record(), make(), record()]

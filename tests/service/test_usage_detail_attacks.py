@@ -17,19 +17,23 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from helpers import (
+    EN,
+    ZH,
+    code_of,
+    error,
+    html,
+    metro_scanner_key,
+    record,
+    row_count,
+    sub_of,
+    upload,
+)
 
 from codeservice import db, usage
-from test_usage_api import add_scanner, code_of, error, record, row_count, sub_of, upload
-from test_web import EN, ZH, html
 from verifiers import Scene, SceneRegistry
 
 PHISHING = "请致电 400-820-0000 申诉 http://appeal.example.cn/"
-
-
-@pytest.fixture
-def key(runner: Any) -> str:
-    """A metro scanner that may also upload clinic and venue records (venue metro-1)."""
-    return add_scanner(runner)
 
 
 @pytest.fixture
@@ -135,7 +139,7 @@ def gym_key(app: Any, runner: Any) -> str:
     registry = SceneRegistry.from_entry_points()
     registry.register("gym", Gym)
     app.extensions["codeservice.scenes"] = registry
-    return add_scanner(runner, venue="gym-1", device="door-1", scenes="gym")
+    return metro_scanner_key(runner, venue="gym-1", device="door-1", scenes="gym")
 
 
 def test_attack_detail_of_a_scene_that_declares_nothing(app: Any, client: Any, gym_key: str, sub: str) -> None:

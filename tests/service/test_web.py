@@ -11,22 +11,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from helpers import (
+    DEMO_PASSWORD,
+    EN,
+    ZH,
+    assert_self_contained,
+    gb11643_id,
+    html,
+    registration,
+)
 
-from conftest import DEMO_PASSWORD, gb11643_id, registration
 from codeservice.web import i18n
 
-ZH = {"Accept-Language": "zh-CN,zh;q=0.9"}
-EN = {"Accept-Language": "en-US,en;q=0.9,zh-CN;q=0.5"}
-
 CSRF_FIELD = re.compile(r'<input type="hidden" name="csrf_token" value="([^"]+)">')
-TAG = re.compile(r"<[a-zA-Z][^>]*>")
-INLINE_HANDLER = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
-SCRIPT_TAG = re.compile(r"<script\b[^>]*>", re.IGNORECASE)
-URL_ATTRIBUTE = re.compile(r"""\b(?:src|href|action|formaction|srcset|poster)\s*=\s*["']?\s*([^"'\s>]*)""", re.IGNORECASE)
-
-
-def html(response: Any) -> str:
-    return response.get_data(as_text=True)
 
 
 def csrf_token(client: Any, path: str) -> str:
@@ -49,18 +46,6 @@ def form_register(client: Any, **overrides: Any) -> tuple[dict[str, Any], Any]:
 
 def form_login(client: Any, phone: str, password: str = DEMO_PASSWORD, headers: dict[str, str] | None = None) -> Any:
     return submit(client, "/login", {"phone": phone, "password": password}, headers)
-
-
-def assert_self_contained(page: str, where: str) -> None:
-    """No inline script or handler (a strict CSP holds), nothing from outside the service."""
-    for tag in SCRIPT_TAG.findall(page):
-        assert re.search(r"\ssrc=", tag), f"inline <script> on {where}: {tag}"
-    for tag in TAG.findall(page):
-        assert not INLINE_HANDLER.search(tag), f"inline event handler on {where}: {tag}"
-        assert "style=" not in tag, f"inline style on {where}: {tag}"
-    for url in URL_ATTRIBUTE.findall(page):
-        assert not re.match(r"(?:[a-z][a-z0-9+.-]*:)?//", url, re.IGNORECASE), f"external URL on {where}: {url}"
-        assert not url.lower().startswith(("javascript:", "data:")), f"{url} on {where}"
 
 
 # -- language ------------------------------------------------------------------

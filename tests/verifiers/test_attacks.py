@@ -25,14 +25,23 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from helpers import (
+    DROP,
+    ISSUER,
+    NOW,
+    VECTORS,
+    TestKey,
+    b64json,
+    default_claims,
+    make_test_key,
+)
 
-from conftest import DROP, ISSUER, NOW, TestKey, b64json, default_claims, make_test_key
 from verifiers import KeySet, OfflineVerifier
 from verifiers.decision import Decision
 from verifiers.errors import ConfigurationError, KeySetError
 from verifiers.jose import b64url_decode, b64url_encode
 
-ATTACKS_MD = Path(__file__).parent / "vectors" / "attacks.md"
+ATTACKS_MD = VECTORS / "attacks.md"
 
 # The order of the P-256 group and of the Ed25519 group.
 P256_N = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551

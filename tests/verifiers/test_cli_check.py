@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ISSUER
 from cryptography.hazmat.primitives import serialization
+from helpers import ISSUER
 
 from verifiers.__main__ import build_parser, main
 from verifiers.jose import b64url_encode

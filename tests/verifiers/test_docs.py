@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
+
+from helpers import PROJECT
 
 from verifiers import SceneRegistry
 
-README = Path(__file__).parent.parent / "README.md"
+README = PROJECT / "README.md"
 
 
 def readme_decision_codes() -> list[str]:

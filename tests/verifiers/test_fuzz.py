@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ALL_SCENES, ISSUER, NOW, b64json, default_claims, make_test_key
+from helpers import ALL_SCENES, ISSUER, NOW, b64json, default_claims, make_test_key
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import json
 import struct
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ISSUER, NOW, TestKey, b64json, default_claims, make_test_key
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from helpers import (
+    ISSUER,
+    NOW,
+    VECTORS,
+    TestKey,
+    b64json,
+    default_claims,
+    make_test_key,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from offline_minting import (
@@ -42,7 +49,7 @@ from verifiers.offline_codes import (
 )
 from verifiers.tokens import VerificationRules
 
-VECTORS = json.loads((Path(__file__).parent / "vectors" / "section9_vectors.json").read_text(encoding="utf-8"))
+VECTORS = json.loads((VECTORS / "section9_vectors.json").read_text(encoding="utf-8"))
 DECIDED_LATER = {"accepted", "scene_not_allowed", "attendant_required", "revoked", "replayed"}
 """Codes of rules 6-9 (the verifier's shared steps): rules 1-5 pass for these cases."""
 BEFORE_THE_SIGNATURE = {"malformed", "wrong_type", "alg_not_allowed", "unknown_key", "bad_signature"}

@@ -9,14 +9,11 @@ temporary directory on ``sys.path``, where ``importlib.metadata`` finds it.
 
 from __future__ import annotations
 
-import re
-import sys
 import tomllib
 from collections import OrderedDict
-from pathlib import Path
 
 import pytest
-from conftest import ISSUER, NOW, add_scanner
+from helpers import ISSUER, NOW, PLUGIN_EXAMPLE, write_distribution
 
 from verifiers import (
     DetailField,
@@ -29,43 +26,9 @@ from verifiers import (
     declared_detail,
 )
 from verifiers.errors import Replayed, SceneRejection
-from verifiers.scenes import ENTRY_POINT_GROUP
 from verifiers.scenes.clinic import ClinicScene
 from verifiers.scenes.transit import TransitScene
 from verifiers.scenes.venue import VenueScene
-
-PLUGIN_EXAMPLE = Path(__file__).parent / "plugin_example"
-PLUGIN_MODULES = ["library_scene"]
-
-
-def write_distribution(site: Path, name: str, scenes: dict[str, str], version: str = "0.1.0") -> Path:
-    """What an installer leaves behind: ``<name>-<version>.dist-info`` with the entry points."""
-    dist_info = site / f"{re.sub(r'[-_.]+', '_', name).lower()}-{version}.dist-info"
-    dist_info.mkdir(parents=True)
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
-    lines = [f"[{ENTRY_POINT_GROUP}]", *(f"{scene} = {target}" for scene, target in scenes.items())]
-    (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
-    return dist_info
-
-
-@pytest.fixture
-def site(tmp_path, monkeypatch) -> Path:
-    """An empty site directory on ``sys.path``, for distributions written into it."""
-    site = tmp_path / "site"
-    site.mkdir()
-    monkeypatch.syspath_prepend(str(site))
-    yield site
-    for module in PLUGIN_MODULES:
-        sys.modules.pop(module, None)
-
-
-@pytest.fixture
-def library_plugin(site, monkeypatch) -> Path:
-    """``tests/plugin_example`` as if installed: its metadata from its pyproject, its module on the path."""
-    project = tomllib.loads((PLUGIN_EXAMPLE / "pyproject.toml").read_text())["project"]
-    write_distribution(site, project["name"], project["entry-points"][ENTRY_POINT_GROUP], project["version"])
-    monkeypatch.syspath_prepend(str(PLUGIN_EXAMPLE))
-    return site
 
 
 @pytest.fixture
@@ -349,23 +312,6 @@ def test_a_plug_in_may_not_take_a_built_in_name(library_plugin):
 
     with pytest.raises(SceneRegistryError, match="'clinic'"):
         SceneRegistry.from_entry_points()
-
-
-def test_service_codes_are_valid_at_an_installed_plug_in_scene(library_plugin, app, logged_in, runner):
-    """Issue 11: the scopes a code carries come from the installed scenes, plug-ins included."""
-    _, key = add_scanner(runner, venue="city-library", device="desk-1", scenes="library,venue")
-    token = logged_in.get("/api/v1/code").get_json()["token"]
-    response = logged_in.post(
-        "/api/v1/verify",
-        json={"token": token, "scene": "library", "context": {"branch": "Pudong"}},
-        headers={"Authorization": f"Bearer {key}"},
-    )
-
-    assert response.status_code == 200, response.get_data(as_text=True)
-    decision = response.get_json()
-    assert (decision["ok"], decision["code"]) == (True, "accepted"), decision
-    assert decision["detail"] == {"branch": "Pudong", "loans_today": 1}
-    assert app.config["ISSUED_SCOPES"] == ("clinic", "library", "transit", "venue")
 
 
 # -- usage detail declarations ---------------------------------------------------------------

@@ -15,7 +15,15 @@ import uuid
 from typing import Any
 
 import pytest
-from conftest import ALL_SCENES, DROP, ISSUER, NOW, b64json, default_claims, make_test_key
+from helpers import (
+    ALL_SCENES,
+    DROP,
+    ISSUER,
+    NOW,
+    b64json,
+    default_claims,
+    make_test_key,
+)
 
 import verifiers.tokens
 from verifiers import ConfigurationError, KeySet, OfflineVerifier, SceneRegistry
@@ -24,7 +32,7 @@ from verifiers.jose import _B64URL_CHARS, b64url_decode, b64url_encode
 DECISION_KEYS = {"ok", "code", "scene", "sub", "jti", "exp", "detail", "message"}
 RECORD_KEYS = {"id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail"}
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\Z")
-SUB = "q1w2e3r4t5y6u7i8"  # conftest's default_claims
+SUB = "q1w2e3r4t5y6u7i8"  # helpers.default_claims
 USE_DEFAULT = object()
 
 # The contract's decision codes: section 2 (rules 1-8, and accepted), section 3

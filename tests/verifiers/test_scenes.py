@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
-from conftest import ISSUER, NOW
+from helpers import ISSUER, NOW
 
 from verifiers import OfflineVerifier, SceneRegistry, check_detail
 from verifiers.store import MemoryStore

@@ -1,4 +1,4 @@
-from conftest import NOW
+from helpers import NOW
 
 
 def test_a_fresh_code_is_accepted_once(verifier, make_token, transit_in):

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ISSUER, NOW
+from helpers import ISSUER, NOW
 
 from verifiers import (
     ConfigurationError,

@@ -9,19 +9,16 @@ vector: the Wycheproof ``tcId`` in the test id, the RFC vector's ``name``.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from helpers import ISSUER, NOW, VECTORS
 
-from conftest import ISSUER, NOW
 from verifiers import KeySet, OfflineVerifier
 from verifiers.errors import KeySetError
 from verifiers.jose import b64url_decode, b64url_encode, jwk_thumbprint
 from verifiers.keys import verification_key
-
-VECTORS = Path(__file__).parent / "vectors"
 
 WYCHEPROOF = {
     # prefix of the test ids: (file, number of tests the snapshot holds)
