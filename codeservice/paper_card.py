@@ -25,7 +25,8 @@ it with the ID card, what to do if it is lost, the issue date and the serial.
 
 **Fonts**: real text, embedded and subset, from Debian's font packages found
 at run time (:func:`find_fonts`): Noto Sans CJK SC from ``fonts-noto-cjk``
-first, then any other font fontconfig knows with every glyph the card needs.
+first, then fontconfig's best match for Simplified Chinese (``fc-match``)
+that has every glyph the card needs.
 None found raises :class:`FontNotFound`, naming the package to install.
 
 **Dates** are China Standard Time (UTC+8), as everywhere in the service. The
@@ -148,8 +149,8 @@ REGULAR_FONTS: tuple[KnownFont, ...] = (
 BOLD_FONTS: tuple[KnownFont, ...] = (
     KnownFont(Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Bold.ttc"), "Noto Sans CJK SC", "fonts-noto-cjk"),
 )
-# fontconfig's lister, for a Chinese font installed elsewhere; None: not asked.
-FC_LIST: str | None = "fc-list"
+# fontconfig's matcher, for a Chinese font installed elsewhere; None: not asked.
+FC_MATCH: str | None = "fc-match"
 
 # Every character the card's fixed wording needs, and a sample of the variable parts.
 _FIXED_TEXT = (
@@ -164,15 +165,16 @@ def find_fonts() -> CardFonts:
     A font qualifies only if it has a glyph for every character of the
     card's fixed wording. Raises :class:`FontNotFound` when none does.
     """
-    regular = _first_usable(REGULAR_FONTS) or _first_fontconfig_font()
+    regular = _first_usable(REGULAR_FONTS) or _fontconfig_font(":lang=zh-cn")
     if regular is None:
         looked_in = ", ".join(str(font.path) for font in REGULAR_FONTS)
         raise FontNotFound(
             "no font with Chinese glyphs for the paper card (looked for "
-            f"{looked_in}{' and asked fontconfig' if FC_LIST and shutil.which(FC_LIST) else ''}): "
+            f"{looked_in}{' and asked fontconfig' if FC_MATCH and shutil.which(FC_MATCH) else ''}): "
             "install Debian's fonts-noto-cjk (apt-get install fonts-noto-cjk)"
         )
-    return CardFonts(regular=regular, bold=_first_usable(BOLD_FONTS) or regular)
+    bold = _first_usable(BOLD_FONTS) or _fontconfig_font(":lang=zh-cn:weight=bold") or regular
+    return CardFonts(regular=regular, bold=bold)
 
 
 def card_qr(code_text: str) -> CardQr:
@@ -469,19 +471,19 @@ def _first_usable(candidates: tuple[KnownFont, ...]) -> CardFont | None:
     return None
 
 
-def _first_fontconfig_font() -> CardFont | None:
-    """A font fontconfig lists as covering Simplified Chinese, with every glyph the card needs."""
-    if not FC_LIST or not (command := shutil.which(FC_LIST)):
+def _fontconfig_font(pattern: str) -> CardFont | None:
+    """fontconfig's best match for ``pattern`` among the fonts with every glyph the card needs."""
+    if not FC_MATCH or not (command := shutil.which(FC_MATCH)):
         return None
     try:
         listing = subprocess.run(
-            [command, ":lang=zh-cn", "file", "index"], capture_output=True, text=True, timeout=20, check=False
+            [command, "--sort", "--format", "%{file}\t%{index}\n", pattern],
+            capture_output=True, text=True, timeout=20, check=False,
         ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    for line in sorted(listing.splitlines()):
-        path, _, rest = line.partition(": ")
-        index = rest.removeprefix("index=").strip()
+    for line in listing.splitlines():
+        path, _, index = line.partition("\t")
         font_file = path.lower().endswith((".ttf", ".otf", ".ttc", ".otc"))
         if font_file and index.isdigit() and _has_glyphs(Path(path), int(index)):
             return CardFont(Path(path), int(index))
@@ -495,10 +497,10 @@ def _face_index(path: Path, face: str | None) -> int | None:
     try:
         if path.suffix.lower() not in (".ttc", ".otc"):
             return 0
-        collection = TTCollection(str(path), lazy=True)
-        for index, font in enumerate(collection.fonts):
-            if font["name"].getDebugName(1) == face:
-                return index
+        with TTCollection(str(path), lazy=True) as collection:
+            for index, font in enumerate(collection.fonts):
+                if font["name"].getDebugName(1) == face:
+                    return index
     except (OSError, TTLibError):
         return None
     return None
@@ -507,8 +509,8 @@ def _face_index(path: Path, face: str | None) -> int | None:
 @cache
 def _has_glyphs(path: Path, index: int) -> bool:
     try:
-        font = TTFont(str(path), fontNumber=index, lazy=True)
-        cmap = font.getBestCmap() or {}
+        with TTFont(str(path), fontNumber=index, lazy=True) as font:
+            cmap = font.getBestCmap() or {}
     except (OSError, TTLibError, KeyError):
         return False
     return all(ord(character) in cmap for character in set(_FIXED_TEXT) if not character.isspace())
