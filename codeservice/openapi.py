@@ -61,7 +61,9 @@ from .protection import RateLimited
 from .usage import (
     DEFAULT_LIMIT,
     MAX_BATCH,
+    FORMS,
     MAX_LIMIT,
+    OPTIONAL_FIELDS,
     RECORD_FIELDS,
     BatchTooLarge,
     InvalidCursor,
@@ -895,9 +897,15 @@ def _usage_record_schema(scenes: SceneRegistry) -> dict[str, Any]:
         "ok": {"type": "boolean", "description": "True exactly when `code` is `accepted`."},
         "code": _string("The decision's code.", pattern="^[a-z][a-z0-9_]{0,31}$"),
         "detail": {"type": "object", "description": _detail_description(scenes)},
+        "form": {
+            "type": "string",
+            "enum": list(FORMS),
+            "description": "The code's form (contract section 9): `online` (a JWS), `device` (`RSD1:`) or `paper` "
+            "(`RSP1:`). An uploaded record without it is an `online` one; a stored record always has it.",
+        },
     }
     assert tuple(properties) == RECORD_FIELDS, "the schema follows codeservice.usage"
-    return _object(properties, description="A usage record (contract section 5).")
+    return _object(properties, optional=OPTIONAL_FIELDS, description="A usage record (contract section 5).")
 
 
 def _detail_description(scenes: SceneRegistry) -> str:
