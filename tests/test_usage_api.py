@@ -462,7 +462,7 @@ def test_records_of_a_real_offline_verifier_are_accepted_as_they_are(
     ]
     assert [d.code for d in decisions] == ["accepted", "replayed", "accepted", "accepted", "malformed", "unknown_scene"]
     pending = verifier.pending_records()
-    assert len(pending) == 6 and all(set(r) == RECORD_FIELDS for r in pending)
+    assert len(pending) == 6 and all(set(r) == RECORD_FIELDS | {"form"} for r in pending)
     assert accepted(upload(client, key, pending)) == (6, 0)
     assert accepted(upload(client, key, verifier.pending_records())) == (0, 6)
     listed = my_usage(logged_in).get_json()["records"]
