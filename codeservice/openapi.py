@@ -60,8 +60,8 @@ from .observability import READINESS_CHECKS
 from .protection import RateLimited
 from .usage import (
     DEFAULT_LIMIT,
-    MAX_BATCH,
     FORMS,
+    MAX_BATCH,
     MAX_LIMIT,
     OPTIONAL_FIELDS,
     RECORD_FIELDS,

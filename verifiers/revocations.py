@@ -20,7 +20,7 @@ a code as a revocation list.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 from .errors import ConfigurationError, Rejection
 from .keys import KeySet
@@ -68,7 +68,7 @@ class RevocationList(_SignedList):
 
     def __new__(
         cls, subs: frozenset[str], issued_at: int, kid: str = "", credentials: Iterable[str] = ()
-    ) -> RevocationList:
+    ) -> Self:
         revocations = super().__new__(cls, subs, issued_at, kid)
         revocations.credentials = frozenset(credentials)
         return revocations

@@ -21,9 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .contract import DEFAULT_ISSUER
+from .contract import DEFAULT_ISSUER, DEVICE_CODE_VALIDITY_SECONDS
 from .decision import Decision, new_record_id, usage_record
-from .contract import DEVICE_CODE_VALIDITY_SECONDS
 from .errors import (
     AttendantRequired,
     BadContext,
