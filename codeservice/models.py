@@ -106,6 +106,8 @@ class UsageRecord(Base):
     online: Mapped[bool] = mapped_column(Boolean)
     """True when decided by the verify endpoint, False when uploaded after an offline scan."""
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    form: Mapped[str] = mapped_column(String(8), default="online", server_default="online")
+    """The code's form (contract section 9): ``online`` (a JWS), ``device`` or ``paper``."""
 
 
 class SeenCode(Base):

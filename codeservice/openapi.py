@@ -60,8 +60,10 @@ from .observability import READINESS_CHECKS
 from .protection import RateLimited
 from .usage import (
     DEFAULT_LIMIT,
+    FORMS,
     MAX_BATCH,
     MAX_LIMIT,
+    OPTIONAL_FIELDS,
     RECORD_FIELDS,
     BatchTooLarge,
     InvalidCursor,
@@ -895,9 +897,15 @@ def _usage_record_schema(scenes: SceneRegistry) -> dict[str, Any]:
         "ok": {"type": "boolean", "description": "True exactly when `code` is `accepted`."},
         "code": _string("The decision's code.", pattern="^[a-z][a-z0-9_]{0,31}$"),
         "detail": {"type": "object", "description": _detail_description(scenes)},
+        "form": {
+            "type": "string",
+            "enum": list(FORMS),
+            "description": "The code's form (contract section 9): `online` (a JWS), `device` (`RSD1:`) or `paper` "
+            "(`RSP1:`). An uploaded record without it is an `online` one; a stored record always has it.",
+        },
     }
     assert tuple(properties) == RECORD_FIELDS, "the schema follows codeservice.usage"
-    return _object(properties, description="A usage record (contract section 5).")
+    return _object(properties, optional=OPTIONAL_FIELDS, description="A usage record (contract section 5).")
 
 
 def _detail_description(scenes: SceneRegistry) -> str:
@@ -949,9 +957,27 @@ def _decision_schema(scenes: SceneRegistry) -> dict[str, Any]:
                 f"or a scene's own (installed scenes: {scene_codes})."
             ),
             "scene": {**nullable_string, "description": "The scene, or null for an unknown one."},
+            "form": {
+                "type": "string",
+                "enum": list(FORMS),
+                "description": "The code's form, by its prefix alone: `online` (a JWS), `device` (`RSD1:`) or "
+                "`paper` (`RSP1:`), contract section 9.",
+            },
             "sub": {**nullable_string, "description": "The resident's code id, once the signature is good."},
-            "jti": {**nullable_string, "description": "The code's id, once the signature is good."},
+            "jti": {
+                **nullable_string,
+                "description": "The code's id, once the signature is good; for a device code the credential's id, "
+                "`-` and t; for a paper code the credential's id, the same at every scan.",
+            },
             "exp": {"type": ["integer", "null"], "description": "The code's expiry, seconds since the epoch."},
+            "check_id": {
+                "type": ["object", "null"],
+                "properties": {"n": {"type": "string"}, "b": {"type": "string"}, "i": {"type": "string"}},
+                "description": "An accepted paper code's holder hint, for the staff to compare with the ID card: "
+                "`n` the masked name, `b` the birth month and day (MMDD, absent for other ID types than a "
+                "resident ID), `i` the ID number's last 4 characters. Null on every other decision; never in a "
+                "usage record.",
+            },
             "detail": {"type": "object", "description": "The scene's usage detail."},
             "message": _string("For people."),
         },

@@ -80,8 +80,8 @@ _STATEMENTS = {
     ),
     "usage": (
         "INSERT INTO usage_records (id, scene, venue_id, device_id, sub, jti, decided_at, ok, code, detail,"
-        " scanner_id, online, received_at) VALUES (:id, :scene, :venue_id, :device_id, :sub, :jti, :decided_at,"
-        " :ok, :code, :detail, :scanner_id, :online, :received_at)"
+        " scanner_id, online, received_at, form) VALUES (:id, :scene, :venue_id, :device_id, :sub, :jti,"
+        " :decided_at, :ok, :code, :detail, :scanner_id, :online, :received_at, :form)"
     ),
 }
 _PSYCOPG_STATEMENTS = {name: re.sub(r":(\w+)", r"%(\1)s", sql) for name, sql in _STATEMENTS.items()}
@@ -336,6 +336,7 @@ class DatabaseStore:
                 "scanner_id": scanner.id,
                 "online": True,
                 "received_at": connection.time_in(datetime.now(UTC)),
+                "form": record.get("form", "online"),
             },
         )
 

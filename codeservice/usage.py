@@ -2,7 +2,7 @@
 
 Uploads (``POST /api/v1/usage``)
     A batch is ``{"records": [...]}`` of at most :data:`MAX_BATCH` records,
-    each with exactly the contract's ten members. Every record is checked
+    each with exactly the contract's eleven members, ``form`` optional. Every record is checked
     before anything is written, and one bad record refuses the whole batch
     (``invalid_usage_record``, its ``field`` naming the record and member, as
     ``records[3].decided_at``), so a scanner never has to work out which part
@@ -28,6 +28,8 @@ Uploads (``POST /api/v1/usage``)
                     ``records[3].detail.station`` names a bad one). A scene that declares
                     none, or a null ``scene``, takes only ``{}``; a ``venue_id`` in it is
                     the uploading key's venue or nothing
+    ``form``        ``online``, ``device`` or ``paper`` (contract section 9); a record
+                    without it is an ``online`` one
     ==============  ==================================================================
 
     Records are inserted with ``ON CONFLICT (id) DO NOTHING`` in one
@@ -81,8 +83,12 @@ MAX_NAME = 100  # venue_id and device_id, as the scanners table holds them
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
-RECORD_FIELDS = ("id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail")
+RECORD_FIELDS = ("id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail", "form")
+OPTIONAL_FIELDS = ("form",)
+"""Members an uploaded record may leave out: a record without ``form`` is an ``online`` one (contract section 5)."""
+FORMS = ("online", "device", "paper")
 _FIELD_SET = frozenset(RECORD_FIELDS)
+_REQUIRED_SET = _FIELD_SET - frozenset(OPTIONAL_FIELDS)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}").fullmatch
 _BASE64URL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}").fullmatch
 _DECISION_CODE = re.compile(r"[a-z][a-z0-9_]{0,31}").fullmatch
@@ -156,7 +162,7 @@ def validate_batch(
     for index, record in enumerate(records):
         if type(record) is not dict:
             raise InvalidUsageRecord(index, None, "a usage record must be a JSON object")
-        if record.keys() != _FIELD_SET:
+        if record.keys() != _FIELD_SET and record.keys() != _REQUIRED_SET:
             _refuse_members(index, record)
         record_id = record["id"]
         if type(record_id) is not str or not _UUID(record_id):
@@ -195,6 +201,9 @@ def validate_batch(
             raise InvalidUsageRecord(index, "detail", "must be a JSON object")
         detail_json = _detail_json(index, detail) if detail else "{}"
         _check_declared(index, detail, scenes.get(scene, ()) if scene is not None else (), venue_id)
+        form = record.get("form", "online")
+        if type(form) is not str or form not in FORMS:
+            raise InvalidUsageRecord(index, "form", f"must be one of {', '.join(FORMS)}, or left out (online)")
         rows.append(
             {
                 "id": record_id.lower(),
@@ -210,6 +219,7 @@ def validate_batch(
                 "scanner_id": scanner_id,
                 "online": False,
                 "received_at": now,
+                "form": form,
             }
         )
     return rows
@@ -217,7 +227,7 @@ def validate_batch(
 
 def _refuse_members(index: int, record: dict[str, Any]) -> None:
     for name in RECORD_FIELDS:
-        if name not in record:
+        if name not in record and name not in OPTIONAL_FIELDS:
             raise InvalidUsageRecord(index, name, "is missing")
     extra = sorted(str(name) for name in record.keys() - _FIELD_SET)
     name = extra[0][:64]
@@ -338,12 +348,12 @@ def _insert_sqlite(session: Session, rows: list[dict[str, Any]]) -> int:
 _POSTGRESQL_INSERT = text(
     f"""
     INSERT INTO {_USAGE.name} (id, scene, venue_id, device_id, sub, jti, decided_at, ok, code, detail,
-                               scanner_id, online, received_at)
+                               scanner_id, online, received_at, form)
     SELECT r.id, r.scene, :venue_id, :device_id, r.sub, r.jti, r.decided_at, r.ok, r.code, CAST(r.detail AS json),
-           :scanner_id, false, :received_at
+           :scanner_id, false, :received_at, r.form
     FROM json_to_recordset(CAST(:records AS json)) AS r(
         id varchar, scene varchar, sub varchar, jti varchar, decided_at timestamptz, ok boolean, code varchar,
-        detail text)
+        detail text, form varchar)
     ON CONFLICT (id) DO NOTHING
     RETURNING id
     """
@@ -363,6 +373,7 @@ def _insert_postgresql(session: Session, rows: list[dict[str, Any]]) -> int:
                 "ok": row["ok"],
                 "code": row["code"],
                 "detail": row["detail"],
+                "form": row.get("form", "online"),  # rows made without it (tests, old callers) are online
             }
             for row in rows
         ],
@@ -455,6 +466,7 @@ def record_json(row: Any, fields: Sequence[DetailField]) -> dict[str, Any]:
         "ok": row.ok,
         "code": row.code,
         "detail": history_detail(row, fields),
+        "form": row.form,
     }
 
 

@@ -1,5 +1,9 @@
 """``python -m verifiers check``: verify one code offline and print the decision.
 
+The code is any of the three forms (contract section 2): a JWS, a device
+code (``RSD1:``) or a paper code (``RSP1:``, accepted only with
+``--attended``, a staffed scanner).
+
 Exit status: 0 accepted, 1 rejected, 2 a usage error (bad arguments, a key
 set that cannot be read). No input produces a traceback.
 """
@@ -35,6 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--issuer", default=DEFAULT_ISSUER, help=f"expected issuer (default {DEFAULT_ISSUER})")
     check.add_argument("--context", default="{}", help="the scene's context as a JSON object")
     check.add_argument("--leeway", type=int, default=10, help="clock leeway in seconds (default 10)")
+    check.add_argument(
+        "--attended", action="store_true", help="a staffed scanner (someone checks an ID card): accepts paper codes"
+    )
     check.add_argument("token", help="the code, or - to read it from standard input")
     return parser
 
@@ -55,7 +62,9 @@ def check(arguments: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         keys = KeySet.from_jwks(arguments.jwks)
-        verifier = OfflineVerifier(keys, issuer=arguments.issuer, leeway=arguments.leeway)
+        verifier = OfflineVerifier(
+            keys, issuer=arguments.issuer, leeway=arguments.leeway, attended=arguments.attended
+        )
     except VerifierError as exc:
         print(f"python -m verifiers: error: {exc.message}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,4 +1,11 @@
-"""The decision of contract section 2, and the usage record of section 5."""
+"""The decision of contract section 2, and the usage record of section 5.
+
+Both name the code's ``form`` (``online``, ``device`` or ``paper``: section
+9). An accepted paper decision also carries ``check_id``, the holder hint
+the staff compare with the ID card; its JSON has ``check_id`` on every
+decision (null but there), so that its shape never depends on the outcome.
+A usage record never holds ``check_id``: it leaves the scanner at each sync.
+"""
 
 from __future__ import annotations
 
@@ -21,15 +28,21 @@ class Decision:
     detail: dict[str, Any] = field(default_factory=dict)
     record_id: str | None = None
     """The id of the usage record this decision was logged as."""
+    form: str = "online"
+    """The code's form, by its prefix alone: ``online`` (a JWS), ``device`` (``RSD1:``) or ``paper`` (``RSP1:``)."""
+    check_id: dict[str, str] | None = None
+    """Accepted paper codes only: the holder hint ``{"n", "b", "i"}`` to compare with the ID card; else None."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "ok": self.ok,
             "code": self.code,
             "scene": self.scene,
+            "form": self.form,
             "sub": self.sub,
             "jti": self.jti,
             "exp": self.exp,
+            "check_id": self.check_id,
             "detail": self.detail,
             "message": self.message,
         }
@@ -62,7 +75,7 @@ def new_record_id() -> str:
 def usage_record(
     decision: Decision, *, venue_id: str | None, device_id: str | None, decided_at: float
 ) -> dict[str, Any]:
-    """One record per decision; ``id`` is its idempotency key when synced."""
+    """One record per decision; ``id`` is its idempotency key when synced. Never the decision's ``check_id``."""
     return {
         "id": decision.record_id or new_record_id(),
         "scene": decision.scene,
@@ -74,4 +87,5 @@ def usage_record(
         "ok": decision.ok,
         "code": decision.code,
         "detail": decision.detail,
+        "form": decision.form,
     }

@@ -1,12 +1,15 @@
-"""The issuer's revocation list: the revoked residents' code ids, as a signed JWS.
+"""The issuer's revocation list: the revoked residents' code ids and credentials' ids, as a signed JWS.
 
 ``GET /api/v1/revocations`` serves it as the raw compact JWS
 (``Content-Type: application/jose``), signed by the issuer's current key:
 
 - header, exactly ``{"alg", "typ", "kid"}`` with ``typ`` ``rsc-revocations+jwt``;
-- claims ``{"iss", "iat", "revoked": [sub, ...]}``: the issuer, when the list
-  took its current form (seconds since the epoch), and the revoked code ids,
-  sorted. Claims a verifier does not know are ignored.
+- claims ``{"iss", "iat", "revoked": [sub, ...], "credentials": [cti, ...]}``:
+  the issuer, when the list took its current form (seconds since the epoch),
+  the revoked code ids, and the revoked device and paper credentials' ids
+  (``cti`` in base64url, contract sections 4 and 9). A list without
+  ``credentials`` revokes no credential (lists made before section 9).
+  Claims a verifier does not know are ignored.
 
 It is checked with the very rules that check a code (:func:`split_token`,
 :func:`check_header` with the list's own ``typ``, the key set's signature
@@ -17,7 +20,7 @@ a code as a revocation list.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 from .errors import ConfigurationError, Rejection
 from .keys import KeySet
@@ -26,6 +29,7 @@ from .tokens import SUPPORTED_ALGORITHMS, VerificationRules, check_header, split
 REVOCATIONS_TYPE = "rsc-revocations+jwt"
 REVOCATIONS_MEDIA_TYPE = "application/jose"  # RFC 7515 section 9.2.1: JWS compact serialization
 REVOKED_CLAIM = "revoked"
+CREDENTIALS_CLAIM = "credentials"
 MAX_REVOCATION_LIST_BYTES = 4 * 1024 * 1024
 """About 165,000 revoked residents (a 16-character ``sub`` costs 25 bytes in the JWS)."""
 DEFAULT_LEEWAY = 10
@@ -47,12 +51,27 @@ class RevocationListError(ConfigurationError):
         self.reason = reason
 
 
-class RevocationList(NamedTuple):
-    """A verified revocation list; unpacks as ``subs, issued_at``."""
-
+class _SignedList(NamedTuple):
     subs: frozenset[str]
     issued_at: int
     kid: str = ""
+
+
+class RevocationList(_SignedList):
+    """A verified revocation list; unpacks as ``subs, issued_at, kid``, as it did before ``credentials``.
+
+    ``credentials``: the revoked device and paper credentials' ids (``cti``
+    in base64url); empty for a list without the claim.
+    """
+
+    credentials: frozenset[str] = frozenset()
+
+    def __new__(
+        cls, subs: frozenset[str], issued_at: int, kid: str = "", credentials: Iterable[str] = ()
+    ) -> Self:
+        revocations = super().__new__(cls, subs, issued_at, kid)
+        revocations.credentials = frozenset(credentials)
+        return revocations
 
 
 _REASONS = {
@@ -72,7 +91,7 @@ def verify_revocation_list(
     algorithms: Iterable[str] = SUPPORTED_ALGORITHMS,
     leeway: int = DEFAULT_LEEWAY,
 ) -> RevocationList:
-    """The revoked code ids and the list's ``iat``; RevocationListError for anything else.
+    """The revoked code ids and credential ids, and the list's ``iat``; RevocationListError for anything else.
 
     In order: size and strict form, header (members, ``typ``, ``alg``,
     ``kid``), signature, claim types, ``iss`` exactly ``issuer``, ``iat`` not
@@ -89,6 +108,7 @@ def verify_revocation_list(
     if not key.verify(signature, signing_input):
         raise RevocationListError("revocation list refused: its signature is not valid", reason="bad_signature")
     iss, iat, revoked = claims.get("iss"), claims.get("iat"), claims.get(REVOKED_CLAIM)
+    credentials = claims.get(CREDENTIALS_CLAIM, [])
     if not (
         type(iss) is str
         and type(iat) is int
@@ -100,6 +120,11 @@ def verify_revocation_list(
             "(array of strings) is missing or of the wrong type",
             reason="malformed",
         )
+    if type(credentials) is not list or not all(type(cti) is str and cti for cti in credentials):
+        raise RevocationListError(
+            f"revocation list refused: {CREDENTIALS_CLAIM}, where present, is not an array of strings",
+            reason="malformed",
+        )
     if iss != issuer:
         raise RevocationListError(
             f"revocation list refused: issued by {iss[:100]!r}, not {issuer!r}", reason="issuer_mismatch"
@@ -109,4 +134,4 @@ def verify_revocation_list(
             f"revocation list refused: issued {iat - now:.0f} s in the future; check the clock",
             reason="not_yet_valid",
         )
-    return RevocationList(frozenset(revoked), iat, key.kid)
+    return RevocationList(frozenset(revoked), iat, key.kid, frozenset(credentials))

@@ -87,6 +87,9 @@ class SyncableVerifier(Protocol):
     def revoked(self) -> Container[str]: ...
 
     @property
+    def revoked_credentials(self) -> Container[str]: ...
+
+    @property
     def freshness(self) -> Freshness: ...
 
     @property
@@ -98,6 +101,7 @@ class SyncableVerifier(Protocol):
         self,
         subs: Iterable[str],
         *,
+        credentials: Iterable[str] = (),
         fetched_at: float | None = None,
         issued_at: int | None = None,
         etag: str | None = None,
@@ -257,7 +261,8 @@ def _refresh_revocations(
 ) -> None:
     url = base + REVOCATIONS_PATH
     # Only a list of its own (set by an earlier sync or by hand) can be confirmed unchanged: not a live lookup.
-    held = verifier.revoked if isinstance(verifier.revoked, frozenset) else None
+    subs, credentials = verifier.revoked, verifier.revoked_credentials
+    held = (subs, credentials) if isinstance(subs, frozenset) and isinstance(credentials, frozenset) else None
     etag = verifier.freshness.revocations_etag if held is not None else None
     answer = _fetch_if_changed(
         url, etag, accept="application/jose", limit=MAX_REVOCATION_LIST_BYTES,
@@ -266,9 +271,11 @@ def _refresh_revocations(
     if answer is None:
         return
     if answer.status == 304 and held is not None:
-        verifier.set_revocations(held, fetched_at=now, issued_at=verifier.freshness.revocations_issued_at, etag=etag)
+        verifier.set_revocations(
+            held[0], credentials=held[1], fetched_at=now, issued_at=verifier.freshness.revocations_issued_at, etag=etag
+        )
         report.revocations_refreshed = True
-        report.revoked = len(held)
+        report.revoked = len(held[0])
         return
     try:
         if len(answer.body) > MAX_REVOCATION_LIST_BYTES:
@@ -285,7 +292,11 @@ def _refresh_revocations(
         report.errors.append(f"revocations: {url}: {exc.message}; keeping the cached list")
         return
     verifier.set_revocations(
-        revocations.subs, fetched_at=now, issued_at=revocations.issued_at, etag=answer.headers.get("ETag")
+        revocations.subs,
+        credentials=revocations.credentials,
+        fetched_at=now,
+        issued_at=revocations.issued_at,
+        etag=answer.headers.get("ETag"),
     )
     report.revocations_refreshed = True
     report.revoked = len(revocations.subs)

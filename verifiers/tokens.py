@@ -1,8 +1,12 @@
 """The code's verification rules 1-5 of contract section 2, in order.
 
 Pure: a token, a key set and ``now`` in, a :class:`VerifiedCode` out, or the
-first failing rule's :class:`~verifiers.errors.Rejection`. Revocation, replay
-and the scene's rules (6-8) need state and live in :mod:`verifiers.verifier`.
+first failing rule's :class:`~verifiers.errors.Rejection`.
+:func:`check_jws` is the JWS form's own rules (1-4), beside
+:func:`verifiers.offline_codes.check_offline_code` for section 9's forms;
+the scene (5), revocation, replay and the scene's rules (6-8) are shared by
+every form and live in :mod:`verifiers.verifier`. :func:`check_code` is
+rules 1-5 for the JWS alone.
 """
 
 from __future__ import annotations
@@ -187,20 +191,30 @@ def read_claims(claims: dict[str, Any], kid: str) -> VerifiedCode:
     )
 
 
-def check_validity(code: VerifiedCode, rules: VerificationRules, scene: str, now: float) -> None:
-    """Rule 4, second part (issuer, expiry, issued-at), then rule 5 (scene)."""
+def check_times(code: VerifiedCode, rules: VerificationRules, now: float) -> None:
+    """Rule 4, second part: issuer, expiry, issued-at."""
     if code.iss != rules.issuer:
         raise IssuerMismatch()
     if now > code.exp + rules.leeway:
         raise Expired()
     if code.iat > now + rules.leeway:
         raise NotYetValid()
+
+
+def check_scene(code: VerifiedCode, scene: str) -> None:
+    """Rule 5 (section 9's rule 6, first part): the scene is one the code names in ``scp``."""
     if scene not in code.scopes:
         raise SceneNotAllowed(f"the code is not valid for {scene!r}")
 
 
-def check_code(token: object, keys: KeySet, rules: VerificationRules, scene: str, now: float) -> VerifiedCode:
-    """Rules 1-5 of contract section 2, in order; the first failure is raised.
+def check_validity(code: VerifiedCode, rules: VerificationRules, scene: str, now: float) -> None:
+    """Rule 4, second part (issuer, expiry, issued-at), then rule 5 (scene)."""
+    check_times(code, rules, now)
+    check_scene(code, scene)
+
+
+def check_jws(token: object, keys: KeySet, rules: VerificationRules, now: float) -> VerifiedCode:
+    """Rules 1-4 of contract section 2, in order: the JWS form's own; the first failure is raised.
 
     A rejection raised once the signature and claim types are good carries
     the code in ``rejection.verified``, so a decision can name the resident
@@ -212,7 +226,18 @@ def check_code(token: object, keys: KeySet, rules: VerificationRules, scene: str
         raise BadSignature()
     code = read_claims(claims, key.kid)
     try:
-        check_validity(code, rules, scene, now)
+        check_times(code, rules, now)
+    except Rejection as rejection:
+        rejection.verified = code
+        raise
+    return code
+
+
+def check_code(token: object, keys: KeySet, rules: VerificationRules, scene: str, now: float) -> VerifiedCode:
+    """Rules 1-5 of contract section 2 for a JWS, in order; the first failure is raised (see :func:`check_jws`)."""
+    code = check_jws(token, keys, rules, now)
+    try:
+        check_scene(code, scene)
     except Rejection as rejection:
         rejection.verified = code
         raise

@@ -1,4 +1,13 @@
-"""OfflineVerifier: contract section 2 end to end, with a scene and local state."""
+"""OfflineVerifier: contract sections 2 and 9 end to end, with a scene and local state.
+
+Each form's own rules are its module's: :func:`verifiers.tokens.check_jws`
+for the JWS (section 2, rules 1-4), :func:`verifiers.offline_codes.check_offline_code`
+for device and paper codes (section 9, rules 1-5). Every step after them is
+this module's, once for all three forms, in the contract's order: the scene
+in ``scp``; a paper code only at a staffed scanner; revocation by ``sub``,
+or by the credential's id; replay (a JWS by ``jti``, a device code by
+``(cti, t)``; a paper code has none); the scene's own rules.
+"""
 
 from __future__ import annotations
 
@@ -12,18 +21,31 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .contract import DEFAULT_ISSUER
+from .contract import DEFAULT_ISSUER, DEVICE_CODE_VALIDITY_SECONDS
 from .decision import Decision, new_record_id, usage_record
-from .errors import BadContext, ConfigurationError, KeySetError, Rejection, Replayed, Revoked, UnknownScene
+from .errors import (
+    AttendantRequired,
+    BadContext,
+    ConfigurationError,
+    KeySetError,
+    Rejection,
+    Replayed,
+    Revoked,
+    SceneNotAllowed,
+    UnknownScene,
+)
 from .keys import KeySet
+from .offline_codes import DEVICE, ONLINE, PAPER, check_offline_code, code_form
 from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
 from .status import Freshness, SyncReport, VerifierStatus, age
 from .store import DecisionStore, MemoryStore, Outbox, SqliteStore, Transaction, has_outbox
 from .sync import DEFAULT_TIMEOUT, MAX_BATCH_SIZE, sync
-from .tokens import SUPPORTED_ALGORITHMS, VerificationRules, VerifiedCode, check_code
+from .tokens import SUPPORTED_ALGORITHMS, VerificationRules, VerifiedCode, check_jws
 
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
 ACCEPTED_MESSAGE = "accepted"
+FORM_CHECKS = {ONLINE: check_jws, DEVICE: check_offline_code, PAPER: check_offline_code}
+"""Each form's own rules, by the form its prefix names: ``(text, keys, rules, now)`` -> VerifiedCode."""
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +95,18 @@ class OfflineVerifier:
     holds none. A verifier reopened on its store this way needs no network
     to go on verifying.
 
-    ``revoked``: the code ids (``sub``) refused as revoked. Code ids to
-    iterate (a list, a set) replace the list the store remembers, as
-    :meth:`set_revocations` does; an object that only answers ``sub in
-    revoked`` (the service's live table) is asked at each verification and
-    never copied. None: the list the store remembers, if any.
+    ``revoked``: the code ids (``sub``) refused as revoked;
+    ``revoked_credentials``: the device and paper credentials' ids (``cti``
+    in base64url) refused as revoked. Ids to iterate (a list, a set) replace
+    the list the store remembers, both parts at once, as
+    :meth:`set_revocations` does (a part not given is then empty); an
+    object that only answers ``x in revoked`` (the service's live table) is
+    asked at each verification and never copied. Both None: the list the
+    store remembers, if any.
+
+    ``attended``: True for a staffed scanner (a desk where a person checks
+    an ID card), the only kind that accepts paper codes (contract section
+    8); a paper code elsewhere is ``attendant_required``.
     """
 
     def __init__(
@@ -93,6 +122,8 @@ class OfflineVerifier:
         scenes: SceneRegistry | None = None,
         scene_config: Mapping[str, Mapping[str, Any]] | None = None,
         revoked: Iterable[str] | Container[str] | None = None,
+        revoked_credentials: Iterable[str] | Container[str] | None = None,
+        attended: bool = False,
         tz: tzinfo = CHINA_STANDARD_TIME,
     ) -> None:
         unsupported = set(algorithms) - set(SUPPORTED_ALGORITHMS)
@@ -100,7 +131,10 @@ class OfflineVerifier:
             raise ConfigurationError(f"unsupported algorithms {sorted(unsupported)}; only {SUPPORTED_ALGORITHMS}")
         if type(leeway) is not int or not 0 <= leeway <= 300:
             raise ConfigurationError("leeway must be an integer from 0 to 300 seconds")
+        if type(attended) is not bool:
+            raise ConfigurationError("attended must be True (a staffed scanner) or False")
         self.rules = VerificationRules(issuer=issuer, algorithms=frozenset(algorithms), leeway=leeway)
+        self.attended = attended
         self.venue_id = venue_id
         self.device_id = device_id
         self.tz = tz
@@ -123,18 +157,30 @@ class OfflineVerifier:
         self._scenes: dict[str, Scene] = {}
         self._day: tuple[float, float, str] = (0.0, 0.0, "")
         self.revoked: Container[str] = frozenset()
-        if isinstance(revoked, Iterable):  # given: it replaces what the store remembers
-            self.set_revocations(revoked)
-        elif revoked is not None:  # a live list kept elsewhere (the service's database)
-            self.revoked = revoked
-        elif self.outbox is not None and (saved := self.outbox.get_meta("revoked")):
+        """The revoked residents' code ids (``sub``)."""
+        self.revoked_credentials: Container[str] = frozenset()
+        """The revoked device and paper credentials' ids (``cti``, base64url)."""
+        if isinstance(revoked, Iterable) or isinstance(revoked_credentials, Iterable):
+            # given: they replace what the store remembers
+            self.set_revocations(
+                revoked if isinstance(revoked, Iterable) else (),
+                credentials=revoked_credentials if isinstance(revoked_credentials, Iterable) else (),
+            )
+        elif revoked is None and revoked_credentials is None and self.outbox is not None and (
+            saved := self.outbox.get_meta("revoked")
+        ):
             self.revoked = frozenset(saved["subs"])
+            self.revoked_credentials = frozenset(saved.get("credentials", ()))  # none in a store saved before them
             self.freshness = replace(
                 self.freshness,
                 revocations_fetched_at=saved.get("fetched_at"),
                 revocations_issued_at=saved.get("issued_at"),
                 revocations_etag=saved.get("etag"),
             )
+        if revoked is not None and not isinstance(revoked, Iterable):  # a live list kept elsewhere (the service's)
+            self.revoked = revoked
+        if revoked_credentials is not None and not isinstance(revoked_credentials, Iterable):
+            self.revoked_credentials = revoked_credentials
 
     @property
     def keys_fetched_at(self) -> float | None:
@@ -156,16 +202,28 @@ class OfflineVerifier:
     def verify(
         self, token: object, scene: object, context: object = None, *, now: float | None = None
     ) -> Decision:
-        """Apply every rule of contract section 2; never raises for any token or context."""
+        """Apply every rule of contract section 2 (a JWS) or 9 (``RSD1:``, ``RSP1:``); never raises.
+
+        Whatever the token or context, the answer is a decision; its
+        ``form`` is the one the token's prefix names.
+        """
         now = time.time() if now is None else now
         code: VerifiedCode | None = None
+        form = code_form(token)
         scene_name = scene if type(scene) is str and scene in self._registry else None
         try:
             scene_module = self._scene(scene)
             parsed_context = self._parse_context(scene_module, context)
-            code = check_code(token, self.keys, self.rules, scene_module.name, now)
+            code = FORM_CHECKS[form](token, self.keys, self.rules, now)
+            # The steps every form shares, in the contract's order.
+            if scene_module.name not in code.scopes:
+                raise SceneNotAllowed(f"the code is not valid for {scene_module.name!r}")
+            if form == PAPER and not self.attended:
+                raise AttendantRequired()
             if code.sub in self.revoked:
                 raise Revoked()
+            if code.cti is not None and code.cti in self.revoked_credentials:
+                raise Revoked(f"this {form} code's credential has been withdrawn")
             return self._decide(scene_module, parsed_context, code, now)
         except Rejection as rejection:
             code = code or rejection.verified  # type: ignore[assignment]
@@ -179,6 +237,7 @@ class OfflineVerifier:
                 message=rejection.message,
                 detail=rejection.detail,
                 record_id=new_record_id(),
+                form=form,
             )
             with self.store.transaction(now) as transaction:
                 transaction.save(self._record(decision, now))
@@ -188,23 +247,32 @@ class OfflineVerifier:
         self,
         subs: Iterable[str],
         *,
+        credentials: Iterable[str] = (),
         fetched_at: float | None = None,
         issued_at: int | None = None,
         etag: str | None = None,
     ) -> None:
         """Replace the revocation list (kept in the store, so it survives restarts).
 
+        ``subs``: the revoked residents' code ids; ``credentials``: the
+        revoked device and paper credentials' ids (``cti`` in base64url).
         ``issued_at`` and ``etag`` are the service's list's (:meth:`sync`
         passes them); a list set by hand has neither.
         """
-        revoked = frozenset(subs)
+        revoked, revoked_credentials = frozenset(subs), frozenset(credentials)
         fetched_at = fetched_at or time.time()
         if self.outbox is not None:
             self.outbox.set_meta(
                 "revoked",
-                {"subs": sorted(revoked), "fetched_at": fetched_at, "issued_at": issued_at, "etag": etag},
+                {
+                    "subs": sorted(revoked),
+                    "credentials": sorted(revoked_credentials),
+                    "fetched_at": fetched_at,
+                    "issued_at": issued_at,
+                    "etag": etag,
+                },
             )
-        self.revoked = revoked
+        self.revoked, self.revoked_credentials = revoked, revoked_credentials
         self.freshness = replace(
             self.freshness, revocations_fetched_at=fetched_at, revocations_issued_at=issued_at, revocations_etag=etag
         )
@@ -330,13 +398,26 @@ class OfflineVerifier:
             raise BadContext(f"the {scene.name} scene could not read the context") from exc
 
     def _decide(self, scene: Scene, context: Any, code: VerifiedCode, now: float) -> Decision:
-        """Rules 7 and 8, and the usage record, in one store transaction."""
+        """Replay, the scene's rules and the usage record, in one store transaction.
+
+        (Section 2's rules 7 and 8, section 9's 8 and 9.) A JWS is claimed
+        by its ``jti``, a device code by ``(cti, t)``, which is its ``jti``
+        ``cti-t``: a second signature over the same presentation is a replay
+        all the same. A paper code is shown again and again and claims
+        nothing; its scene's rules (one entry a day, passback) still hold.
+        """
         with self.store.transaction(now) as transaction:
-            jti_expires_at = code.exp + self.rules.leeway + 1
-            if not transaction.claim_jti(code.jti, jti_expires_at):
-                raise Replayed()
+            replay_key = None if code.form == PAPER else code.jti
+            jti_expires_at = 0
+            if replay_key is not None:
+                # Until it can no longer be presented: a device code 60 s from t, within its credential's life.
+                valid_until = code.exp if code.t is None else min(code.t + DEVICE_CODE_VALIDITY_SECONDS, code.exp)
+                jti_expires_at = valid_until + self.rules.leeway + 1
+                if not transaction.claim_jti(replay_key, jti_expires_at):
+                    raise Replayed()
+            record_id = new_record_id()
             state = _SceneState(transaction, scene.name, self.venue_id)
-            outcome = self._scene_outcome(scene, self._visit(code, now), context, state)
+            outcome = self._scene_outcome(scene, self._visit(code, now, record_id), context, state)
             decision = Decision(
                 ok=True,
                 code="accepted",
@@ -346,11 +427,13 @@ class OfflineVerifier:
                 exp=code.exp,
                 message=ACCEPTED_MESSAGE,
                 detail=outcome.detail,
-                record_id=new_record_id(),
+                record_id=record_id,
+                form=code.form,
+                check_id=code.check_id,
             )
             transaction.save(
                 self._record(decision, now),
-                jti=code.jti,
+                jti=replay_key,
                 jti_expires_at=jti_expires_at,
                 writes=state.scoped(outcome.writes),
             )
@@ -366,7 +449,7 @@ class OfflineVerifier:
             log.exception("scene %s failed to decide", scene.name)
             raise BadContext(f"the {scene.name} scene could not apply its rules") from exc
 
-    def _visit(self, code: VerifiedCode, now: float) -> Visit:
+    def _visit(self, code: VerifiedCode, now: float, record_id: str) -> Visit:
         day = self._day
         if not day[0] <= now < day[1]:
             day = self._day = local_day(now, self.tz)
@@ -379,6 +462,7 @@ class OfflineVerifier:
             day_ends_at=int(day[1]),
             venue_id=self.venue_id,
             device_id=self.device_id,
+            record_id=record_id,
         )
 
     def _record(self, decision: Decision, now: float) -> dict[str, Any]:

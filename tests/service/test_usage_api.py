@@ -396,7 +396,7 @@ def test_records_of_a_real_offline_verifier_are_accepted_as_they_are(
     ]
     assert [d.code for d in decisions] == ["accepted", "replayed", "accepted", "accepted", "malformed", "unknown_scene"]
     pending = verifier.pending_records()
-    assert len(pending) == 6 and all(set(r) == RECORD_FIELDS for r in pending)
+    assert len(pending) == 6 and all(set(r) == RECORD_FIELDS | {"form"} for r in pending)
     assert accepted(upload(client, key, pending)) == (6, 0)
     assert accepted(upload(client, key, verifier.pending_records())) == (0, 6)
     listed = my_usage(logged_in).get_json()["records"]
@@ -433,12 +433,12 @@ def test_online_and_uploaded_records_newest_first(app: Any, client: Any, key: st
     body = response.get_json()
     assert set(body) == {"records", "next"} and body["next"] is None
     online, uploaded = body["records"]
-    assert all(set(r) == RECORD_FIELDS and RFC3339_UTC.fullmatch(r["decided_at"]) for r in body["records"])
+    assert all(set(r) == RECORD_FIELDS | {"form"} and RFC3339_UTC.fullmatch(r["decided_at"]) for r in body["records"])
     assert (online["scene"], online["code"], online["ok"], online["sub"]) == ("transit", "accepted", True, sub)
     assert online["detail"]["station"] == "人民广场"
     assert (online["venue_id"], online["device_id"]) == ("metro-1", "gate-7")
     uuid.UUID(online["id"])
-    assert uploaded == {**older, "venue_id": "metro-1", "device_id": "gate-7"}
+    assert uploaded == {**older, "venue_id": "metro-1", "device_id": "gate-7", "form": "online"}  # sent without form
 
 
 def test_pages_cover_every_record_once(app: Any, client: Any, key: str, logged_in: Any) -> None:

@@ -40,7 +40,7 @@ from codeservice.scanners import hash_key
 from verifiers.jose import b64url_decode, b64url_encode
 
 VERIFY = "/api/v1/verify"
-DECISION_FIELDS = {"ok", "code", "scene", "sub", "jti", "exp", "detail", "message"}
+DECISION_FIELDS = {"ok", "code", "scene", "form", "sub", "jti", "exp", "check_id", "detail", "message"}
 SENIOR_ID_NUMBER = gb11643_id("31010419500101123")  # born 1950-01-01: a senior on any day after 2010
 # A configured fare table: 10 km between these two stations is the second band.
 STATIONS_KM = {"People's Square": 0.0, "Century Avenue": 10.0}
@@ -143,9 +143,11 @@ def test_clinic_check_in_is_accepted_with_its_department(app, logged_in, code_id
         "ok": True,
         "code": "accepted",
         "scene": "clinic",
+        "form": "online",
         "sub": code_id,
         "jti": claims["jti"],
         "exp": claims["exp"],
+        "check_id": None,
         "detail": {"department": "dental", "appointment_id": None},
         "message": decision["message"],
     }
@@ -183,25 +185,26 @@ def test_clinic_no_appointment_comes_before_already_checked_in(logged_in, code_i
 # -- transit -------------------------------------------------------------------
 
 
-def test_transit_entry_opens_a_trip(logged_in, scanner_key):
+def test_transit_entry_opens_a_trip(app, logged_in, scanner_key):
     token = live_code(logged_in)
     decision = decide(logged_in, scanner_key, token, "transit", ENTRY)
     assert decision["code"] == "accepted"
+    (entry_record,) = [row for row in usage_rows(app) if row.jti == claims_of(token)["jti"]]
     assert decision["detail"] == {
         "station": "People's Square",
         "direction": "in",
         "line": "2",
         "fare_cents": None,
-        "trip_id": claims_of(token)["jti"],
+        "trip_id": entry_record.id,  # the entry record's id (contract section 9), not the code's jti
     }
 
 
 def test_transit_second_entry_is_passback(logged_in, scanner_key):
-    first = live_code(logged_in)
-    assert decide(logged_in, scanner_key, first, "transit", ENTRY)["ok"]
+    first = decide(logged_in, scanner_key, live_code(logged_in), "transit", ENTRY)
+    assert first["ok"]
     decision = decide(logged_in, scanner_key, live_code(logged_in), "transit", {**ENTRY, "station": "Century Avenue"})
     assert (decision["ok"], decision["code"]) == (False, "passback")
-    assert decision["detail"]["trip_id"] == claims_of(first)["jti"]
+    assert decision["detail"]["trip_id"] == first["detail"]["trip_id"]
     assert decision["detail"]["station"] == "Century Avenue"
 
 
@@ -218,8 +221,8 @@ def test_transit_exit_without_entry_is_no_entry(logged_in, scanner_key):
 
 
 def test_transit_exit_closes_the_trip_with_the_fare(logged_in, scanner_key):
-    entry = live_code(logged_in)
-    assert decide(logged_in, scanner_key, entry, "transit", ENTRY)["ok"]
+    entry = decide(logged_in, scanner_key, live_code(logged_in), "transit", ENTRY)
+    assert entry["ok"]
     decision = decide(logged_in, scanner_key, live_code(logged_in), "transit", EXIT)
     assert decision["code"] == "accepted"
     assert decision["detail"] == {
@@ -227,7 +230,7 @@ def test_transit_exit_closes_the_trip_with_the_fare(logged_in, scanner_key):
         "direction": "out",
         "line": "2",
         "fare_cents": FULL_FARE,
-        "trip_id": claims_of(entry)["jti"],
+        "trip_id": entry["detail"]["trip_id"],
         "entry_station": "People's Square",
     }
     # The trip is closed: exiting again is no_entry, entering again opens a new trip.

@@ -25,7 +25,7 @@ from helpers import ISSUER
 from verifiers.__main__ import build_parser, main
 from verifiers.jose import b64url_encode
 
-DECISION_KEYS = {"ok", "code", "scene", "sub", "jti", "exp", "detail", "message"}
+DECISION_KEYS = {"ok", "code", "scene", "form", "sub", "jti", "exp", "check_id", "detail", "message"}
 TRANSIT_IN = json.dumps({"station": "人民广场", "direction": "in"}, ensure_ascii=False)
 
 

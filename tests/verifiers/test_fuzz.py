@@ -29,7 +29,7 @@ from verifiers.jose import b64url_encode
 KNOWN_CODES = frozenset(SceneRegistry.from_entry_points().rejection_codes()) | {"accepted"}
 # A changed code never gets past its signature: these are all it can be refused with.
 BEFORE_THE_SIGNATURE = {"malformed", "wrong_type", "alg_not_allowed", "unknown_key", "bad_signature"}
-DECISION_KEYS = {"ok", "code", "scene", "sub", "jti", "exp", "detail", "message"}
+DECISION_KEYS = {"ok", "code", "scene", "form", "sub", "jti", "exp", "check_id", "detail", "message"}
 
 B64URL = string.ascii_uppercase + string.ascii_lowercase + string.digits + "-_"
 # Lookalikes a lax parser might fold to ASCII: fullwidth A, Arabic-Indic three,

@@ -29,8 +29,8 @@ import verifiers.tokens
 from verifiers import ConfigurationError, KeySet, OfflineVerifier, SceneRegistry
 from verifiers.jose import _B64URL_CHARS, b64url_decode, b64url_encode
 
-DECISION_KEYS = {"ok", "code", "scene", "sub", "jti", "exp", "detail", "message"}
-RECORD_KEYS = {"id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail"}
+DECISION_KEYS = {"ok", "code", "scene", "form", "sub", "jti", "exp", "check_id", "detail", "message"}
+RECORD_KEYS = {"id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail", "form"}
 RFC3339_UTC = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\Z")
 SUB = "q1w2e3r4t5y6u7i8"  # helpers.default_claims
 USE_DEFAULT = object()

@@ -182,7 +182,7 @@ def test_transit_entry_opens_a_trip(verifier, present, transit_in):
     assert entry.detail["station"] == "人民广场"
     assert entry.detail["direction"] == "in"
     assert entry.detail["fare_cents"] is None
-    assert entry.detail["trip_id"] == entry.jti
+    assert entry.detail["trip_id"] == entry.record_id
     assert last_record(verifier)["detail"] == entry.detail
 
 
@@ -192,7 +192,7 @@ def test_transit_second_entry_while_a_trip_is_open_is_passback(present, transit_
     other_resident = present("transit", transit_in, now=NOW + 60, sub=BOB)
 
     assert codes(entry, passback, other_resident) == ["accepted", "passback", "accepted"]
-    assert passback.detail["trip_id"] == entry.jti
+    assert passback.detail["trip_id"] == entry.record_id
     assert (passback.detail["station"], passback.detail["direction"]) == ("徐家汇", "in")
 
 
@@ -214,11 +214,11 @@ def test_transit_exit_closes_the_trip(present, transit_in):
     next_entry = present("transit", gate("徐家汇", "in"), now=NOW + 720)
 
     assert codes(entry, exit_, second_exit, next_entry) == ["accepted", "accepted", "no_entry", "accepted"]
-    assert exit_.detail["trip_id"] == entry.jti
+    assert exit_.detail["trip_id"] == entry.record_id
     assert exit_.detail["direction"] == "out"
     assert exit_.detail["station"] == "徐家汇"
     assert isinstance(exit_.detail["fare_cents"], int)
-    assert next_entry.detail["trip_id"] == next_entry.jti
+    assert next_entry.detail["trip_id"] == next_entry.record_id
 
 
 def test_transit_replay_is_checked_before_passback(verifier, make_token, transit_in):
@@ -314,7 +314,7 @@ def test_transit_open_trip_expires_after_max_trip_seconds(make_verifier, present
     after = present("transit", gate("B", "in"), by=transit, now=NOW + 601)
 
     assert codes(entry, at_limit, after) == ["accepted", "passback", "accepted"]
-    assert after.detail["trip_id"] == after.jti
+    assert after.detail["trip_id"] == after.record_id
 
 
 def test_transit_exit_after_the_trip_expired_is_no_entry(make_verifier, present):

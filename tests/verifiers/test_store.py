@@ -99,7 +99,7 @@ def test_reopened_verifier_keeps_scene_state(open_verifier, store_path, make_tok
 
     assert (entry.code, entered.code) == ("accepted", "accepted")
     assert [passback.code, exit_.code] == ["passback", "accepted"]
-    assert exit_.detail["trip_id"] == entry.jti
+    assert exit_.detail["trip_id"] == entry.record_id
     assert [already.code, bob.code, third.code] == ["already_entered", "accepted", "capacity_full"]
 
 

@@ -36,6 +36,9 @@ class Visit:
     """When ``day`` ends, seconds since the epoch: state kept for a day expires then."""
     venue_id: str | None
     device_id: str | None
+    record_id: str | None = None
+    """The id of the usage record this presentation is logged as: unique per scan, unlike ``jti``
+    (a paper code's ``jti`` repeats from scan to scan, contract section 9)."""
 
 
 @dataclass(slots=True)

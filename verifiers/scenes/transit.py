@@ -120,8 +120,10 @@ class TransitScene(Scene):
         if context.direction == "in":
             if trip is not None:
                 raise Passback(detail=detail)
-            detail["trip_id"] = visit.jti
-            opened = {"id": visit.jti, "station": context.station, "line": context.line, "entered_at": int(visit.now)}
+            # The entry record's id (contract section 9): a paper code's jti is the same at every scan.
+            trip_id = visit.record_id or visit.jti
+            detail["trip_id"] = trip_id
+            opened = {"id": trip_id, "station": context.station, "line": context.line, "entered_at": int(visit.now)}
             expires_at = int(visit.now) + self.max_trip_seconds
             return Outcome(detail=detail, writes=[StateWrite(trip_key, opened, expires_at)])
         if trip is None:
