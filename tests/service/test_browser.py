@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers import DEMO_PASSWORD, registration, skip_or_fail
 
 CHROMIUM = "/usr/bin/chromium"

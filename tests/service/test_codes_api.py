@@ -13,14 +13,6 @@ from typing import Any
 
 import pytest
 import zxingcpp
-from helpers import (
-    ALL_SCENES,
-    add_scanner,
-    gb11643_id,
-    new_keys_dir,
-    rasterize_svg,
-    registration,
-)
 from PIL import Image
 
 from codeservice import db, qr
@@ -29,6 +21,15 @@ from codeservice.keystore import KeyStore
 from codeservice.residents import find_by_phone
 from verifiers import KeySet, OfflineVerifier
 from verifiers.jose import b64url_decode
+
+from helpers import (
+    ALL_SCENES,
+    add_scanner,
+    gb11643_id,
+    new_keys_dir,
+    rasterize_svg,
+    registration,
+)
 
 # What a scanner at each scene sends with a code.
 SCENE_CONTEXTS: dict[str, dict[str, Any]] = {

@@ -15,6 +15,7 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.app.base import Application
 from gunicorn.config import Config
+
 from helpers import PROJECT
 
 ROOT = PROJECT

@@ -7,6 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+
+from codeservice.web import i18n
+from verifiers import SceneRegistry
+
 from helpers import (
     EN,
     ZH,
@@ -18,9 +22,6 @@ from helpers import (
     sub_of,
     upload,
 )
-
-from codeservice.web import i18n
-from verifiers import SceneRegistry
 
 ENTRY = re.compile(r'<li class="entry entry-(?:ok|refused)">')
 MORE = re.compile(r'<a class="button" id="history-more" rel="next" href="(/history\?before=[A-Za-z0-9_-]+)">')

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from helpers import ISSUER, NOW
 
 BLOCKED = ["flask", "sqlalchemy", "qrcode", "PIL", "codeservice"]

@@ -17,6 +17,14 @@ from typing import Any
 
 import pytest
 from flask import Flask
+
+import codeservice
+from codeservice import create_app, db, errors, scanners
+from codeservice.errors import DatabaseUnavailable
+from codeservice.openapi import ERROR_RESPONSES, FIELD_ERROR_CODES, openapi_document
+from codeservice.protection import LIMITS, RateLimited
+from verifiers import SceneRegistry
+
 from helpers import (
     ALL_SCENES,
     CONVERTER,
@@ -33,13 +41,6 @@ from helpers import (
     validate,
 )
 from servers import free_port
-
-import codeservice
-from codeservice import create_app, db, errors, scanners
-from codeservice.errors import DatabaseUnavailable
-from codeservice.openapi import ERROR_RESPONSES, FIELD_ERROR_CODES, openapi_document
-from codeservice.protection import LIMITS, RateLimited
-from verifiers import SceneRegistry
 
 TOP_LEVEL_FIELDS = {
     "openapi", "info", "jsonSchemaDialect", "servers", "paths", "webhooks", "components", "security", "tags",

@@ -11,10 +11,11 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from helpers import ALL_SCENES, DEMO_PASSWORD, DROP, registration, skip_or_fail
 
 from codeservice import create_app, db, scanners
 from codeservice.errors import ConfigError
+
+from helpers import ALL_SCENES, DEMO_PASSWORD, DROP, registration, skip_or_fail
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 CSRF_FIELD = re.compile(r'<input type="hidden" name="csrf_token" value="([^"]+)">')

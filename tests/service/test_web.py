@@ -11,6 +11,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+
+from codeservice.web import i18n
+
 from helpers import (
     DEMO_PASSWORD,
     EN,
@@ -20,8 +23,6 @@ from helpers import (
     html,
     registration,
 )
-
-from codeservice.web import i18n
 
 CSRF_FIELD = re.compile(r'<input type="hidden" name="csrf_token" value="([^"]+)">')
 

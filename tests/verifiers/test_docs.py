@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from helpers import PROJECT
-
 from verifiers import SceneRegistry
+
+from helpers import PROJECT
 
 README = PROJECT / "README.md"
 

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ISSUER, NOW, TestKey, make_test_key
+
+from verifiers import KeySet, OfflineVerifier, verify_revocation_list
+from verifiers.jose import b64url_encode, compact_json
+from verifiers.offline_codes import device_code
+from verifiers.revocations import REVOCATIONS_TYPE, RevocationListError
+from verifiers.store import SqliteStore
+
+from helpers import ISSUER, NOW, VECTORS, TestKey, make_test_key
 from offline_minting import (
     HINT,
     DeviceKey,
@@ -31,13 +38,7 @@ from offline_minting import (
     credential_claims,
 )
 
-from verifiers import KeySet, OfflineVerifier, verify_revocation_list
-from verifiers.jose import b64url_encode, compact_json
-from verifiers.offline_codes import device_code
-from verifiers.revocations import REVOCATIONS_TYPE, RevocationListError
-from verifiers.store import SqliteStore
-
-VECTORS_FILE = Path(__file__).parent / "vectors" / "section9_vectors.json"
+VECTORS_FILE = VECTORS / "section9_vectors.json"
 VECTORS = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
 DECISION_KEYS = {"ok", "code", "scene", "form", "sub", "jti", "exp", "check_id", "detail", "message"}
 RECORD_KEYS = {"id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail", "form"}
