@@ -7,9 +7,6 @@ An uploaded record without ``form`` is an ``online`` one; ``form`` is
 
 from __future__ import annotations
 
-import json
-import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -18,43 +15,7 @@ from sqlalchemy import select
 from codeservice import db
 from codeservice.models import UsageRecord
 
-
-def add_scanner(runner: Any) -> str:
-    result = runner.invoke(args=["scanners", "add", "--venue", "metro-1", "--device", "gate-7", "--scenes", "transit"])
-    assert result.exit_code == 0, result.output
-    return result.output.strip().splitlines()[-1]
-
-
-@pytest.fixture
-def key(runner: Any) -> str:
-    return add_scanner(runner)
-
-
-def record(**overrides: Any) -> dict[str, Any]:
-    decided_at = datetime.now(UTC) - timedelta(minutes=5)
-    body = {
-        "id": str(uuid.uuid4()),
-        "scene": "transit",
-        "venue_id": "metro-1",
-        "device_id": "gate-7",
-        "sub": "q1w2e3r4t5y6u7i8",
-        "jti": "AQEBAQEBAQE-1795000000",
-        "decided_at": decided_at.strftime("%Y-%m-%dT%H:%M:%S.000Z"),
-        "ok": True,
-        "code": "accepted",
-        "detail": {"station": "人民广场", "direction": "in", "line": None, "fare_cents": None, "trip_id": "x"},
-    }
-    body.update(overrides)
-    return body
-
-
-def upload(client: Any, key: str, records: list[Any]) -> Any:
-    return client.post(
-        "/api/v1/usage",
-        data=json.dumps({"records": records}).encode("ascii"),
-        content_type="application/json",
-        headers={"Authorization": f"Bearer {key}"},
-    )
+from helpers import record, upload
 
 
 def stored_forms(app: Any) -> dict[str, str]:
