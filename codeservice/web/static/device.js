@@ -52,6 +52,7 @@
   var making = false;
   var pending = null; // the code being made
   var active = false; // this script shows the device code (code.js stopped)
+  var usable = false; // the service worker is registered: this phone can hold a device key
   var nextContact = 0; // Date.now() before which the service is not asked again
   var offline = shell || navigator.onLine === false;
 
@@ -258,7 +259,7 @@
 
   /** Online: enrol, or renew the credential when due. Never rejects. */
   function contact() {
-    if (shell || Date.now() < nextContact) {
+    if (shell || !usable || Date.now() < nextContact) {
       return Promise.resolve();
     }
     nextContact = Date.now() + FETCH_RETRY_MS;
@@ -474,12 +475,16 @@
     // The shell is the worker's own answer: it is registered already.
     var ready = shell ? Promise.resolve() : navigator.serviceWorker
       .register(data.worker, { scope: data.workerScope })
-      .then(function () {
+      .then(function (registration) {
+        if (!registration || typeof registration.scope !== "string") {
+          throw new Error("no service worker"); // blocked (by policy, or a test's browser)
+        }
         return navigator.serviceWorker.ready;
       });
     ready
       .then(load)
       .then(function (record) {
+        usable = true;
         device = record || null;
         if (!shell && device && device.owner !== data.owner) {
           // Another resident's phone state: never shown to this one.
