@@ -17,18 +17,21 @@ The encoders of static/rsd.js are also run in the page on fixed inputs and
 compared byte for byte with verifiers' CBOR, Base45 and device_code.
 """
 
+# ruff: noqa: F811 (browser is test_browser's fixture, taken as a parameter)
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from test_browser import CHROMIUM_ARGS, PHONE, api_register, browser, log_in, read_qr  # noqa: F401 (fixture)
+from test_browser import PHONE, api_register, browser, log_in, read_qr  # noqa: F401 (fixture)
 
 from verifiers import KeySet, cbor
 from verifiers.base45 import b45decode, b45encode
@@ -74,7 +77,9 @@ def stub_device_endpoints(app: Any) -> dict[str, dict[str, Any]]:
             "use": "device",
             "scp": list(app.config["ISSUED_SCOPES"]),
         }
-        credential = mint_credential(claims, alg=signer.alg, kid=b64url_decode(signer.kid), sign=signer.sign)
+        credential = mint_credential(
+            claims, alg=signer.alg, kid=b64url_decode(signer.kid), sign=signer.sign
+        )
         device["ctis"].append(cti)
         body = {
             "device_id": device["device_id"],
@@ -96,7 +101,9 @@ def stub_device_endpoints(app: Any) -> dict[str, dict[str, Any]]:
         jwk = request.get_json()["public_key"]
         assert jwk["kty"] == "EC" and jwk["crv"] == "P-256" and "d" not in jwk, jwk
         numbers = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(b64url_decode(jwk["x"]), "big"), int.from_bytes(b64url_decode(jwk["y"]), "big"), ec.SECP256R1()
+            int.from_bytes(b64url_decode(jwk["x"]), "big"),
+            int.from_bytes(b64url_decode(jwk["y"]), "big"),
+            ec.SECP256R1(),
         )
         device_id = secrets.token_urlsafe(12)
         devices[device_id] = device = {
@@ -113,32 +120,57 @@ def stub_device_endpoints(app: Any) -> dict[str, dict[str, Any]]:
     def stub_renew(device_id: str) -> Any:
         device = owned(device_id)
         if device is None:
-            return jsonify(error={"code": "not_found", "message": "no such device"}), 404
+            return jsonify(
+                error={"code": "not_found", "message": "no such device"}
+            ), 404
         return credential_answer(device, 200)
 
     def stub_my_devices() -> Any:
         resident = auth.current_resident()
         mine = [d for d in devices.values() if d["sub"] == resident.code_id]
-        listed = [{"device_id": d["device_id"], "created_at": d["created_at"], "active": d["active"]} for d in mine]
+        listed = [
+            {
+                "device_id": d["device_id"],
+                "created_at": d["created_at"],
+                "active": d["active"],
+            }
+            for d in mine
+        ]
         return jsonify(devices=listed)
 
     def stub_withdraw(device_id: str) -> Any:
         device = owned(device_id)
         if device is None:
-            return jsonify(error={"code": "not_found", "message": "no such device"}), 404
+            return jsonify(
+                error={"code": "not_found", "message": "no such device"}
+            ), 404
         device["active"] = False
         return "", 204
 
     app.add_url_rule("/api/v1/devices", "stub_enrol", stub_enrol, methods=["POST"])
-    app.add_url_rule("/api/v1/devices/<device_id>/credential", "stub_renew", stub_renew, methods=["POST"])
-    app.add_url_rule("/api/v1/me/devices", "stub_my_devices", stub_my_devices, methods=["GET"])
-    app.add_url_rule("/api/v1/me/devices/<device_id>", "stub_withdraw", stub_withdraw, methods=["DELETE"])
+    app.add_url_rule(
+        "/api/v1/devices/<device_id>/credential",
+        "stub_renew",
+        stub_renew,
+        methods=["POST"],
+    )
+    app.add_url_rule(
+        "/api/v1/me/devices", "stub_my_devices", stub_my_devices, methods=["GET"]
+    )
+    app.add_url_rule(
+        "/api/v1/me/devices/<device_id>",
+        "stub_withdraw",
+        stub_withdraw,
+        methods=["DELETE"],
+    )
     return devices
 
 
-@pytest.fixture
-def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
-    """The whole service, with the STUB device endpoints, on a free loopback port."""
+@contextlib.contextmanager
+def serving(
+    tmp_path: Path, keys_dir: Path, install: Callable[[Any], Any]
+) -> Iterator[dict[str, Any]]:
+    """The whole service, with ``install(app)``'s routes, on a free loopback port."""
     from werkzeug.serving import make_server
 
     from codeservice import create_app, db
@@ -151,14 +183,20 @@ def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
             "RATE_LIMITS": "off",
         }
     )
-    devices = stub_device_endpoints(app)
+    devices = install(app)
     with app.app_context():
         db.init_db()
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="codeservice-device-test-server", daemon=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, name="codeservice-device-test-server", daemon=True
+    )
     thread.start()
     try:
-        yield {"url": f"http://127.0.0.1:{httpd.server_port}", "app": app, "devices": devices}
+        yield {
+            "url": f"http://127.0.0.1:{httpd.server_port}",
+            "app": app,
+            "devices": devices,
+        }
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -167,14 +205,30 @@ def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
             db.engine().dispose()
 
 
-def new_phone(browser: Any, server: dict[str, Any], clock_at: float | None = None) -> tuple[Any, Any, list[str]]:
+@pytest.fixture
+def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
+    """The whole service, with the STUB device endpoints."""
+    with serving(tmp_path, keys_dir, stub_device_endpoints) as running:
+        yield running
+
+
+def new_phone(
+    browser: Any, server: dict[str, Any], clock_at: float | None = None
+) -> tuple[Any, Any, list[str]]:
     """A browser context (a phone), its page and its console errors; ``clock_at``: install a page clock."""
-    context = browser.new_context(viewport=PHONE, base_url=server["url"], locale="zh-CN")
+    context = browser.new_context(
+        viewport=PHONE, base_url=server["url"], locale="zh-CN"
+    )
     if clock_at is not None:
         context.clock.install(time=clock_at)
     page = context.new_page()
     errors: list[str] = []
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if message.type == "error" else None
+        ),
+    )
     page.on("pageerror", lambda error: errors.append(str(error)))
     return context, page, errors
 
@@ -186,7 +240,9 @@ def keys_of(server: dict[str, Any]) -> KeySet:
 def check(server: dict[str, Any], text: str, now: float | None = None) -> Any:
     """Rules 1-5 of section 9 for ``text``, by the library, against the served key set."""
     rules = VerificationRules(issuer=server["app"].config["ISSUER"])
-    return check_offline_code(text, keys_of(server), rules, time.time() if now is None else now)
+    return check_offline_code(
+        text, keys_of(server), rules, time.time() if now is None else now
+    )
 
 
 def presented_t(text: str) -> int:
@@ -196,10 +252,14 @@ def presented_t(text: str) -> int:
 
 def enrolled(page: Any) -> None:
     page.wait_for_selector(STATE.format("device"), state="attached", timeout=15000)
-    page.wait_for_function("() => document.getElementById('code-app').dataset.codeT", timeout=10000)
+    page.wait_for_function(
+        "() => document.getElementById('code-app').dataset.codeT", timeout=10000
+    )
 
 
-def test_enrol_go_offline_and_show_device_codes(browser: Any, server: dict[str, Any], tmp_path: Path) -> None:
+def test_enrol_go_offline_and_show_device_codes(
+    browser: Any, server: dict[str, Any], tmp_path: Path
+) -> None:
     context, page, errors = new_phone(browser, server, clock_at=time.time())
     try:
         resident = api_register(server["url"])
@@ -207,7 +267,9 @@ def test_enrol_go_offline_and_show_device_codes(browser: Any, server: dict[str, 
         enrolled(page)
         # One device, enrolled with a public JWK of P-256 and nothing private.
         (device,) = server["devices"].values()
-        assert set(device["jwk"]) >= {"kty", "crv", "x", "y"} and "d" not in device["jwk"]
+        assert (
+            set(device["jwk"]) >= {"kty", "crv", "x", "y"} and "d" not in device["jwk"]
+        )
         assert page.evaluate(
             "() => navigator.serviceWorker.ready.then(r => r.active !== null && r.scope.endsWith('/code'))"
         )
@@ -224,11 +286,15 @@ def test_enrol_go_offline_and_show_device_codes(browser: Any, server: dict[str, 
         assert response is not None and response.from_service_worker
         assert page.url.endswith("/code")
         page.wait_for_selector(STATE.format("offline"), state="attached", timeout=10000)
-        page.wait_for_function("() => document.getElementById('code-app').dataset.codeT", timeout=10000)
+        page.wait_for_function(
+            "() => document.getElementById('code-app').dataset.codeT", timeout=10000
+        )
         assert "离线，二维码有效期至" in page.locator("#status").inner_text()
         assert page.locator("#masked-name").inner_text() == "张*明"
         # The shell holds no resident's data of its own, nor a CSRF token.
-        shell_html = page.evaluate("() => caches.match('/code/shell').then(r => r.text())")
+        shell_html = page.evaluate(
+            "() => caches.match('/code/shell').then(r => r.text())"
+        )
         assert "张*明" not in shell_html and "csrf" not in shell_html
         offline = read_qr(page)
         first_t = presented_t(offline)
@@ -241,29 +307,44 @@ def test_enrol_go_offline_and_show_device_codes(browser: Any, server: dict[str, 
         # 30 s later (the page's clock), a new code with a new t, still offline.
         page.clock.fast_forward(30_000)
         page.wait_for_function(
-            f"() => Number(document.getElementById('code-app').dataset.codeT) >= {first_t + 30}", timeout=10000
+            f"() => Number(document.getElementById('code-app').dataset.codeT) >= {first_t + 30}",
+            timeout=10000,
         )
         later = read_qr(page)
         later_t = presented_t(later)
         assert later != offline and later_t >= first_t + 30
         assert check(server, later, now=later_t + 1).form == "device"
         assert page.locator("#clock").inner_text() != clock_text
-        assert page.evaluate("() => document.documentElement.scrollHeight") <= PHONE["height"], "the page scrolls"
+        assert (
+            page.evaluate("() => document.documentElement.scrollHeight")
+            <= PHONE["height"]
+        ), "the page scrolls"
     finally:
         context.close()
     # Offline, only the worker's failed network attempts may be logged.
-    assert all("ERR_INTERNET_DISCONNECTED" in e or "Failed to fetch" in e for e in errors), errors
+    assert all(
+        "ERR_INTERNET_DISCONNECTED" in e or "Failed to fetch" in e for e in errors
+    ), errors
 
 
 def test_a_phone_clock_ten_minutes_off_still_makes_codes_on_the_service_clock(
     browser: Any, server: dict[str, Any]
 ) -> None:
-    context, page, errors = new_phone(browser, server, clock_at=time.time() - PAGE_CLOCK_OFF_S)
+    context, page, errors = new_phone(
+        browser, server, clock_at=time.time() - PAGE_CLOCK_OFF_S
+    )
     try:
         resident = api_register(server["url"])
         log_in(page, resident["phone"])
         enrolled(page)
-        assert abs(page.evaluate("() => Date.now() / 1000") + PAGE_CLOCK_OFF_S - time.time()) < 30
+        assert (
+            abs(
+                page.evaluate("() => Date.now() / 1000")
+                + PAGE_CLOCK_OFF_S
+                - time.time()
+            )
+            < 30
+        )
         text = read_qr(page)
         t = presented_t(text)
         assert abs(t - time.time()) <= 5, "t is not on the service's clock"
@@ -272,14 +353,20 @@ def test_a_phone_clock_ten_minutes_off_still_makes_codes_on_the_service_clock(
         context.set_offline(True)
         page.reload()
         page.wait_for_selector(STATE.format("offline"), state="attached", timeout=10000)
-        page.wait_for_function("() => document.getElementById('code-app').dataset.codeT", timeout=10000)
+        page.wait_for_function(
+            "() => document.getElementById('code-app').dataset.codeT", timeout=10000
+        )
         assert abs(presented_t(read_qr(page)) - time.time()) <= 5
     finally:
         context.close()
-    assert all("ERR_INTERNET_DISCONNECTED" in e or "Failed to fetch" in e for e in errors), errors
+    assert all(
+        "ERR_INTERNET_DISCONNECTED" in e or "Failed to fetch" in e for e in errors
+    ), errors
 
 
-def test_the_devices_page_lists_and_withdraws_this_phone(browser: Any, server: dict[str, Any]) -> None:
+def test_the_devices_page_lists_and_withdraws_this_phone(
+    browser: Any, server: dict[str, Any]
+) -> None:
     context, page, errors = new_phone(browser, server)
     try:
         resident = api_register(server["url"])
@@ -291,12 +378,18 @@ def test_the_devices_page_lists_and_withdraws_this_phone(browser: Any, server: d
         item.wait_for(timeout=5000)
         assert "本机" in item.inner_text() and "有效" in item.inner_text()
         item.locator("button").click()
-        page.wait_for_selector(f"#devices-app[data-withdrawn='{device_id}']", state="attached", timeout=5000)
+        page.wait_for_selector(
+            f"#devices-app[data-withdrawn='{device_id}']",
+            state="attached",
+            timeout=5000,
+        )
         assert "已撤销" in item.inner_text()
         assert not server["devices"][device_id]["active"]
         # This phone forgot its key: the next visit to /code enrols a new one.
         page.goto("/code")
-        page.wait_for_function("() => document.getElementById('code-app').dataset.codeT", timeout=15000)
+        page.wait_for_function(
+            "() => document.getElementById('code-app').dataset.codeT", timeout=15000
+        )
         assert len(server["devices"]) == 2
         check(server, read_qr(page))
         # In English too.
@@ -310,7 +403,9 @@ def test_the_devices_page_lists_and_withdraws_this_phone(browser: Any, server: d
     assert errors == [], errors
 
 
-def test_logging_out_leaves_no_device_state_behind(browser: Any, server: dict[str, Any]) -> None:
+def test_logging_out_leaves_no_device_state_behind(
+    browser: Any, server: dict[str, Any]
+) -> None:
     context, page, errors = new_phone(browser, server)
     try:
         resident = api_register(server["url"])
@@ -320,13 +415,20 @@ def test_logging_out_leaves_no_device_state_behind(browser: Any, server: dict[st
         page.wait_for_url("**/login")
         assert page.evaluate("() => caches.keys()") == []
         assert page.evaluate("() => indexedDB.databases().then(dbs => dbs.length)") == 0
-        assert page.evaluate("() => navigator.serviceWorker.getRegistrations().then(r => r.length)") == 0
+        assert (
+            page.evaluate(
+                "() => navigator.serviceWorker.getRegistrations().then(r => r.length)"
+            )
+            == 0
+        )
     finally:
         context.close()
     assert errors == [], errors
 
 
-def test_another_residents_device_state_is_never_shown(browser: Any, server: dict[str, Any]) -> None:
+def test_another_residents_device_state_is_never_shown(
+    browser: Any, server: dict[str, Any]
+) -> None:
     """A session that ended without a logout, then another resident in the same browser."""
     context, page, errors = new_phone(browser, server)
     try:
@@ -339,7 +441,10 @@ def test_another_residents_device_state_is_never_shown(browser: Any, server: dic
         enrolled(page)
         code = check(server, read_qr(page))
         subs = {device["sub"] for device in server["devices"].values()}
-        assert len(subs) == 2 and code.sub == [d for d in server["devices"].values()][-1]["sub"]
+        assert (
+            len(subs) == 2
+            and code.sub == [d for d in server["devices"].values()][-1]["sub"]
+        )
     finally:
         context.close()
     assert errors == [], errors
@@ -348,13 +453,52 @@ def test_another_residents_device_state_is_never_shown(browser: Any, server: dic
 # -- the page's encoders against the library's, byte for byte --------------------------------
 
 CBOR_CASES: list[Any] = [
-    0, 1, 23, 24, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**53 - 1,
-    -1, -24, -25, -256, -257, -(2**32), -(2**53) + 1,
-    "", "a", "人民广场", "x" * 300, True, False, None,
-    {"hex": ""}, {"hex": "00ff10"}, {"hex": "ab" * 300},
-    [], [1, [2, 3]], {"map": []},
-    {"map": [[1, -7]]}, {"map": [[4, {"hex": "0102"}], [1, -8], [-1, 1], ["use", "device"], [10, 0], [-100, 1]]},
-    {"tag": 18, "value": [{"hex": "a10126"}, {"map": []}, {"hex": "00"}, {"hex": "11" * 64}]},
+    0,
+    1,
+    23,
+    24,
+    255,
+    256,
+    65535,
+    65536,
+    2**32 - 1,
+    2**32,
+    2**53 - 1,
+    -1,
+    -24,
+    -25,
+    -256,
+    -257,
+    -(2**32),
+    -(2**53) + 1,
+    "",
+    "a",
+    "人民广场",
+    "x" * 300,
+    True,
+    False,
+    None,
+    {"hex": ""},
+    {"hex": "00ff10"},
+    {"hex": "ab" * 300},
+    [],
+    [1, [2, 3]],
+    {"map": []},
+    {"map": [[1, -7]]},
+    {
+        "map": [
+            [4, {"hex": "0102"}],
+            [1, -8],
+            [-1, 1],
+            ["use", "device"],
+            [10, 0],
+            [-100, 1],
+        ]
+    },
+    {
+        "tag": 18,
+        "value": [{"hex": "a10126"}, {"map": []}, {"hex": "00"}, {"hex": "11" * 64}],
+    },
 ]
 
 
@@ -400,18 +544,34 @@ def encoder_page(browser: Any, server: dict[str, Any]) -> Iterator[Any]:
 
 
 def test_the_pages_cbor_is_the_librarys(encoder_page: Any) -> None:
-    encoded = in_page(encoder_page, "cases => cases.map(c => hex(RSD.cbor(toJs(c))))", CBOR_CASES)
+    encoded = in_page(
+        encoder_page, "cases => cases.map(c => hex(RSD.cbor(toJs(c))))", CBOR_CASES
+    )
     for case, js in zip(CBOR_CASES, encoded, strict=True):
         assert js == cbor.dumps(to_python(case)).hex(), case
 
 
 def test_the_pages_base45_is_the_librarys(encoder_page: Any) -> None:
-    inputs = ["", "00", "ff", "ffff", "4142", "414243", "ietf!".encode().hex(), secrets.token_bytes(301).hex()]
-    encoded = in_page(encoder_page, "inputs => inputs.map(h => RSD.base45(toJs({hex: h})))", inputs)
+    inputs = [
+        "",
+        "00",
+        "ff",
+        "ffff",
+        "4142",
+        "414243",
+        b"ietf!".hex(),
+        secrets.token_bytes(301).hex(),
+    ]
+    encoded = in_page(
+        encoder_page, "inputs => inputs.map(h => RSD.base45(toJs({hex: h})))", inputs
+    )
     assert encoded == [b45encode(bytes.fromhex(h)) for h in inputs]
     # RFC 9285 4.3's examples.
     assert encoded[4] == "BB8"
-    assert encoder_page.evaluate("() => RSD.base45(new TextEncoder().encode('ietf!'))") == "QED8WEX0"
+    assert (
+        encoder_page.evaluate("() => RSD.base45(new TextEncoder().encode('ietf!'))")
+        == "QED8WEX0"
+    )
 
 
 def test_the_pages_device_code_is_the_librarys(encoder_page: Any) -> None:
@@ -432,9 +592,13 @@ def test_the_pages_device_code_is_the_librarys(encoder_page: Any) -> None:
     assert result["text"] == expected
     assert bytes.fromhex(result["signedHex"]) == signed[0]
     presentation = parse_sign1(b45decode(expected[5:]))
-    assert bytes.fromhex(result["signedHex"]) == sig_structure(presentation.protected_bytes, presentation.payload)
+    assert bytes.fromhex(result["signedHex"]) == sig_structure(
+        presentation.protected_bytes, presentation.payload
+    )
     assert encoder_page.evaluate("() => RSD.fromBase64url('AQID_-8')") is not None
-    assert encoder_page.evaluate("() => Array.from(RSD.fromBase64url('AQID_-8'))") == list(b64url_decode("AQID_-8"))
+    assert encoder_page.evaluate(
+        "() => Array.from(RSD.fromBase64url('AQID_-8'))"
+    ) == list(b64url_decode("AQID_-8"))
     for bad in ("a", "ab=", "a b", "abcde"):
         assert encoder_page.evaluate("t => RSD.fromBase64url(t)", bad) is None, bad
 
@@ -449,7 +613,9 @@ def test_time_to_make_a_code(browser: Any, server: dict[str, Any]) -> None:
         for _ in range(30):
             page.evaluate("() => window.codeservice.device.make()")
         timings = page.evaluate("() => window.codeservice.device")
-        make, sign, draw = (timings[name][1:] for name in ("makeMs", "signMs", "drawMs"))
+        make, sign, draw = (
+            timings[name][1:] for name in ("makeMs", "signMs", "drawMs")
+        )
         version = page.locator("#qr svg").get_attribute("data-version")
         text = read_qr(page)
         print(
@@ -462,3 +628,96 @@ def test_time_to_make_a_code(browser: Any, server: dict[str, Any]) -> None:
     finally:
         context.close()
     assert errors == [], errors
+
+
+# -- attacks: what the page does with a hostile or broken device API -----------------------
+
+HOSTILE_ANSWERS = {
+    "server_error": (500, {"error": {"code": "internal", "message": "boom"}}),
+    "not_base64url": (
+        201,
+        {
+            "device_id": "d1",
+            "credential": "%%%<script>",
+            "expires_at": 2**40,
+            "server_time": 1,
+        },
+    ),
+    "no_server_time": (
+        201,
+        {"device_id": "d1", "credential": "AAAA", "expires_at": 2**40},
+    ),
+    "times_as_text": (
+        201,
+        {
+            "device_id": "d1",
+            "credential": "AAAA",
+            "expires_at": "soon",
+            "server_time": "now",
+        },
+    ),
+    "device_id_not_text": (
+        201,
+        {
+            "device_id": {"$ne": 1},
+            "credential": "AAAA",
+            "expires_at": 2**40,
+            "server_time": 1,
+        },
+    ),
+    "not_json": (201, "<html>not json</html>"),
+    "a_list": (201, ["device_id", "credential"]),
+}
+
+
+@pytest.mark.parametrize("answer", sorted(HOSTILE_ANSWERS))
+def test_a_broken_enrolment_answer_keeps_the_online_code(
+    browser: Any, tmp_path: Path, keys_dir: Path, answer: str
+) -> None:
+    """The page stores nothing and makes no device code; the online code stays, and verifies."""
+    from flask import Response
+
+    status, body = HOSTILE_ANSWERS[answer]
+
+    def install(app: Any) -> dict[str, Any]:
+        def stub_hostile_enrol() -> Any:
+            text = body if isinstance(body, str) else json.dumps(body)
+            return Response(text, status=status, mimetype="application/json")
+
+        app.add_url_rule(
+            "/api/v1/devices",
+            "stub_hostile_enrol",
+            stub_hostile_enrol,
+            methods=["POST"],
+        )
+        return {}
+
+    with serving(tmp_path, keys_dir, install) as running:
+        context, page, errors = new_phone(browser, running)
+        try:
+            resident = api_register(running["url"])
+            log_in(page, resident["phone"])
+            page.wait_for_selector(
+                STATE.format("online"), state="attached", timeout=10000
+            )
+            assert page.evaluate("() => window.codeservice.device.codes") == 0
+            stored = page.evaluate(
+                "() => new Promise(r => { const o = indexedDB.open('codeservice-device', 1);"
+                " o.onsuccess = () => { const q = o.result.transaction('device').objectStore('device').count();"
+                " q.onsuccess = () => r(q.result); }; })"
+            )
+            assert stored == 0
+            token = read_qr(page)
+            assert not token.startswith("RSD1:")
+            from verifiers import OfflineVerifier
+
+            verifier = OfflineVerifier(
+                keys_of(running), issuer=running["app"].config["ISSUER"]
+            )
+            assert verifier.verify(
+                token, scene="clinic", context={"department": "x"}
+            ).ok
+            assert page.locator("#refresh-form").is_visible()
+        finally:
+            context.close()
+    assert all("status of 500" in e for e in errors), errors
