@@ -9,6 +9,7 @@ Strings come from :mod:`.i18n`; forms carry a CSRF token (:mod:`.csrf`).
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from flask import (
     redirect,
     render_template,
     request,
+    send_from_directory,
     url_for,
 )
 from markupsafe import Markup
@@ -50,13 +52,20 @@ LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
 # The registration rules the messages and hints quote (codeservice.identity).
 RULES = {"min": identity.MIN_PASSWORD_LENGTH, "max_name": identity.MAX_NAME_LENGTH}
 HISTORY_PAGE_SIZE = 20
+# The device endpoints of contract section 4, called by static/device.js and devices.js.
+DEVICES_API = "/api/v1/devices"
+MY_DEVICES_API = "/api/v1/me/devices"
+# Logging out leaves nothing of the resident in the browser: the service
+# worker's caches, IndexedDB (the device key and credential) and the worker.
+CLEAR_SITE_DATA = '"cache", "storage"'
 
 # Sent with every page (not the static files) unless the app sets its own.
 # The pages need nothing but their own origin: the QR is inline SVG, the
 # script and style sheet are files under /static.
 CONTENT_SECURITY_POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
-    "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+    "connect-src 'self'; manifest-src 'self'; worker-src 'self'; "
+    "form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
 )
 PAGE_HEADERS = {
     "Content-Security-Policy": CONTENT_SECURITY_POLICY,
@@ -253,7 +262,9 @@ def login() -> Response:
 def logout() -> Response:
     auth.log_out()
     flash("logged_out")
-    return _see_other("web.login")
+    response = _see_other("web.login")
+    response.headers["Clear-Site-Data"] = CLEAR_SITE_DATA
+    return response
 
 
 @web.get("/code")
@@ -269,12 +280,39 @@ def code_page() -> Response:
         "server_now": now,
         "ttl": current_app.config["CODE_TTL"],
         "code": None,
+        "device_owner": _device_owner(resident.code_id),
+        "devices_api": request.script_root + DEVICES_API,
     }
     try:
         context["code"] = _first_code()
     except CodeRevoked:
         return _page("code.html", 403, revoked=True, **context)
     return _page("code.html", revoked=False, **context)
+
+
+def _device_owner(code_id: str) -> str:
+    """Whose device state the browser holds: a digest of the code id, which every code carries anyway."""
+    return hashlib.sha256(f"codeservice device owner:{code_id}".encode()).hexdigest()[:32]
+
+
+@web.get("/code/shell")
+def code_shell() -> Response:
+    """The page the service worker shows for /code with no network: no resident's data, no session."""
+    return _page("code_shell.html", devices_api=request.script_root + DEVICES_API)
+
+
+@web.get("/sw.js")
+def service_worker() -> Response:
+    """The service worker, from the root so that its scope may be /code."""
+    return send_from_directory(web.static_folder or "static", "sw.js", mimetype="text/javascript", max_age=0)
+
+
+@web.get("/devices")
+def devices_page() -> Response:
+    """The resident's enrolled phones, listed and withdrawn by static/devices.js through the API."""
+    if auth.current_resident(required=False) is None:
+        return redirect(url_for("web.login"))
+    return _page("devices.html", my_devices_api=request.script_root + MY_DEVICES_API)
 
 
 def _first_code() -> dict[str, Any]:

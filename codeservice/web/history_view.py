@@ -28,6 +28,8 @@ LOCAL_TIME = timezone(timedelta(hours=8), "CST")
 BUILT_IN_SCENES = ("clinic", "transit", "venue")
 MAX_DETAIL_ITEMS = 8
 MAX_VALUE_CHARS = 100
+# The forms a code is presented in (contract sections 5 and 9); a record without one is online.
+FORMS = ("online", "device", "paper")
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,8 @@ class Entry:
     """The record's ``decided_at`` (UTC), for ``<time datetime=...>``."""
     place: str | None
     offline: bool
+    form: str
+    """How the code was presented, in words: online code, device code, paper code."""
     details: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -57,9 +61,15 @@ def entry(row: Any, lang: str, fields: Sequence[DetailField]) -> Entry:
         when_iso=usage.rfc3339(decided_at),
         place=place,
         offline=not row.online,
+        form=form_text(getattr(row, "form", None), lang),
         # An accepted transit decision already says in or out.
         details=detail_items(detail, fields, lang, shown_direction=bool(row.ok) and row.scene == "transit"),
     )
+
+
+def form_text(form: object, lang: str) -> str:
+    """The record's form in words; a record without a form (or with one no catalogue knows) is online."""
+    return i18n.translate(f"form_{form if form in FORMS else 'online'}", lang)
 
 
 def scene_name(scene: str | None, lang: str) -> str:

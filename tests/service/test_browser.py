@@ -89,8 +89,13 @@ def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
 
 @pytest.fixture
 def phone(browser: Any, server: dict[str, Any]) -> Iterator[Any]:
-    """A fresh browser context (a phone) and page; console errors fail the test."""
-    context = browser.new_context(viewport=PHONE, base_url=server["url"], locale="zh-CN")
+    """A fresh browser context (a phone) and page; console errors fail the test.
+
+    Service workers are blocked: this phone cannot hold a device key, so the
+    page shows the online code, the fallback these tests are about (device
+    codes: test_browser_device.py).
+    """
+    context = browser.new_context(viewport=PHONE, base_url=server["url"], locale="zh-CN", service_workers="block")
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
@@ -175,6 +180,8 @@ def test_live_code_renews_in_place(phone: Any, server: dict[str, Any], tmp_path:
     assert page.evaluate("() => document.documentElement.scrollHeight") <= PHONE["height"], "the page scrolls"
     assert page.locator("#masked-name").inner_text() == "张*明"
     assert "秒后过期" in page.locator("#countdown").inner_text()
+    page.wait_for_selector("#code-app[data-device-state='unsupported']", state="attached", timeout=5000)
+    assert page.locator("#device-note").inner_text() == "此浏览器无法保存设备密钥。"
     page.screenshot(path=str(tmp_path / "code_page.png"))
     shutil.copyfile(tmp_path / "code_page.png", LEAD_SCREENSHOT)
 

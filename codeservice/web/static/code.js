@@ -64,6 +64,9 @@
   }
 
   function render() {
+    if (state.handedOver) {
+      return;
+    }
     var now = serverNow();
     var left = Math.max(0, Math.ceil(state.expiresAt - now));
     var expired = left <= 0;
@@ -248,6 +251,13 @@
     }
   });
 
-  window.setInterval(tick, 1000);
+  var timer = window.setInterval(tick, 1000);
   tick();
+
+  // device.js takes the QR over once this phone makes its own device codes.
+  info.stop = function () {
+    state.stopped = true;
+    state.handedOver = true;
+    window.clearInterval(timer);
+  };
 })();

@@ -1,0 +1,723 @@
+"""The phone side of device codes (contract sections 4 and 9) in a real browser.
+
+Chromium (Playwright) at 360x640 against the whole service: the page makes
+a non-extractable P-256 key, enrols it, and shows a device code it makes
+itself every 30 s; offline, /code comes from the service worker and still
+shows one. Each code on screen is photographed, decoded with zxing-cpp and
+checked by the library against the served JWKS, as a scanner would.
+
+The service's device endpoints do not exist yet. Until they do, the test app
+carries STUBS of them (``stub_device_endpoints``: POST /api/v1/devices, POST
+/api/v1/devices/<id>/credential, GET /api/v1/me/devices, DELETE
+/api/v1/me/devices/<id>) that mint real credentials with
+``verifiers.offline_codes.mint_credential`` through the app's own key store
+signer. Replace them with the real endpoints once those land.
+
+The encoders of static/rsd.js are also run in the page on fixed inputs and
+compared byte for byte with verifiers' CBOR, Base45 and device_code.
+"""
+
+# ruff: noqa: F811 (browser is test_browser's fixture, taken as a parameter)
+from __future__ import annotations
+
+import contextlib
+import json
+import secrets
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_browser import PHONE, api_register, browser, log_in, read_qr  # noqa: F401 (fixture)
+
+from verifiers import KeySet, cbor
+from verifiers.base45 import b45decode, b45encode
+from verifiers.cose import cose_key_from_p256, parse_sign1, sig_structure
+from verifiers.jose import b64url_decode, b64url_encode
+from verifiers.offline_codes import check_offline_code, device_code, mint_credential
+from verifiers.tokens import VerificationRules
+
+CREDENTIAL_LIFETIME = 24 * 3600
+PAGE_CLOCK_OFF_S = 600
+STATE = "#code-app[data-device-state='{}']"
+
+
+# -- STUBS of the device endpoints (contract section 4), until the service has them ---------
+
+
+def stub_device_endpoints(app: Any) -> dict[str, dict[str, Any]]:
+    """STUB routes for the device API on ``app`` (to be replaced by the real ones); returns their store.
+
+    Enough of section 4 for the page: a P-256 public JWK in, a credential
+    signed by the app's own signer out, with ``server_time``; a device that is
+    another resident's or withdrawn is 404.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from flask import jsonify, request
+
+    from codeservice import auth
+    from codeservice.context import key_store
+
+    devices: dict[str, dict[str, Any]] = {}
+
+    def credential_answer(device: dict[str, Any], status: int) -> Any:
+        now = int(time.time())
+        signer = key_store().signer()
+        cti = secrets.token_bytes(8)
+        claims = {
+            1: app.config["ISSUER"],
+            2: device["sub"],
+            4: now + CREDENTIAL_LIFETIME,
+            6: now,
+            7: cti,
+            8: {1: device["cose_key"]},
+            "use": "device",
+            "scp": list(app.config["ISSUED_SCOPES"]),
+        }
+        credential = mint_credential(
+            claims, alg=signer.alg, kid=b64url_decode(signer.kid), sign=signer.sign
+        )
+        device["ctis"].append(cti)
+        body = {
+            "device_id": device["device_id"],
+            "credential": b64url_encode(credential),
+            "expires_at": now + CREDENTIAL_LIFETIME,
+            "server_time": now,
+        }
+        return jsonify(body), status
+
+    def owned(device_id: str) -> dict[str, Any] | None:
+        resident = auth.current_resident()
+        device = devices.get(device_id)
+        if device is None or device["sub"] != resident.code_id or not device["active"]:
+            return None
+        return device
+
+    def stub_enrol() -> Any:
+        resident = auth.current_resident()
+        jwk = request.get_json()["public_key"]
+        assert jwk["kty"] == "EC" and jwk["crv"] == "P-256" and "d" not in jwk, jwk
+        numbers = ec.EllipticCurvePublicNumbers(
+            int.from_bytes(b64url_decode(jwk["x"]), "big"),
+            int.from_bytes(b64url_decode(jwk["y"]), "big"),
+            ec.SECP256R1(),
+        )
+        device_id = secrets.token_urlsafe(12)
+        devices[device_id] = device = {
+            "device_id": device_id,
+            "sub": resident.code_id,
+            "cose_key": cose_key_from_p256(numbers.public_key()),
+            "created_at": int(time.time()),
+            "active": True,
+            "ctis": [],
+            "jwk": jwk,
+        }
+        return credential_answer(device, 201)
+
+    def stub_renew(device_id: str) -> Any:
+        device = owned(device_id)
+        if device is None:
+            return jsonify(
+                error={"code": "not_found", "message": "no such device"}
+            ), 404
+        return credential_answer(device, 200)
+
+    def stub_my_devices() -> Any:
+        resident = auth.current_resident()
+        mine = [d for d in devices.values() if d["sub"] == resident.code_id]
+        listed = [
+            {
+                "device_id": d["device_id"],
+                "created_at": d["created_at"],
+                "active": d["active"],
+            }
+            for d in mine
+        ]
+        return jsonify(devices=listed)
+
+    def stub_withdraw(device_id: str) -> Any:
+        device = owned(device_id)
+        if device is None:
+            return jsonify(
+                error={"code": "not_found", "message": "no such device"}
+            ), 404
+        device["active"] = False
+        return "", 204
+
+    app.add_url_rule("/api/v1/devices", "stub_enrol", stub_enrol, methods=["POST"])
+    app.add_url_rule(
+        "/api/v1/devices/<device_id>/credential",
+        "stub_renew",
+        stub_renew,
+        methods=["POST"],
+    )
+    app.add_url_rule(
+        "/api/v1/me/devices", "stub_my_devices", stub_my_devices, methods=["GET"]
+    )
+    app.add_url_rule(
+        "/api/v1/me/devices/<device_id>",
+        "stub_withdraw",
+        stub_withdraw,
+        methods=["DELETE"],
+    )
+    return devices
+
+
+@contextlib.contextmanager
+def serving(
+    tmp_path: Path, keys_dir: Path, install: Callable[[Any], Any]
+) -> Iterator[dict[str, Any]]:
+    """The whole service, with ``install(app)``'s routes, on a free loopback port."""
+    from werkzeug.serving import make_server
+
+    from codeservice import create_app, db
+
+    app = create_app(
+        {
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'device.db'}",
+            "KEYS_DIR": str(keys_dir),
+            "ENV": "development",
+            "RATE_LIMITS": "off",
+        }
+    )
+    devices = install(app)
+    with app.app_context():
+        db.init_db()
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(
+        target=httpd.serve_forever, name="codeservice-device-test-server", daemon=True
+    )
+    thread.start()
+    try:
+        yield {
+            "url": f"http://127.0.0.1:{httpd.server_port}",
+            "app": app,
+            "devices": devices,
+        }
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+        with app.app_context():
+            db.engine().dispose()
+
+
+@pytest.fixture
+def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
+    """The whole service, with the STUB device endpoints."""
+    with serving(tmp_path, keys_dir, stub_device_endpoints) as running:
+        yield running
+
+
+def new_phone(
+    browser: Any, server: dict[str, Any], clock_at: float | None = None
+) -> tuple[Any, Any, list[str]]:
+    """A browser context (a phone), its page and its console errors; ``clock_at``: install a page clock."""
+    context = browser.new_context(
+        viewport=PHONE, base_url=server["url"], locale="zh-CN"
+    )
+    if clock_at is not None:
+        context.clock.install(time=clock_at)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text) if message.type == "error" else None
+        ),
+    )
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    return context, page, errors
+
+
+def keys_of(server: dict[str, Any]) -> KeySet:
+    return KeySet.from_jwks(f"{server['url']}/.well-known/jwks.json")
+
+
+def check(server: dict[str, Any], text: str, now: float | None = None) -> Any:
+    """Rules 1-5 of section 9 for ``text``, by the library, against the served key set."""
+    rules = VerificationRules(issuer=server["app"].config["ISSUER"])
+    return check_offline_code(
+        text, keys_of(server), rules, time.time() if now is None else now
+    )
+
+
+def presented_t(text: str) -> int:
+    presentation = parse_sign1(b45decode(text[5:]))
+    return cbor.loads(presentation.payload)[2]
+
+
+def enrolled(page: Any) -> None:
+    page.wait_for_selector(STATE.format("device"), state="attached", timeout=15000)
+    page.wait_for_function(
+        "() => document.getElementById('code-app').dataset.codeT", timeout=10000
+    )
+
+
+def test_enrol_go_offline_and_show_device_codes(
+    browser: Any, server: dict[str, Any], tmp_path: Path
+) -> None:
+    context, page, errors = new_phone(browser, server, clock_at=time.time())
+    try:
+        resident = api_register(server["url"])
+        log_in(page, resident["phone"])
+        enrolled(page)
+        # One device, enrolled with a public JWK of P-256 and nothing private.
+        (device,) = server["devices"].values()
+        assert (
+            set(device["jwk"]) >= {"kty", "crv", "x", "y"} and "d" not in device["jwk"]
+        )
+        assert page.evaluate(
+            "() => navigator.serviceWorker.ready.then(r => r.active !== null && r.scope.endsWith('/code'))"
+        )
+        online = read_qr(page)
+        assert online.startswith("RSD1:")
+        code = check(server, online)
+        assert code.form == "device" and code.sub == device["sub"]
+        assert page.locator("#clock").is_visible()
+        assert page.locator("#refresh-form").is_hidden()
+
+        # No network: /code is the worker's shell, and it still shows a device code.
+        context.set_offline(True)
+        response = page.reload()
+        assert response is not None and response.from_service_worker
+        assert page.url.endswith("/code")
+        page.wait_for_selector(STATE.format("offline"), state="attached", timeout=10000)
+        page.wait_for_function(
+            "() => document.getElementById('code-app').dataset.codeT", timeout=10000
+        )
+        assert "离线，二维码有效期至" in page.locator("#status").inner_text()
+        assert page.locator("#masked-name").inner_text() == "张*明"
+        # The shell holds no resident's data of its own, nor a CSRF token.
+        shell_html = page.evaluate(
+            "() => caches.match('/code/shell').then(r => r.text())"
+        )
+        assert "张*明" not in shell_html and "csrf" not in shell_html
+        offline = read_qr(page)
+        first_t = presented_t(offline)
+        code = check(server, offline)
+        assert code.form == "device" and code.jti.endswith(f"-{first_t}")
+        clock_text = page.locator("#clock").inner_text()
+        assert len(clock_text) == 8 and clock_text[2] == clock_text[5] == ":"
+        page.screenshot(path=str(tmp_path / "device_offline.png"))
+
+        # 30 s later (the page's clock), a new code with a new t, still offline.
+        page.clock.fast_forward(30_000)
+        page.wait_for_function(
+            f"() => Number(document.getElementById('code-app').dataset.codeT) >= {first_t + 30}",
+            timeout=10000,
+        )
+        later = read_qr(page)
+        later_t = presented_t(later)
+        assert later != offline and later_t >= first_t + 30
+        assert check(server, later, now=later_t + 1).form == "device"
+        assert page.locator("#clock").inner_text() != clock_text
+        assert (
+            page.evaluate("() => document.documentElement.scrollHeight")
+            <= PHONE["height"]
+        ), "the page scrolls"
+    finally:
+        context.close()
+    # Offline, only the worker's failed network attempts may be logged.
+    assert all(
+        "ERR_INTERNET_DISCONNECTED" in e or "Failed to fetch" in e for e in errors
+    ), errors
+
+
+def test_a_phone_clock_ten_minutes_off_still_makes_codes_on_the_service_clock(
+    browser: Any, server: dict[str, Any]
+) -> None:
+    context, page, errors = new_phone(
+        browser, server, clock_at=time.time() - PAGE_CLOCK_OFF_S
+    )
+    try:
+        resident = api_register(server["url"])
+        log_in(page, resident["phone"])
+        enrolled(page)
+        assert (
+            abs(
+                page.evaluate("() => Date.now() / 1000")
+                + PAGE_CLOCK_OFF_S
+                - time.time()
+            )
+            < 30
+        )
+        text = read_qr(page)
+        t = presented_t(text)
+        assert abs(t - time.time()) <= 5, "t is not on the service's clock"
+        assert check(server, text).form == "device"
+        # Offline too: the offset is kept with the credential.
+        context.set_offline(True)
+        page.reload()
+        page.wait_for_selector(STATE.format("offline"), state="attached", timeout=10000)
+        page.wait_for_function(
+            "() => document.getElementById('code-app').dataset.codeT", timeout=10000
+        )
+        assert abs(presented_t(read_qr(page)) - time.time()) <= 5
+    finally:
+        context.close()
+    assert all(
+        "ERR_INTERNET_DISCONNECTED" in e or "Failed to fetch" in e for e in errors
+    ), errors
+
+
+def test_the_devices_page_lists_and_withdraws_this_phone(
+    browser: Any, server: dict[str, Any]
+) -> None:
+    context, page, errors = new_phone(browser, server)
+    try:
+        resident = api_register(server["url"])
+        log_in(page, resident["phone"])
+        enrolled(page)
+        (device_id,) = server["devices"]
+        page.goto("/devices")
+        item = page.locator(f"li[data-device-id='{device_id}']")
+        item.wait_for(timeout=5000)
+        assert "本机" in item.inner_text() and "有效" in item.inner_text()
+        item.locator("button").click()
+        page.wait_for_selector(
+            f"#devices-app[data-withdrawn='{device_id}']",
+            state="attached",
+            timeout=5000,
+        )
+        assert "已撤销" in item.inner_text()
+        assert not server["devices"][device_id]["active"]
+        # This phone forgot its key: the next visit to /code enrols a new one.
+        page.goto("/code")
+        page.wait_for_function(
+            "() => document.getElementById('code-app').dataset.codeT", timeout=15000
+        )
+        assert len(server["devices"]) == 2
+        check(server, read_qr(page))
+        # In English too.
+        page.click("#lang-toggle")
+        page.goto("/devices")
+        page.wait_for_selector("li.device-withdrawn", timeout=5000)
+        assert "Withdrawn" in page.locator("#devices").inner_text()
+        assert page.locator("h1").inner_text() == "My devices"
+    finally:
+        context.close()
+    assert errors == [], errors
+
+
+def test_logging_out_leaves_no_device_state_behind(
+    browser: Any, server: dict[str, Any]
+) -> None:
+    context, page, errors = new_phone(browser, server)
+    try:
+        resident = api_register(server["url"])
+        log_in(page, resident["phone"])
+        enrolled(page)
+        page.click("nav.links button[type=submit]")
+        page.wait_for_url("**/login")
+        assert page.evaluate("() => caches.keys()") == []
+        assert page.evaluate("() => indexedDB.databases().then(dbs => dbs.length)") == 0
+        assert (
+            page.evaluate(
+                "() => navigator.serviceWorker.getRegistrations().then(r => r.length)"
+            )
+            == 0
+        )
+    finally:
+        context.close()
+    assert errors == [], errors
+
+
+def test_another_residents_device_state_is_never_shown(
+    browser: Any, server: dict[str, Any]
+) -> None:
+    """A session that ended without a logout, then another resident in the same browser."""
+    context, page, errors = new_phone(browser, server)
+    try:
+        first = api_register(server["url"])
+        log_in(page, first["phone"])
+        enrolled(page)
+        context.clear_cookies()
+        second = api_register(server["url"])
+        log_in(page, second["phone"])
+        enrolled(page)
+        code = check(server, read_qr(page))
+        subs = {device["sub"] for device in server["devices"].values()}
+        assert (
+            len(subs) == 2
+            and code.sub == [d for d in server["devices"].values()][-1]["sub"]
+        )
+    finally:
+        context.close()
+    assert errors == [], errors
+
+
+# -- the page's encoders against the library's, byte for byte --------------------------------
+
+CBOR_CASES: list[Any] = [
+    0,
+    1,
+    23,
+    24,
+    255,
+    256,
+    65535,
+    65536,
+    2**32 - 1,
+    2**32,
+    2**53 - 1,
+    -1,
+    -24,
+    -25,
+    -256,
+    -257,
+    -(2**32),
+    -(2**53) + 1,
+    "",
+    "a",
+    "人民广场",
+    "x" * 300,
+    True,
+    False,
+    None,
+    {"hex": ""},
+    {"hex": "00ff10"},
+    {"hex": "ab" * 300},
+    [],
+    [1, [2, 3]],
+    {"map": []},
+    {"map": [[1, -7]]},
+    {
+        "map": [
+            [4, {"hex": "0102"}],
+            [1, -8],
+            [-1, 1],
+            ["use", "device"],
+            [10, 0],
+            [-100, 1],
+        ]
+    },
+    {
+        "tag": 18,
+        "value": [{"hex": "a10126"}, {"map": []}, {"hex": "00"}, {"hex": "11" * 64}],
+    },
+]
+
+
+def to_python(case: Any) -> Any:
+    if isinstance(case, dict) and "hex" in case:
+        return bytes.fromhex(case["hex"])
+    if isinstance(case, dict) and "map" in case:
+        return {to_python(key): to_python(value) for key, value in case["map"]}
+    if isinstance(case, dict) and "tag" in case:
+        return cbor.Tag(case["tag"], to_python(case["value"]))
+    if isinstance(case, list):
+        return [to_python(item) for item in case]
+    return case
+
+
+TO_JS = """
+function toJs(c) {
+  if (c !== null && typeof c === 'object' && !Array.isArray(c)) {
+    if ('hex' in c) return Uint8Array.from((c.hex.match(/../g) || []).map(h => parseInt(h, 16)));
+    if ('map' in c) return new Map(c.map.map(([k, v]) => [toJs(k), toJs(v)]));
+    if ('tag' in c) return new RSD.Tag(c.tag, toJs(c.value));
+  }
+  if (Array.isArray(c)) return c.map(toJs);
+  return c;
+}
+const hex = b => Array.from(b, x => x.toString(16).padStart(2, '0')).join('');
+"""
+
+
+def in_page(page: Any, function: str, arg: Any) -> Any:
+    """Run the JavaScript ``function`` on ``arg`` in the page, with ``toJs`` and ``hex`` at hand."""
+    return page.evaluate(f"(arg) => {{ {TO_JS} return ({function})(arg); }}", arg)
+
+
+@pytest.fixture
+def encoder_page(browser: Any, server: dict[str, Any]) -> Iterator[Any]:
+    """The offline shell (no login needed): it loads static/rsd.js."""
+    context, page, _errors = new_phone(browser, server)
+    page.goto("/code/shell")
+    page.wait_for_function("() => window.RSD !== undefined")
+    yield page
+    context.close()
+
+
+def test_the_pages_cbor_is_the_librarys(encoder_page: Any) -> None:
+    encoded = in_page(
+        encoder_page, "cases => cases.map(c => hex(RSD.cbor(toJs(c))))", CBOR_CASES
+    )
+    for case, js in zip(CBOR_CASES, encoded, strict=True):
+        assert js == cbor.dumps(to_python(case)).hex(), case
+
+
+def test_the_pages_base45_is_the_librarys(encoder_page: Any) -> None:
+    inputs = [
+        "",
+        "00",
+        "ff",
+        "ffff",
+        "4142",
+        "414243",
+        b"ietf!".hex(),
+        secrets.token_bytes(301).hex(),
+    ]
+    encoded = in_page(
+        encoder_page, "inputs => inputs.map(h => RSD.base45(toJs({hex: h})))", inputs
+    )
+    assert encoded == [b45encode(bytes.fromhex(h)) for h in inputs]
+    # RFC 9285 4.3's examples.
+    assert encoded[4] == "BB8"
+    assert (
+        encoder_page.evaluate("() => RSD.base45(new TextEncoder().encode('ietf!'))")
+        == "QED8WEX0"
+    )
+
+
+def test_the_pages_device_code_is_the_librarys(encoder_page: Any) -> None:
+    credential = secrets.token_bytes(200)
+    t = 1767225600
+    signature = secrets.token_bytes(64)
+    signed: list[bytes] = []
+    expected = device_code(credential, t, lambda data: signed.append(data) or signature)
+    result = in_page(
+        encoder_page,
+        """([cred, t, sig]) => {
+            let signedHex = null;
+            return RSD.deviceCode(toJs({hex: cred}), t, bytes => { signedHex = hex(bytes); return toJs({hex: sig}); })
+              .then(text => ({text, signedHex}));
+        }""",
+        [credential.hex(), t, signature.hex()],
+    )
+    assert result["text"] == expected
+    assert bytes.fromhex(result["signedHex"]) == signed[0]
+    presentation = parse_sign1(b45decode(expected[5:]))
+    assert bytes.fromhex(result["signedHex"]) == sig_structure(
+        presentation.protected_bytes, presentation.payload
+    )
+    assert encoder_page.evaluate("() => RSD.fromBase64url('AQID_-8')") is not None
+    assert encoder_page.evaluate(
+        "() => Array.from(RSD.fromBase64url('AQID_-8'))"
+    ) == list(b64url_decode("AQID_-8"))
+    for bad in ("a", "ab=", "a b", "abcde"):
+        assert encoder_page.evaluate("t => RSD.fromBase64url(t)", bad) is None, bad
+
+
+def test_time_to_make_a_code(browser: Any, server: dict[str, Any]) -> None:
+    """WebCrypto sign + CBOR/Base45 + QR draw in Chromium, as the page does every 30 s (printed)."""
+    context, page, errors = new_phone(browser, server)
+    try:
+        resident = api_register(server["url"])
+        log_in(page, resident["phone"])
+        enrolled(page)
+        for _ in range(30):
+            page.evaluate("() => window.codeservice.device.make()")
+        timings = page.evaluate("() => window.codeservice.device")
+        make, sign, draw = (
+            timings[name][1:] for name in ("makeMs", "signMs", "drawMs")
+        )
+        version = page.locator("#qr svg").get_attribute("data-version")
+        text = read_qr(page)
+        print(
+            f"\ndevice code: {len(text)} characters, QR version {version} (M, alphanumeric); "
+            f"made in {statistics.median(make):.1f} ms median (max {max(make):.1f}) over {len(make)}: "
+            f"sign {statistics.median(sign):.1f} ms, then COSE+Base45+QR draw {statistics.median(draw):.1f} ms"
+        )
+        assert statistics.median(make) < 100
+        assert check(server, text).form == "device"
+    finally:
+        context.close()
+    assert errors == [], errors
+
+
+# -- attacks: what the page does with a hostile or broken device API -----------------------
+
+HOSTILE_ANSWERS = {
+    "server_error": (500, {"error": {"code": "internal", "message": "boom"}}),
+    "not_base64url": (
+        201,
+        {
+            "device_id": "d1",
+            "credential": "%%%<script>",
+            "expires_at": 2**40,
+            "server_time": 1,
+        },
+    ),
+    "no_server_time": (
+        201,
+        {"device_id": "d1", "credential": "AAAA", "expires_at": 2**40},
+    ),
+    "times_as_text": (
+        201,
+        {
+            "device_id": "d1",
+            "credential": "AAAA",
+            "expires_at": "soon",
+            "server_time": "now",
+        },
+    ),
+    "device_id_not_text": (
+        201,
+        {
+            "device_id": {"$ne": 1},
+            "credential": "AAAA",
+            "expires_at": 2**40,
+            "server_time": 1,
+        },
+    ),
+    "not_json": (201, "<html>not json</html>"),
+    "a_list": (201, ["device_id", "credential"]),
+}
+
+
+@pytest.mark.parametrize("answer", sorted(HOSTILE_ANSWERS))
+def test_a_broken_enrolment_answer_keeps_the_online_code(
+    browser: Any, tmp_path: Path, keys_dir: Path, answer: str
+) -> None:
+    """The page stores nothing and makes no device code; the online code stays, and verifies."""
+    from flask import Response
+
+    status, body = HOSTILE_ANSWERS[answer]
+
+    def install(app: Any) -> dict[str, Any]:
+        def stub_hostile_enrol() -> Any:
+            text = body if isinstance(body, str) else json.dumps(body)
+            return Response(text, status=status, mimetype="application/json")
+
+        app.add_url_rule(
+            "/api/v1/devices",
+            "stub_hostile_enrol",
+            stub_hostile_enrol,
+            methods=["POST"],
+        )
+        return {}
+
+    with serving(tmp_path, keys_dir, install) as running:
+        context, page, errors = new_phone(browser, running)
+        try:
+            resident = api_register(running["url"])
+            log_in(page, resident["phone"])
+            page.wait_for_selector(
+                STATE.format("online"), state="attached", timeout=10000
+            )
+            assert page.evaluate("() => window.codeservice.device.codes") == 0
+            stored = page.evaluate(
+                "() => new Promise(r => { const o = indexedDB.open('codeservice-device', 1);"
+                " o.onsuccess = () => { const q = o.result.transaction('device').objectStore('device').count();"
+                " q.onsuccess = () => r(q.result); }; })"
+            )
+            assert stored == 0
+            token = read_qr(page)
+            assert not token.startswith("RSD1:")
+            from verifiers import OfflineVerifier
+
+            verifier = OfflineVerifier(
+                keys_of(running), issuer=running["app"].config["ISSUER"]
+            )
+            assert verifier.verify(
+                token, scene="clinic", context={"department": "x"}
+            ).ok
+            assert page.locator("#refresh-form").is_visible()
+        finally:
+            context.close()
+    assert all("status of 500" in e for e in errors), errors
