@@ -8,11 +8,13 @@ service's). Tests import these from here, never from a conftest or another test.
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import re
 import secrets
 import time
+import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
@@ -424,3 +426,56 @@ def write_distribution(site: Path, name: str, scenes: dict[str, str], version: s
     lines = [f"[{ENTRY_POINT_GROUP}]", *(f"{scene} = {target}" for scene, target in scenes.items())]
     (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     return dist_info
+
+
+# -- a phone in Chromium ------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+PHONE = {"width": 360, "height": 640}
+
+
+def api_register(base_url: str) -> dict[str, Any]:
+    body = registration()
+    request = urllib.request.Request(
+        f"{base_url}/api/v1/residents",
+        data=json.dumps(body).encode("utf-8"),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert response.status == 201
+    return body
+
+
+def log_in(page: Any, phone_number: str) -> None:
+    page.goto("/login")
+    page.fill("#phone", phone_number)
+    page.fill("#password", DEMO_PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url("**/code")
+
+
+def read_qr(page: Any) -> str:
+    """Photograph the QR on screen and decode it as a scanner would."""
+    import zxingcpp
+    from PIL import Image
+
+    png = page.locator("#qr svg").screenshot()
+    # QR only: searching every format, zxing-cpp now and then also "finds" a
+    # 1D barcode inside a QR code's modules.
+    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)
+    assert len(results) == 1, f"{len(results)} barcodes decoded from the screen"
+    return results[0].text
+
+
+def ago(**delta: float) -> timedelta:
+    return timedelta(**delta)

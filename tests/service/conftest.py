@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from helpers import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
     PG_URL,
+    accepted,
     add_scanner,
+    ago,
+    code_of,
     metro_scanner_key,
     new_keys_dir,
+    record,
     registration,
     skip_or_fail,
+    sub_of,
+    upload,
 )
 
 
@@ -117,3 +126,50 @@ def logged_in(client: Any, resident: dict[str, Any]) -> Any:
 def key(runner: Any) -> str:
     """A scanner key of venue ``metro-1``, device ``gate-7``, for transit, venue and clinic (usage uploads)."""
     return metro_scanner_key(runner)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        skip_or_fail("playwright (python) is not installed")
+    if not os.access(CHROMIUM, os.X_OK):
+        skip_or_fail(f"no Chromium at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def sub(logged_in: Any) -> str:
+    """The logged-in resident's code id."""
+    return sub_of(code_of(logged_in))
+
+
+@pytest.fixture
+def a_day(client: Any, key: str, sub: str) -> list[dict[str, Any]]:
+    """A resident's day: in and out of the metro, a clinic, a venue, a third-party refusal."""
+    records = [
+        record(ago(hours=5), sub=sub, detail={"station": "人民广场", "direction": "in", "line": "1", "fare_cents": None}),
+        record(
+            ago(hours=4),
+            sub=sub,
+            detail={"station": "陆家嘴", "direction": "out", "line": "2", "fare_cents": 300, "entry_station": "人民广场"},
+        ),
+        record(
+            ago(hours=3), sub=sub, scene="clinic", ok=False, code="already_checked_in",
+            detail={"department": "内科", "appointment_id": None},
+        ),
+        record(ago(hours=2), sub=sub, scene="venue", ok=False, code="replayed", detail={}),
+        record(
+            ago(hours=1),
+            sub=sub,
+            scene="venue",
+            detail={"venue_id": "metro-1", "party_size": 3, "reservation_id": "R-88"},
+        ),
+        record(ago(minutes=10), sub=sub, ok=False, code="gate_jammed", detail={"station": "B3"}),
+    ]
+    assert accepted(upload(client, key, records)) == (len(records), 0)
+    return records

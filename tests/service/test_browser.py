@@ -11,49 +11,20 @@ CODESERVICE_REQUIRE_SERVERS=1 (then it fails).
 
 from __future__ import annotations
 
-import io
-import json
-import os
 import shutil
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from helpers import DEMO_PASSWORD, registration, skip_or_fail
+from helpers import DEMO_PASSWORD, PHONE, api_register, log_in, read_qr, registration
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-PHONE = {"width": 360, "height": 640}
 CODE_TTL = 15
 MIN_QR_PX = 240
 LEAD_SCREENSHOT = Path("/tmp/code_page.png")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        skip_or_fail("playwright (python) is not installed")
-    if not os.access(CHROMIUM, os.X_OK):
-        skip_or_fail(f"no Chromium at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
@@ -107,40 +78,6 @@ def phone(browser: Any, server: dict[str, Any]) -> Iterator[Any]:
     # A CSP violation (an inline script or style) shows up as a console error.
     unexpected = [e for e in errors if not any(x in e for x in page.expected_errors)]  # type: ignore[attr-defined]
     assert not unexpected, unexpected
-
-
-def api_register(base_url: str) -> dict[str, Any]:
-    body = registration()
-    request = urllib.request.Request(
-        f"{base_url}/api/v1/residents",
-        data=json.dumps(body).encode("utf-8"),
-        headers={"Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as response:
-        assert response.status == 201
-    return body
-
-
-def log_in(page: Any, phone_number: str) -> None:
-    page.goto("/login")
-    page.fill("#phone", phone_number)
-    page.fill("#password", DEMO_PASSWORD)
-    page.click("button[type=submit]")
-    page.wait_for_url("**/code")
-
-
-def read_qr(page: Any) -> str:
-    """Photograph the QR on screen and decode it as a scanner would."""
-    import zxingcpp
-    from PIL import Image
-
-    png = page.locator("#qr svg").screenshot()
-    # QR only: searching every format, zxing-cpp now and then also "finds" a
-    # 1D barcode inside a QR code's modules.
-    results = zxingcpp.read_barcodes(Image.open(io.BytesIO(png)), formats=zxingcpp.BarcodeFormat.QRCode)
-    assert len(results) == 1, f"{len(results)} barcodes decoded from the screen"
-    return results[0].text
 
 
 def verify(server: dict[str, Any], token: str) -> Any:

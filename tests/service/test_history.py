@@ -6,8 +6,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
-
 from codeservice.web import i18n
 from verifiers import SceneRegistry
 
@@ -15,53 +13,15 @@ from helpers import (
     EN,
     ZH,
     accepted,
+    ago,
     assert_self_contained,
-    code_of,
     html,
     record,
-    sub_of,
     upload,
 )
 
 ENTRY = re.compile(r'<li class="entry entry-(?:ok|refused)">')
 MORE = re.compile(r'<a class="button" id="history-more" rel="next" href="(/history\?before=[A-Za-z0-9_-]+)">')
-
-
-@pytest.fixture
-def sub(logged_in: Any) -> str:
-    """The logged-in resident's code id."""
-    return sub_of(code_of(logged_in))
-
-
-def ago(**delta: float) -> timedelta:
-    return timedelta(**delta)
-
-
-@pytest.fixture
-def a_day(client: Any, key: str, sub: str) -> list[dict[str, Any]]:
-    """A resident's day: in and out of the metro, a clinic, a venue, a third-party refusal."""
-    records = [
-        record(ago(hours=5), sub=sub, detail={"station": "人民广场", "direction": "in", "line": "1", "fare_cents": None}),
-        record(
-            ago(hours=4),
-            sub=sub,
-            detail={"station": "陆家嘴", "direction": "out", "line": "2", "fare_cents": 300, "entry_station": "人民广场"},
-        ),
-        record(
-            ago(hours=3), sub=sub, scene="clinic", ok=False, code="already_checked_in",
-            detail={"department": "内科", "appointment_id": None},
-        ),
-        record(ago(hours=2), sub=sub, scene="venue", ok=False, code="replayed", detail={}),
-        record(
-            ago(hours=1),
-            sub=sub,
-            scene="venue",
-            detail={"venue_id": "metro-1", "party_size": 3, "reservation_id": "R-88"},
-        ),
-        record(ago(minutes=10), sub=sub, ok=False, code="gate_jammed", detail={"station": "B3"}),
-    ]
-    assert accepted(upload(client, key, records)) == (len(records), 0)
-    return records
 
 
 def test_it_needs_a_login(client: Any) -> None:

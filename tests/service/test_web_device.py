@@ -7,17 +7,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import registration
-from test_history import a_day, key, sub  # noqa: F401 (fixtures)
-from test_web import EN, ZH, assert_self_contained, html
 
 from codeservice.web import history_view, i18n
 
-STATIC = Path(__file__).resolve().parent.parent / "codeservice" / "web" / "static"
+from helpers import EN, PROJECT, ZH, assert_self_contained, html, registration
+
+STATIC = PROJECT / "codeservice" / "web" / "static"
 VENDOR = STATIC / "vendor" / "qrcode-generator"
 OUR_SCRIPTS = ("rsd.js", "device.js", "devices.js", "sw.js", "code.js")
 

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_browser import PHONE, api_register, browser, log_in, read_qr  # noqa: F401 (fixture)
 
 from verifiers import KeySet, cbor
 from verifiers.base45 import b45decode, b45encode
@@ -39,6 +38,8 @@ from verifiers.cose import cose_key_from_p256, parse_sign1, sig_structure
 from verifiers.jose import b64url_decode, b64url_encode
 from verifiers.offline_codes import check_offline_code, device_code, mint_credential
 from verifiers.tokens import VerificationRules
+
+from helpers import PHONE, api_register, log_in, read_qr
 
 CREDENTIAL_LIFETIME = 24 * 3600
 PAGE_CLOCK_OFF_S = 600
