@@ -271,6 +271,13 @@ def test_the_document_is_served(client: Any, app: Flask) -> None:
     assert response.get_json() == openapi_document(app)
 
 
+def test_the_served_document_is_the_snapshot(bare_app: Flask) -> None:
+    """What /openapi.json serves changes only on purpose: a change updates ``tests/data/openapi-before.json``."""
+    root = next(parent for parent in Path(__file__).resolve().parents if (parent / "pyproject.toml").is_file())
+    snapshot = json.loads((root / "tests" / "data" / "openapi-before.json").read_text(encoding="utf-8"))
+    assert bare_app.test_client().get("/openapi.json").get_json() == snapshot
+
+
 # -- the document and the routes -------------------------------------------------------
 
 
