@@ -1,7 +1,7 @@
 """The OpenAPI 3.1 description of the JSON API (contract section 4), served at ``/openapi.json``.
 
 Built from data: the error responses from the classes of
-:mod:`codeservice.errors` and :mod:`codeservice.protection` (their status
+:mod:`codeservice.errors` (their status
 and stable ``code``), the enums from the modules that enforce them, the
 cookie name and code lifetime from the app's configuration.
 ``tests/test_openapi.py`` checks that every JSON route is described here
@@ -31,17 +31,22 @@ from verifiers.scenes import DetailField, SceneRegistry
 from .context import SCENES
 from .errors import (
     BadCredentials,
+    BatchTooLarge,
     BodyTooLarge,
     CodeRevoked,
     CodeserviceError,
     DatabaseUnavailable,
     IdentityTaken,
+    InvalidCursor,
     InvalidJson,
+    InvalidLimit,
+    InvalidUsageRecord,
     MethodNotAllowed,
     MissingField,
     NotAuthenticated,
     NotFound,
     PhoneTaken,
+    RateLimited,
     ScannerKeyInvalid,
     SceneNotPermitted,
     TooManyAttempts,
@@ -57,16 +62,11 @@ from .identity import (
 from .issuance import CATEGORIES, TOKEN_TYPE
 from .keystore import ALGORITHMS
 from .observability import READINESS_CHECKS
-from .protection import RateLimited
 from .usage import (
     DEFAULT_LIMIT,
     MAX_BATCH,
     MAX_LIMIT,
     RECORD_FIELDS,
-    BatchTooLarge,
-    InvalidCursor,
-    InvalidLimit,
-    InvalidUsageRecord,
 )
 
 __all__ = ["ERROR_RESPONSES", "FIELD_ERROR_CODES", "openapi_document"]

@@ -34,10 +34,10 @@ from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from .auth import session_resident
-from .errors import ClientError, ConfigError
+from .errors import ConfigError, RateLimited
 from .scanners import bearer_key, hash_key
 
-__all__ = ["RateLimited", "init_app", "LIMITS", "CONTENT_SECURITY_POLICY"]
+__all__ = ["init_app", "LIMITS", "CONTENT_SECURITY_POLICY"]
 
 # Sent with every response unless the view (or the web blueprint, whose
 # pages set their own, stricter policy) already set it.
@@ -53,12 +53,6 @@ SECURITY_HEADERS = {
 }
 HSTS = "max-age=31536000; includeSubDomains"
 KEY_PREFIX = "codeservice"
-
-
-class RateLimited(ClientError):
-    status = 429
-    code = "rate_limited"
-    default_message = "too many requests; try again later"
 
 
 def _by_address() -> str:

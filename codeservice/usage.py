@@ -64,7 +64,7 @@ from sqlalchemy.orm import Session
 
 from verifiers import DetailField, InvalidDetail, check_detail, declared_detail
 
-from .errors import ClientError
+from .errors import BatchTooLarge, InvalidCursor, InvalidLimit, InvalidUsageRecord
 from .models import UsageRecord
 from .scanning import dialect_insert
 
@@ -96,36 +96,6 @@ _LIMIT = re.compile(r"[0-9]{1,6}").fullmatch
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _USAGE = UsageRecord.__table__
 _DETAIL_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-
-
-# -- errors (the API renders them in its one error shape) -------------------------------
-
-
-class BatchTooLarge(ClientError):
-    code = "batch_too_large"
-    default_message = f"a batch holds at most {MAX_BATCH} records; send the rest in another"
-
-
-class InvalidUsageRecord(ClientError):
-    """One record of a batch will not do; ``field`` names it: ``records[3].decided_at``."""
-
-    code = "invalid_usage_record"
-
-    def __init__(self, index: int, name: str | None, problem: str) -> None:
-        where = f"records[{index}]" if name is None else f"records[{index}].{name}"
-        super().__init__(f"{where}: {problem}; nothing was stored")
-        self.field = where
-        self.index = index
-
-
-class InvalidLimit(ClientError):
-    code = "invalid_limit"
-    default_message = f"limit must be an integer from 1 to {MAX_LIMIT}"
-
-
-class InvalidCursor(ClientError):
-    code = "invalid_cursor"
-    default_message = "before must be a cursor this service sent as next"
 
 
 # -- upload ---------------------------------------------------------------------------------
@@ -397,7 +367,7 @@ def parse_limit(value: str | None) -> int:
     if value is None:
         return DEFAULT_LIMIT
     if not _LIMIT(value) or not 1 <= int(value) <= MAX_LIMIT:
-        raise InvalidLimit()
+        raise InvalidLimit(f"limit must be an integer from 1 to {MAX_LIMIT}")
     return int(value)
 
 

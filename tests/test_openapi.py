@@ -20,9 +20,9 @@ from flask import Flask
 
 import codeservice
 from codeservice import create_app, db, errors, scanners
-from codeservice.errors import DatabaseUnavailable
+from codeservice.errors import DatabaseUnavailable, RateLimited
 from codeservice.openapi import ERROR_RESPONSES, FIELD_ERROR_CODES, openapi_document
-from codeservice.protection import LIMITS, RateLimited
+from codeservice.protection import LIMITS
 from conftest import ALL_SCENES, DEMO_PASSWORD, new_keys_dir, registration
 from servers import free_port
 from verifiers import SceneRegistry
