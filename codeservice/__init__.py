@@ -12,10 +12,9 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, auth, cli, context, db, observability, protection, web
+from . import api, auth, cli, context, db, keystore, observability, protection, web
 from .config import load_config
 from .errors import ConfigError, KeyStoreError
-from .keystore import KeyStore
 from .pii import DataKeys
 
 __all__ = ["create_app"]
@@ -58,7 +57,7 @@ def _wire(settings: Mapping[str, Any]) -> Flask:
     )
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.session_interface = CookieSessions()
-    app.extensions["codeservice.keys"] = KeyStore.from_config(app.config)
+    keystore.init_app(app)
     context.init_scenes(app)
     app.secret_key = app.config["SECRET_KEY"] or _session_secret(app)
     if app.config["TRUSTED_PROXIES"]:

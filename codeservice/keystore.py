@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -41,6 +41,10 @@ from verifiers.contract import DEFAULT_LEEWAY_SECONDS, MAX_LIFETIME_SECONDS, SUP
 from verifiers.jose import JoseFormatError, jwk_from_public_key, json_object, kid_for
 
 from .errors import KeyFileError, KeyStoreError
+from .extensions import KEYS
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 ALGORITHMS = SUPPORTED_ALGORITHMS
 # The longest code lifetime the contract allows; a rotated-out key is
@@ -402,6 +406,11 @@ class KeyStore:
                 os.unlink(tmp)
             raise KeyFileError(self.keyring_path, f"cannot write: {exc.strerror or exc}") from None
         self._keyring_cache = None
+
+
+def init_app(app: Flask) -> None:
+    """Open the key store the app's configuration names, for ``context.key_store()``."""
+    app.extensions[KEYS] = KeyStore.from_config(app.config)
 
 
 def _parse_keyring(path: Path, data: bytes) -> list[dict[str, Any]]:

@@ -48,6 +48,7 @@ from sqlalchemy import text
 from . import db
 from .context import key_store
 from .errors import ClientError, ConfigError, NotAuthenticated
+from .extensions import METRICS
 
 __all__ = [
     "READINESS_CHECKS",
@@ -67,7 +68,6 @@ METRICS_PATH = "/metrics"
 LOGGER_NAME = "codeservice"
 ACCESS_LOGGER = logging.getLogger("codeservice.access")
 UNMATCHED_ROUTE = "unmatched"  # 404s and 405s: never the raw path (unbounded labels)
-EXTENSION = "codeservice.metrics"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -190,7 +190,7 @@ class Metrics:
 
 
 def _metrics() -> Metrics:
-    return current_app.extensions[EXTENSION]
+    return current_app.extensions[METRICS]
 
 
 def database_latency() -> Callable[[float], None]:
@@ -384,7 +384,7 @@ def init_app(app: Flask) -> None:
 
     configure_logging(app.config.get("LOG_LEVEL", "INFO"))
     metrics = Metrics.create()
-    app.extensions[EXTENSION] = metrics
+    app.extensions[METRICS] = metrics
     _time_queries(db.engine(app), metrics.db_query_duration)
     app.before_request(_start_request)
     app.after_request(_finish_request)

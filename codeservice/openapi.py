@@ -28,7 +28,7 @@ from verifiers.revocations import (
 )
 from verifiers.scenes import DetailField, SceneRegistry
 
-from .context import SCENES
+from .extensions import SCENES
 from .errors import (
     BadCredentials,
     BatchTooLarge,

@@ -37,6 +37,7 @@ from verifiers import KeySet, OfflineVerifier, StateWrite
 from . import db, observability
 from .context import key_store, scene_registry
 from .db import SqliteWriter
+from .extensions import KEY_SET
 from .models import SceneStateEntry, SeenCode
 
 PURGE_EVERY = 1000
@@ -353,7 +354,7 @@ class RevokedResidents:
 def service_key_set() -> KeySet:
     """The published keys as a KeySet, rebuilt only when the JWKS changes."""
     jwks = key_store().jwks()
-    cache = current_app.extensions.setdefault("codeservice.key_set", {})
+    cache = current_app.extensions.setdefault(KEY_SET, {})
     fingerprint = tuple(sorted(key["kid"] for key in jwks["keys"]))
     if cache.get("fingerprint") != fingerprint:
         cache["key_set"] = KeySet.from_jwks(jwks)

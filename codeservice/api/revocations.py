@@ -10,6 +10,7 @@ from verifiers.revocations import REVOCATIONS_MEDIA_TYPE
 
 from .. import db, revocation
 from ..context import key_store
+from ..extensions import REVOCATION_LIST
 from . import api
 
 # Short: a revocation should reach scanners within a minute or two of their sync.
@@ -29,12 +30,12 @@ def revocations() -> Response:
     )
     # One signature per list: the same bytes (and ETag) until the list or the key changes,
     # even for ES256, whose signatures are randomised.
-    cached = current_app.extensions.get("codeservice.revocation_list")
+    cached = current_app.extensions.get(REVOCATION_LIST)
     if cached is not None and cached[0] == payload:
         jws = cached[1]
     else:
         jws = revocation.sign(signer, payload)
-        current_app.extensions["codeservice.revocation_list"] = (payload, jws)
+        current_app.extensions[REVOCATION_LIST] = (payload, jws)
     body = jws.encode("ascii")
     etag = hashlib.sha256(body).hexdigest()[:32]
     headers = {"Cache-Control": f"public, max-age={REVOCATIONS_MAX_AGE_SECONDS}", "ETag": f'"{etag}"'}
