@@ -66,7 +66,7 @@ from verifiers import DetailField, InvalidDetail, check_detail, declared_detail
 
 from .errors import BatchTooLarge, InvalidCursor, InvalidLimit, InvalidUsageRecord
 from .models import UsageRecord
-from .scanning import dialect_insert
+from .scan_store import dialect_insert
 
 MAX_BATCH = 1000
 MAX_CLOCK_AHEAD = timedelta(minutes=5)

@@ -9,7 +9,8 @@ from flask import jsonify, request
 
 from .. import db, observability, scanners
 from ..errors import SceneNotPermitted, WrongFieldType
-from ..scanning import PURGE_EVERY, ScanConnection, ScannerRow, purge_expired, scan_connection, verifier_for
+from ..scan_store import PURGE_EVERY, ScanConnection, ScannerRow, purge_expired
+from ..scanning import scan_connection, verifier_for
 from . import api, json_body
 
 
