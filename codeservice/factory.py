@@ -12,7 +12,7 @@ from flask import Flask, Request
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import api, auth, cli, context, db, keystore, observability, protection, web
+from . import api, auth, cli, context, db, http, keystore, observability, protection, web
 from .config import load_config
 from .errors import ConfigError, KeyStoreError
 from .pii import DataKeys
@@ -65,6 +65,7 @@ def _wire(settings: Mapping[str, Any]) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     db.init_app(app)
     observability.init_app(app)
+    http.init_app(app)
     api.init_app(app)
     web.init_app(app)
     protection.init_app(app)

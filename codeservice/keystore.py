@@ -53,6 +53,10 @@ MAX_CODE_TTL = MAX_LIFETIME_SECONDS
 KEYRING_FILE = "keyring.json"
 KEYRING_VERSION = 1
 INIT_HINT = "run `flask --app codeservice keys init`"
+# Scanners refresh their key set in the background; five minutes keeps a
+# rotated key reaching them well within its publication grace period.
+JWKS_MAX_AGE_SECONDS = 300
+JWK_SET_MEDIA_TYPE = "application/jwk-set+json"  # RFC 7517 section 8.5.1
 
 SIGNING, PUBLISHED, EXPIRED, RETIRED = "signing", "published", "expired", "retired"
 

@@ -49,6 +49,8 @@ from . import db
 from .context import key_store
 from .errors import ClientError, ConfigError, NotAuthenticated
 from .extensions import METRICS
+from .protection import security_headers
+from .scanners import bearer_key
 
 __all__ = [
     "READINESS_CHECKS",
@@ -269,8 +271,6 @@ class _MetricsMiddleware:
     def _authorized(self, authorization: str | None) -> bool:
         if self.token is None:
             return True
-        from .scanners import bearer_key  # not at the top: scanners imports this module
-
         # WSGI gives header values as latin-1 text: back to the bytes that were sent.
         presented = (bearer_key(authorization) or "").encode("latin-1", "replace")
         return hmac.compare_digest(presented, self.token)  # constant time
@@ -379,9 +379,6 @@ def readiness() -> dict[str, str]:
 
 def init_app(app: Flask) -> None:
     """Logging, the request id and access line, the metrics and ``/metrics`` (after ``db.init_app``)."""
-    # Not at the top: protection imports scanners, which imports this module.
-    from .protection import security_headers
-
     configure_logging(app.config.get("LOG_LEVEL", "INFO"))
     metrics = Metrics.create()
     app.extensions[METRICS] = metrics

@@ -59,9 +59,11 @@ from .identity import (
     MAX_PASSWORD_LENGTH,
     MIN_PASSWORD_LENGTH,
 )
+from .codes import REFRESH_MARGIN_SECONDS
 from .issuance import CATEGORIES, TOKEN_TYPE
-from .keystore import ALGORITHMS
+from .keystore import ALGORITHMS, JWK_SET_MEDIA_TYPE, JWKS_MAX_AGE_SECONDS
 from .observability import READINESS_CHECKS
+from .revocation import REVOCATIONS_MAX_AGE_SECONDS
 from .usage import (
     DEFAULT_LIMIT,
     MAX_BATCH,
@@ -218,11 +220,6 @@ HEADERS: dict[str, dict[str, Any]] = {
 
 def openapi_document(app: Flask) -> dict[str, Any]:
     """The whole document for this app (its cookie name and code lifetime)."""
-    # Imported here: the API modules import this one.
-    from .api.codes import REFRESH_MARGIN_SECONDS
-    from .api.public import JWK_SET_MEDIA_TYPE, JWKS_MAX_AGE_SECONDS
-    from .api.revocations import REVOCATIONS_MAX_AGE_SECONDS
-
     ttl = app.config["CODE_TTL"]
     cookie = app.config["SESSION_COOKIE_NAME"]
     errors = _error_components()

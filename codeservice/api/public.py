@@ -11,13 +11,9 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from .. import observability
 from ..openapi import openapi_document
 from ..context import key_store
+from ..keystore import JWK_SET_MEDIA_TYPE, JWKS_MAX_AGE_SECONDS
 
 blueprint = Blueprint("public", __name__)
-
-# Scanners refresh their key set in the background; five minutes keeps a
-# rotated key reaching them well within its publication grace period.
-JWKS_MAX_AGE_SECONDS = 300
-JWK_SET_MEDIA_TYPE = "application/jwk-set+json"  # RFC 7517 section 8.5.1
 
 
 @blueprint.get("/.well-known/jwks.json")

@@ -20,7 +20,8 @@ from flask import Response, current_app, jsonify
 from .. import auth, db, device_cookies, residents
 from ..context import data_keys
 from ..models import Resident
-from . import api, json_body
+from ..http import json_body
+from .blueprint import api
 
 REGISTRATION_FIELDS = {"name": str, "id_type": str, "id_number": str, "phone": str, "password": str}
 LOGIN_FIELDS = {"phone": str, "password": str}

@@ -9,12 +9,10 @@ from flask import Response, current_app, request
 from verifiers.revocations import REVOCATIONS_MEDIA_TYPE
 
 from .. import db, revocation
+from ..revocation import REVOCATIONS_MAX_AGE_SECONDS
 from ..context import key_store
 from ..extensions import REVOCATION_LIST
-from . import api
-
-# Short: a revocation should reach scanners within a minute or two of their sync.
-REVOCATIONS_MAX_AGE_SECONDS = 60
+from .blueprint import api
 
 
 @api.get("/revocations")

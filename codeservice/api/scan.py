@@ -11,7 +11,8 @@ from .. import db, observability, scanners
 from ..errors import SceneNotPermitted, WrongFieldType
 from ..scan_store import PURGE_EVERY, ScanConnection, ScannerRow, purge_expired
 from ..scanning import scan_connection, verifier_for
-from . import api, json_body
+from ..http import json_body
+from .blueprint import api
 
 
 def current_scanner(connection: ScanConnection | None = None) -> ScannerRow:

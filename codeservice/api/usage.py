@@ -19,7 +19,8 @@ from flask import jsonify, request
 
 from .. import auth, db, observability, usage
 from ..context import scene_registry
-from . import api, json_body
+from ..http import json_body
+from .blueprint import api
 from .scan import current_scanner
 
 
