@@ -10,13 +10,14 @@ so; the blueprints only route.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Sequence
 from typing import Any
 
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from verifiers.jose import JoseFormatError, json_object
+from verifiers.shapes import JSON_TYPES, Member
 
 from . import db
 from .errors import (
@@ -107,15 +108,16 @@ def init_app(app: Flask) -> None:
     app.after_request(_options_without_content)
 
 
-def json_body(fields: Mapping[str, type]) -> dict[str, Any]:
-    """The request's JSON object with ``fields`` present and of their types.
+def json_body(members: Sequence[Member]) -> dict[str, Any]:
+    """The request's JSON object, holding the declared ``members`` as declared.
 
     415 without a JSON content type, or with a charset other than UTF-8; 400
-    for a body that is not a JSON object, a missing field or a field of the
-    wrong JSON type. The body is read as the verifier reads a code's JSON
-    (:func:`verifiers.jose.json_object`), once: UTF-8 without a byte order
-    mark, no repeated member name at any depth, no NaN or Infinity, no lone
-    surrogate. What the service takes, a proxy in front reads the same way.
+    for a body that is not a JSON object, a required member missing (or
+    null), or a member of the wrong JSON type. The body is read as the
+    verifier reads a code's JSON (:func:`verifiers.jose.json_object`), once:
+    UTF-8 without a byte order mark, no repeated member name at any depth, no
+    NaN or Infinity, no lone surrogate. What the service takes, a proxy in
+    front reads the same way. Members beyond those declared are left as they are.
     """
     if not request.is_json or request.mimetype_params.get("charset", "utf-8").lower() != "utf-8":
         raise UnsupportedMediaType()
@@ -123,14 +125,25 @@ def json_body(fields: Mapping[str, type]) -> dict[str, Any]:
         body = json_object(request.get_data(cache=True))
     except JoseFormatError as exc:
         raise InvalidJson(f"the body is not a strict UTF-8 JSON object: {exc}") from None
-    for name, expected in fields.items():
-        if name not in body or body[name] is None:
-            raise MissingField(f"the field {name!r} is required")
-        value = body[name]
-        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-            raise WrongFieldType(f"the field {name!r} must be a {_json_type(expected)}")
+    for member in members:
+        name = member.name
+        value = body.get(name)
+        if value is None:
+            if member.required:
+                raise MissingField(f"the field {name!r} is required")
+            continue
+        if not any(_is_json_type(value, kind) for kind in member.json_types):
+            raise WrongFieldType(f"the field {name!r} must be {_json_type(member.json_types)}")
     return body
 
 
-def _json_type(expected: type) -> str:
-    return {str: "string", int: "integer", dict: "object", list: "array", bool: "boolean"}.get(expected, "value")
+def _is_json_type(value: Any, kind: str) -> bool:
+    expected = JSON_TYPES[kind]
+    if isinstance(value, bool):  # a JSON true or false is a boolean, never a number
+        return expected is bool
+    return isinstance(value, (int, float) if kind == "number" else expected)
+
+
+def _json_type(kinds: Sequence[str]) -> str:
+    """``a string``, ``an object``, ``an integer or a string``."""
+    return " or ".join(f"an {kind}" if kind[0] in "aeiou" else f"a {kind}" for kind in kinds) or "a value"

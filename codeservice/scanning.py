@@ -14,11 +14,24 @@ from contextlib import contextmanager
 from flask import current_app
 
 from verifiers import KeySet, OfflineVerifier
+from verifiers.shapes import Member
 
 from . import db, observability
 from .context import key_store, scene_registry
 from .extensions import KEY_SET
 from .scan_store import DatabaseStore, RevokedResidents, ScanConnection, ScannerRow
+
+VERIFY_REQUEST: tuple[Member, ...] = (
+    Member("token", {"type": "string"}, "The code as scanned: any string (a malformed one is a decision)."),
+    Member("scene", {"type": "string"}, "The scene the scanner verifies at; its key must name it."),
+    Member(
+        "context",
+        {"type": ["object", "null"]},
+        "What the scene needs from the scanner; a context that lacks it is a `bad_context` decision.",
+        required=False,
+    ),
+)
+"""A verification (``POST /api/v1/verify``)."""
 
 
 @contextmanager

@@ -63,6 +63,8 @@ from sqlalchemy import String, bindparam, literal, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from verifiers import DetailField, InvalidDetail, check_detail, declared_detail
+from verifiers.decision import USAGE_RECORD_FIELDS
+from verifiers.shapes import Member
 
 from .errors import BatchTooLarge, InvalidCursor, InvalidLimit, InvalidUsageRecord
 from .models import UsageRecord
@@ -81,7 +83,9 @@ MAX_NAME = 100  # venue_id and device_id, as the scanners table holds them
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
-RECORD_FIELDS = ("id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail")
+RECORD_FIELDS = USAGE_RECORD_FIELDS  # the contract's ten members, as the offline verifier writes them
+UPLOAD: tuple[Member, ...] = (Member("records", {"type": "array", "maxItems": MAX_BATCH}),)
+"""An upload's body (``POST /api/v1/usage``): ``{"records": [...]}``, each a usage record."""
 _FIELD_SET = frozenset(RECORD_FIELDS)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}").fullmatch
 _BASE64URL_ID = re.compile(r"[A-Za-z0-9_-]{1,64}").fullmatch

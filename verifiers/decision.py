@@ -6,7 +6,43 @@ import time
 import os
 from functools import lru_cache
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any
+
+from .shapes import Member, names
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_NULLABLE_ID = {"type": ["string", "null"], "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+
+DECISION: tuple[Member, ...] = (
+    Member("ok", {"type": "boolean"}, "True only for `accepted`."),
+    Member("code", {"type": "string"}, "`accepted`, or the code of the first rule that failed, or a scene's own."),
+    Member("scene", _NULLABLE_STRING, "The scene, or null for an unknown one."),
+    Member("sub", _NULLABLE_STRING, "The resident's code id, once the signature is good."),
+    Member("jti", _NULLABLE_STRING, "The code's id, once the signature is good."),
+    Member("exp", {"type": ["integer", "null"]}, "The code's expiry, seconds since the epoch."),
+    Member("detail", {"type": "object"}, "The scene's usage detail."),
+    Member("message", {"type": "string"}, "For people."),
+)
+"""A decision as JSON (contract section 2): what :meth:`Decision.to_dict` gives, member by member."""
+
+USAGE_RECORD: tuple[Member, ...] = (
+    Member("id", {"type": "string", "format": "uuid"}, "A UUID: the record's idempotency key."),
+    Member("scene", _NULLABLE_STRING, "The scene, one the scanner's key names."),
+    Member("venue_id", _NULLABLE_STRING, "The scanner's venue."),
+    Member("device_id", _NULLABLE_STRING, "The scanner's device."),
+    Member("sub", _NULLABLE_ID, "The resident's code id, once the code's signature was good."),
+    Member("jti", _NULLABLE_ID, "The code's id, once the code's signature was good."),
+    Member("decided_at", {"type": "string", "format": "date-time"}, "When the scanner decided: RFC 3339 with a zone."),
+    Member("ok", {"type": "boolean"}, "True exactly when `code` is `accepted`."),
+    Member("code", {"type": "string", "pattern": "^[a-z][a-z0-9_]{0,31}$"}, "The decision's code."),
+    Member("detail", {"type": "object"}, "The scene's usage detail: only the members its scene declares."),
+)
+"""A usage record (contract section 5): what :func:`usage_record` gives, member by member."""
+
+DECISION_FIELDS = names(DECISION)
+USAGE_RECORD_FIELDS = names(USAGE_RECORD)
+_decision_values = attrgetter(*DECISION_FIELDS)
 
 
 @dataclass(slots=True)
@@ -23,16 +59,8 @@ class Decision:
     """The id of the usage record this decision was logged as."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "ok": self.ok,
-            "code": self.code,
-            "scene": self.scene,
-            "sub": self.sub,
-            "jti": self.jti,
-            "exp": self.exp,
-            "detail": self.detail,
-            "message": self.message,
-        }
+        """The decision as JSON: the members of :data:`DECISION`."""
+        return dict(zip(DECISION_FIELDS, _decision_values(self)))
 
 
 @lru_cache(maxsize=4)
@@ -62,7 +90,7 @@ def new_record_id() -> str:
 def usage_record(
     decision: Decision, *, venue_id: str | None, device_id: str | None, decided_at: float
 ) -> dict[str, Any]:
-    """One record per decision; ``id`` is its idempotency key when synced."""
+    """One record per decision, the members of :data:`USAGE_RECORD` in order; ``id`` is its idempotency key when synced."""
     return {
         "id": decision.record_id or new_record_id(),
         "scene": decision.scene,

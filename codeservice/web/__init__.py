@@ -33,7 +33,7 @@ from verifiers.contract import CATEGORIES
 from .. import auth, codes, db, device_cookies, identity, residents, usage
 from ..context import data_keys, scene_registry
 from ..errors import ClientError, CodeRevoked, RateLimited, TooManyAttempts
-from ..identity import ID_TYPES
+from ..identity import ID_TYPES, REGISTRATION
 from . import csrf, history_view, i18n
 
 web = Blueprint(
@@ -44,7 +44,7 @@ web = Blueprint(
     static_url_path="/static",
 )
 
-REGISTER_FIELDS = ("name", "id_type", "id_number", "phone", "password")
+REGISTER_FIELDS = tuple(member.name for member in REGISTRATION)  # the form holds what the JSON body does
 LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
 # The registration rules the messages and hints quote (codeservice.identity).
 RULES = {"min": identity.MIN_PASSWORD_LENGTH, "max_name": identity.MAX_NAME_LENGTH}
