@@ -9,11 +9,11 @@ from typing import Any
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 
 from .. import observability
+from ..context import key_store
+from ..keystore import JWK_SET_MEDIA_TYPE, JWKS_MAX_AGE_SECONDS
 from ..openapi import openapi_document
 from ..openapi.operations import conditional_get, described_by, operation
 from ..openapi.schemas import json_content, ref
-from ..context import key_store
-from ..keystore import JWK_SET_MEDIA_TYPE, JWKS_MAX_AGE_SECONDS
 
 blueprint = Blueprint("public", __name__)
 

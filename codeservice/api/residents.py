@@ -19,9 +19,9 @@ from flask import Flask, Response, current_app, jsonify
 
 from .. import auth, db, device_cookies, residents
 from ..context import data_keys
-from ..models import Resident
 from ..http import json_body
 from ..identity import REGISTRATION
+from ..models import Resident
 from ..openapi.operations import SESSION_SCHEME, described_by, operation, resident_envelope
 from ..openapi.schemas import headers, json_content
 from .blueprint import api

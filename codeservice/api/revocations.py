@@ -10,11 +10,11 @@ from flask import Flask, Response, current_app, request
 from verifiers.revocations import REVOCATIONS_MEDIA_TYPE, REVOCATIONS_TYPE, REVOKED_CLAIM
 
 from .. import db, revocation
-from ..revocation import REVOCATIONS_MAX_AGE_SECONDS
 from ..context import key_store
 from ..extensions import REVOCATION_LIST
 from ..issuance import TOKEN_TYPE
 from ..openapi.operations import conditional_get, described_by
+from ..revocation import REVOCATIONS_MAX_AGE_SECONDS
 from .blueprint import api
 
 

@@ -9,11 +9,11 @@ from flask import Flask, jsonify, request
 
 from .. import db, observability, scanners
 from ..errors import SceneNotPermitted
-from ..scan_store import PURGE_EVERY, ScanConnection, ScannerRow, purge_expired
+from ..http import json_body
 from ..openapi.operations import SCANNER_SCHEME, described_by, operation
 from ..openapi.schemas import json_content, ref
+from ..scan_store import PURGE_EVERY, ScanConnection, ScannerRow, purge_expired
 from ..scanning import VERIFY_REQUEST, scan_connection, verifier_for
-from ..http import json_body
 from .blueprint import api
 
 
