@@ -1,102 +1,24 @@
-"""The resident code service: ``create_app()`` wires configuration, storage, keys and routes."""
+"""The resident code service: ``create_app()`` wires configuration, storage, keys and routes.
+
+The factory lives in :mod:`codeservice.factory` and is loaded on first use,
+so that importing a module that needs no Flask (``codeservice.usage``,
+``codeservice.scanners``, ``codeservice.issuance``, ...) imports none.
+"""
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
-from flask import Flask, Request
-from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
-from werkzeug.middleware.proxy_fix import ProxyFix
+if TYPE_CHECKING:
+    from .factory import MAX_BODY_BYTES, create_app
 
-from . import api, auth, cli, context, db, observability, protection, web
-from .config import load_config
-from .errors import ConfigError, KeyStoreError
-from .keystore import KeyStore
-from .pii import DataKeys
-
-__all__ = ["create_app"]
-
-MAX_BODY_BYTES = 1024 * 1024
-SESSION_LIFETIME = timedelta(days=30)
-"""The sliding lifetime: from the session's last use. It never outlives ``auth.LOGIN_LIFETIME``."""
-SESSION_COOKIE = "codeservice_session"
+__all__ = ["MAX_BODY_BYTES", "create_app"]
 
 
-def create_app(config: Mapping[str, Any] | None = None) -> Flask:
-    """The Flask application: defaults, then ``CODESERVICE_*`` variables, then ``config``."""
-    try:
-        return _wire(load_config(config))
-    except ConfigError as exc:
-        if click.get_current_context(silent=True) is not None:
-            # Loaded by `flask --app codeservice ...`: one line, not a traceback.
-            raise click.ClickException(f"configuration: {exc.message}") from None
-        raise
+def __getattr__(name: str) -> Any:
+    """``create_app`` and ``MAX_BODY_BYTES``, from :mod:`codeservice.factory` (PEP 562)."""
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import factory  # on first use: see the module's docstring
 
-
-def _wire(settings: Mapping[str, Any]) -> Flask:
-    app = Flask(__name__, instance_relative_config=True, static_folder=None)
-    app.config.from_mapping(settings)
-    # A relative keys directory means the one under the working directory.
-    app.config["KEYS_DIR"] = os.path.abspath(app.config["KEYS_DIR"])
-    development = app.config["ENV"] == "development"
-    app.config.update(
-        MAX_CONTENT_LENGTH=MAX_BODY_BYTES,
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",
-        SESSION_COOKIE_SECURE=not development,
-        # Over https the __Host- prefix: the browser keeps it only if Secure, Path=/ and
-        # without Domain, so no sibling subdomain or plain-http page can set it.
-        SESSION_COOKIE_NAME=SESSION_COOKIE if development else "__Host-" + SESSION_COOKIE,
-        SESSION_COOKIE_PATH="/",
-        SESSION_COOKIE_DOMAIN=None,
-        PERMANENT_SESSION_LIFETIME=SESSION_LIFETIME,
-        JSON_AS_ASCII=False,
-    )
-    app.json.ensure_ascii = False  # type: ignore[attr-defined]
-    app.session_interface = CookieSessions()
-    app.extensions["codeservice.keys"] = KeyStore.from_config(app.config)
-    context.init_scenes(app)
-    app.secret_key = app.config["SECRET_KEY"] or _session_secret(app)
-    if app.config["TRUSTED_PROXIES"]:
-        hops = app.config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
-    db.init_app(app)
-    observability.init_app(app)
-    api.init_app(app)
-    web.init_app(app)
-    protection.init_app(app)
-    cli.init_app(app)
-    return app
-
-
-class CookieSessions(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, skipping the signer for requests that carry no session cookie.
-
-    Scanners and the public endpoints never send one, and building the
-    signer was a sizeable share of a small request's time.
-    """
-
-    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
-        if app.secret_key and self.get_cookie_name(app) not in request.cookies:
-            return self.session_class()
-        return super().open_session(app, request)
-
-    def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
-        """The sliding expiry, but never past the login's absolute end."""
-        expires = super().get_expiration_time(app, session)
-        ends_at = auth.session_ends_at(session)
-        return min(expires, ends_at) if expires is not None and ends_at is not None else expires
-
-
-def _session_secret(app: Flask) -> str | None:
-    """Without CODESERVICE_SECRET_KEY, derive one from the data key (shared by instances)."""
-    try:
-        return DataKeys.load(app.config["KEYS_DIR"]).session_secret
-    except KeyStoreError:
-        # No keys yet (`keys init` has not run): commands still work, pages
-        # that need a session fail with "no secret key" until it has.
-        return None
+    return getattr(factory, name)

@@ -12,11 +12,10 @@ from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
 from . import db, identity, residents, retention, scanners
-from .context import data_keys
+from .context import data_keys, scene_registry
 from .errors import ClientError, KeyStoreError
-from .pii import DATA_KEY_FILE, DataKeys
 from .keystore import ALGORITHMS, KeyInfo, KeyStore
-from .context import scene_registry
+from .pii import DATA_KEY_FILE, DataKeys
 
 keys_cli = AppGroup("keys", help="Manage the keys that sign residents' codes.")
 

@@ -7,10 +7,9 @@ from flask import Flask, current_app
 from verifiers import SceneRegistry, SceneRegistryError
 
 from .errors import ConfigError
+from .extensions import DATA_KEYS, KEYS, SCENES
 from .keystore import KeyStore
 from .pii import DataKeys
-
-SCENES = "codeservice.scenes"
 
 
 def init_scenes(app: Flask) -> None:
@@ -39,12 +38,12 @@ def scene_registry() -> SceneRegistry:
 
 
 def key_store() -> KeyStore:
-    return current_app.extensions["codeservice.keys"]
+    return current_app.extensions[KEYS]
 
 
 def data_keys() -> DataKeys:
     """The personal-data keys, loaded once per app (KeyFileError when missing)."""
-    keys = current_app.extensions.get("codeservice.data_keys")
+    keys = current_app.extensions.get(DATA_KEYS)
     if keys is None:
-        keys = current_app.extensions["codeservice.data_keys"] = DataKeys.load(current_app.config["KEYS_DIR"])
+        keys = current_app.extensions[DATA_KEYS] = DataKeys.load(current_app.config["KEYS_DIR"])
     return keys

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, create_engine, event, exc
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from .extensions import DB_SESSIONS, SQLITE_WRITER
 
 SQLITE_FILE = "codeservice.db"
 
@@ -159,25 +160,25 @@ class SqliteWriter:
 def init_app(app: Flask) -> None:
     url = database_url(app)
     engine = make_engine(url)
-    app.extensions["codeservice.db"] = sessionmaker(engine, expire_on_commit=False)
-    app.extensions["codeservice.sqlite_writer"] = SqliteWriter.for_url(url)
+    app.extensions[DB_SESSIONS] = sessionmaker(engine, expire_on_commit=False)
+    app.extensions[SQLITE_WRITER] = SqliteWriter.for_url(url)
     app.teardown_appcontext(_close_session)
 
 
 def engine(app: Flask | None = None) -> Engine:
-    factory = (app or current_app).extensions["codeservice.db"]
+    factory = (app or current_app).extensions[DB_SESSIONS]
     return factory.kw["bind"]
 
 
 def sqlite_writer(app: Flask | None = None) -> SqliteWriter | None:
     """The SQLite file's writer (its lock and log flush); None on PostgreSQL."""
-    return (app or current_app).extensions["codeservice.sqlite_writer"]
+    return (app or current_app).extensions[SQLITE_WRITER]
 
 
 def session() -> Session:
     """The request's (or CLI command's) session, created on first use."""
     if "db_session" not in g:
-        g.db_session = current_app.extensions["codeservice.db"]()
+        g.db_session = current_app.extensions[DB_SESSIONS]()
     return g.db_session
 
 

@@ -17,14 +17,13 @@ from sqlalchemy import select
 from werkzeug.serving import WSGIRequestHandler
 
 from . import create_app, db
-from .context import data_keys, key_store
+from .context import data_keys, key_store, scene_registry
 from .errors import Conflict
 from .keystore import KeyStore
 from .models import Scanner
 from .pii import DataKeys
 from .residents import register
 from .scanners import add_scanner, hash_key
-from .context import scene_registry
 
 DEMO_RESIDENT = {
     "name": "张三明",

@@ -147,6 +147,44 @@ class TooManyAttempts(ClientError):
     default_message = "too many failed attempts; try again later"
 
 
+class RateLimited(ClientError):
+    """Over an operation's rate limit (:mod:`codeservice.protection`)."""
+
+    status = 429
+    code = "rate_limited"
+    default_message = "too many requests; try again later"
+
+
+# Usage records (:mod:`codeservice.usage`).
+
+
+class BatchTooLarge(ClientError):
+    code = "batch_too_large"
+    default_message = "a batch holds too many records; send the rest in another"
+
+
+class InvalidUsageRecord(ClientError):
+    """One record of a batch will not do; ``field`` names it: ``records[3].decided_at``."""
+
+    code = "invalid_usage_record"
+
+    def __init__(self, index: int, name: str | None, problem: str) -> None:
+        where = f"records[{index}]" if name is None else f"records[{index}].{name}"
+        super().__init__(f"{where}: {problem}; nothing was stored")
+        self.field = where
+        self.index = index
+
+
+class InvalidLimit(ClientError):
+    code = "invalid_limit"
+    default_message = "limit must be an integer within the page size allowed"
+
+
+class InvalidCursor(ClientError):
+    code = "invalid_cursor"
+    default_message = "before must be a cursor this service sent as next"
+
+
 class ResidentNotFound(NotFound):
     """No resident has the phone number an administrator gave."""
 

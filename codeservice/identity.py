@@ -92,6 +92,8 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+from verifiers.shapes import Member
+
 from .errors import InvalidField, MissingField, WrongFieldType
 
 __all__ = [
@@ -99,6 +101,7 @@ __all__ = [
     "MAX_NAME_LENGTH",
     "MAX_PASSWORD_LENGTH",
     "MIN_PASSWORD_LENGTH",
+    "REGISTRATION",
     "Registration",
     "check_password",
     "gb11643_check_character",
@@ -114,6 +117,32 @@ MAX_NAME_LENGTH = 50
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 200
 EARLIEST_BIRTH_DATE = date(1900, 1, 1)
+
+REGISTRATION: tuple[Member, ...] = (
+    Member(
+        "name",
+        {"type": "string", "minLength": 1},
+        f"The full name: 1 to {MAX_NAME_LENGTH} characters once spaces are trimmed (`invalid_name`).",
+    ),
+    Member("id_type", {"type": "string", "enum": list(ID_TYPES)}, "The identity document's kind (`invalid_id_type`)."),
+    Member(
+        "id_number",
+        {"type": "string"},
+        "The document's number; a `resident_id` is 18 characters with a GB 11643 check character (`invalid_id_number`).",
+    ),
+    Member(
+        "phone",
+        {"type": "string"},
+        "A mainland mobile number, 11 digits from 13 to 19; spaces, hyphens and +86 are accepted (`invalid_phone`).",
+    ),
+    Member(
+        "password",
+        {"type": "string", "minLength": MIN_PASSWORD_LENGTH, "maxLength": MAX_PASSWORD_LENGTH},
+        f"{MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters, not a plain run, "
+        "not containing the phone or ID number (`weak_password`).",
+    ),
+)
+"""A registration (``POST /api/v1/residents``, the /register form), in the order its fields are checked."""
 
 # GB/T 2260 province-level codes, plus 71 (Taiwan), 81 (Hong Kong), 82
 # (Macao) and 83 (the Taiwan residents' residence permit, 830000).

@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
@@ -37,10 +37,18 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from verifiers.contract import DEFAULT_LEEWAY_SECONDS, MAX_LIFETIME_SECONDS, SUPPORTED_ALGORITHMS
-from verifiers.jose import JoseFormatError, jwk_from_public_key, json_object, kid_for
+from verifiers.contract import (
+    DEFAULT_LEEWAY_SECONDS,
+    MAX_LIFETIME_SECONDS,
+    SUPPORTED_ALGORITHMS,
+)
+from verifiers.jose import JoseFormatError, json_object, jwk_from_public_key, kid_for
 
 from .errors import KeyFileError, KeyStoreError
+from .extensions import KEYS
+
+if TYPE_CHECKING:
+    from flask import Flask
 
 ALGORITHMS = SUPPORTED_ALGORITHMS
 # The longest code lifetime the contract allows; a rotated-out key is
@@ -49,6 +57,10 @@ MAX_CODE_TTL = MAX_LIFETIME_SECONDS
 KEYRING_FILE = "keyring.json"
 KEYRING_VERSION = 1
 INIT_HINT = "run `flask --app codeservice keys init`"
+# Scanners refresh their key set in the background; five minutes keeps a
+# rotated key reaching them well within its publication grace period.
+JWKS_MAX_AGE_SECONDS = 300
+JWK_SET_MEDIA_TYPE = "application/jwk-set+json"  # RFC 7517 section 8.5.1
 
 SIGNING, PUBLISHED, EXPIRED, RETIRED = "signing", "published", "expired", "retired"
 
@@ -402,6 +414,11 @@ class KeyStore:
                 os.unlink(tmp)
             raise KeyFileError(self.keyring_path, f"cannot write: {exc.strerror or exc}") from None
         self._keyring_cache = None
+
+
+def init_app(app: Flask) -> None:
+    """Open the key store the app's configuration names, for ``context.key_store()``."""
+    app.extensions[KEYS] = KeyStore.from_config(app.config)
 
 
 def _parse_keyring(path: Path, data: bytes) -> list[dict[str, Any]]:

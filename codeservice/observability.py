@@ -42,12 +42,21 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from flask import Flask, Response, current_app, g, has_request_context, request
-from prometheus_client import CollectorRegistry, Counter, Histogram, make_wsgi_app, multiprocess
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    make_wsgi_app,
+    multiprocess,
+)
 from sqlalchemy import text
 
 from . import db
 from .context import key_store
 from .errors import ClientError, ConfigError, NotAuthenticated
+from .extensions import METRICS
+from .protection import security_headers
+from .scanners import bearer_key
 
 __all__ = [
     "READINESS_CHECKS",
@@ -67,7 +76,6 @@ METRICS_PATH = "/metrics"
 LOGGER_NAME = "codeservice"
 ACCESS_LOGGER = logging.getLogger("codeservice.access")
 UNMATCHED_ROUTE = "unmatched"  # 404s and 405s: never the raw path (unbounded labels)
-EXTENSION = "codeservice.metrics"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -190,7 +198,7 @@ class Metrics:
 
 
 def _metrics() -> Metrics:
-    return current_app.extensions[EXTENSION]
+    return current_app.extensions[METRICS]
 
 
 def database_latency() -> Callable[[float], None]:
@@ -269,8 +277,6 @@ class _MetricsMiddleware:
     def _authorized(self, authorization: str | None) -> bool:
         if self.token is None:
             return True
-        from .scanners import bearer_key  # not at the top: scanners imports this module
-
         # WSGI gives header values as latin-1 text: back to the bytes that were sent.
         presented = (bearer_key(authorization) or "").encode("latin-1", "replace")
         return hmac.compare_digest(presented, self.token)  # constant time
@@ -379,12 +385,9 @@ def readiness() -> dict[str, str]:
 
 def init_app(app: Flask) -> None:
     """Logging, the request id and access line, the metrics and ``/metrics`` (after ``db.init_app``)."""
-    # Not at the top: protection imports scanners, which imports this module.
-    from .protection import security_headers
-
     configure_logging(app.config.get("LOG_LEVEL", "INFO"))
     metrics = Metrics.create()
-    app.extensions[EXTENSION] = metrics
+    app.extensions[METRICS] = metrics
     _time_queries(db.engine(app), metrics.db_query_duration)
     app.before_request(_start_request)
     app.after_request(_finish_request)

@@ -17,7 +17,8 @@ budget holds across instances. ``RATE_LIMITS=off`` disables them all (load
 tests, benchmarks).
 
 A request over budget gets 429 ``rate_limited`` in the API's one error shape,
-with ``Retry-After``; a web form gets its page again with a localized message.
+with ``Retry-After``; a web form gets its page again with a localized message
+(the answer the view's own error handlers give :class:`~codeservice.errors.RateLimited`).
 """
 
 from __future__ import annotations
@@ -27,17 +28,18 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Flask, Response, current_app, render_template, request
+from flask import Flask, Response, current_app, request
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
 from .auth import session_resident
-from .errors import ClientError, ConfigError
+from .errors import ConfigError, RateLimited
+from .http import error_response
 from .scanners import bearer_key, hash_key
 
-__all__ = ["RateLimited", "init_app", "LIMITS", "CONTENT_SECURITY_POLICY"]
+__all__ = ["init_app", "LIMITS", "CONTENT_SECURITY_POLICY"]
 
 # Sent with every response unless the view (or the web blueprint, whose
 # pages set their own, stricter policy) already set it.
@@ -53,12 +55,6 @@ SECURITY_HEADERS = {
 }
 HSTS = "max-age=31536000; includeSubDomains"
 KEY_PREFIX = "codeservice"
-
-
-class RateLimited(ClientError):
-    status = 429
-    code = "rate_limited"
-    default_message = "too many requests; try again later"
 
 
 def _by_address() -> str:
@@ -140,34 +136,14 @@ def _retry_after(limit: RequestLimit) -> int:
 
 
 def _on_breach(limit: RequestLimit) -> Response:
-    from .api import error_response, wants_json
-
-    retry_after = _retry_after(limit)
-    if wants_json():
-        return error_response(RateLimited(retry_after=retry_after))
-    response = current_app.make_response((_web_page(retry_after), 429))
-    response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
-def _web_page(retry_after: int) -> str:
-    """The form again, with the "too many attempts" message in the page's language."""
-    from .web import ID_TYPES, REGISTER_FIELDS, i18n
-
-    message = i18n.translate("err_too_many_attempts", minutes=max(1, math.ceil(retry_after / 60)))
-    if request.endpoint == "web.register":
-        values = {name: request.form.get(name, "") for name in REGISTER_FIELDS if name != "password"}
-        return render_template("web/register.html", values=values, id_types=ID_TYPES, error=message, error_field=None)
-    if request.endpoint == "web.login":
-        return render_template("web/login.html", phone=request.form.get("phone", ""), error=message)
-    return message
+    """The answer the view would give had it raised :class:`RateLimited`: the one JSON error, or the web's page."""
+    error = RateLimited(retry_after=_retry_after(limit))
+    return current_app.make_response(current_app.handle_user_exception(error))
 
 
 def _handle_rate_limited(error: RateLimitExceeded) -> Response:
     if error.response is not None:
         return error.response
-    from .api import error_response
-
     return error_response(RateLimited(retry_after=60))
 
 

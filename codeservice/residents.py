@@ -48,6 +48,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from verifiers.shapes import Member
+
 from . import identity
 from .errors import (
     BadCredentials,
@@ -92,6 +94,12 @@ DEFAULT_SENIOR_AGE = 60
 DEFAULT_MAX_FAILURES = 5
 DEFAULT_COOLDOWN_SECONDS = 900
 ADMIN_CATEGORIES = ("student", "disabled", "child")
+
+LOGIN: tuple[Member, ...] = (
+    Member("phone", {"type": "string"}, "The phone number registered."),
+    Member("password", {"type": "string"}, "The password."),
+)
+"""A login (``POST /api/v1/session``)."""
 """The categories an administrator sets; ``senior`` follows from the birth date."""
 
 # Purposes bound to each encrypted value and keyed hash (pii.DataKeys).

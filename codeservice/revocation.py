@@ -26,6 +26,10 @@ from verifiers.revocations import REVOCATIONS_TYPE, REVOKED_CLAIM
 from .keystore import Signer
 from .models import Resident
 
+# How long the published list may be used: short, so a revocation reaches
+# scanners within a minute or two of their sync.
+REVOCATIONS_MAX_AGE_SECONDS = 60
+
 
 @dataclass(frozen=True)
 class Revoked:

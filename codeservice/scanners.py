@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from .errors import InvalidField, NotFound, ScannerKeyInvalid
 from .models import Scanner
-from .scanning import ScanConnection, ScannerRow
+from .scan_store import ScanConnection, ScannerRow
 
 KEY_PREFIX = "csk_"  # recognisable in logs and secret scanners; never logged by us
 MAX_NAME = 100

@@ -65,10 +65,13 @@ from sqlalchemy import String, bindparam, literal, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from verifiers import DetailField, InvalidDetail, check_detail, declared_detail
+from verifiers.contract import FORMS
+from verifiers.decision import USAGE_RECORD, USAGE_RECORD_FIELDS
+from verifiers.shapes import Member
 
-from .errors import ClientError
+from .errors import BatchTooLarge, InvalidCursor, InvalidLimit, InvalidUsageRecord
 from .models import UsageRecord
-from .scanning import dialect_insert
+from .scan_store import dialect_insert
 
 MAX_BATCH = 1000
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
@@ -83,10 +86,11 @@ MAX_NAME = 100  # venue_id and device_id, as the scanners table holds them
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 
-RECORD_FIELDS = ("id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail", "form")
-OPTIONAL_FIELDS = ("form",)
+RECORD_FIELDS = USAGE_RECORD_FIELDS  # the contract's members, as the offline verifier writes them
+OPTIONAL_FIELDS = tuple(member.name for member in USAGE_RECORD if not member.required)
 """Members an uploaded record may leave out: a record without ``form`` is an ``online`` one (contract section 5)."""
-FORMS = ("online", "device", "paper")
+UPLOAD: tuple[Member, ...] = (Member("records", {"type": "array", "maxItems": MAX_BATCH}),)
+"""An upload's body (``POST /api/v1/usage``): ``{"records": [...]}``, each a usage record."""
 _FIELD_SET = frozenset(RECORD_FIELDS)
 _REQUIRED_SET = _FIELD_SET - frozenset(OPTIONAL_FIELDS)
 _UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}").fullmatch
@@ -102,36 +106,6 @@ _LIMIT = re.compile(r"[0-9]{1,6}").fullmatch
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _USAGE = UsageRecord.__table__
 _DETAIL_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
-
-
-# -- errors (the API renders them in its one error shape) -------------------------------
-
-
-class BatchTooLarge(ClientError):
-    code = "batch_too_large"
-    default_message = f"a batch holds at most {MAX_BATCH} records; send the rest in another"
-
-
-class InvalidUsageRecord(ClientError):
-    """One record of a batch will not do; ``field`` names it: ``records[3].decided_at``."""
-
-    code = "invalid_usage_record"
-
-    def __init__(self, index: int, name: str | None, problem: str) -> None:
-        where = f"records[{index}]" if name is None else f"records[{index}].{name}"
-        super().__init__(f"{where}: {problem}; nothing was stored")
-        self.field = where
-        self.index = index
-
-
-class InvalidLimit(ClientError):
-    code = "invalid_limit"
-    default_message = f"limit must be an integer from 1 to {MAX_LIMIT}"
-
-
-class InvalidCursor(ClientError):
-    code = "invalid_cursor"
-    default_message = "before must be a cursor this service sent as next"
 
 
 # -- upload ---------------------------------------------------------------------------------
@@ -408,7 +382,7 @@ def parse_limit(value: str | None) -> int:
     if value is None:
         return DEFAULT_LIMIT
     if not _LIMIT(value) or not 1 <= int(value) <= MAX_LIMIT:
-        raise InvalidLimit()
+        raise InvalidLimit(f"limit must be an integer from 1 to {MAX_LIMIT}")
     return int(value)
 
 

@@ -12,11 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from verifiers import KeySet, OfflineVerifier
-from verifiers.jose import b64url_encode
-from verifiers.scenes import ENTRY_POINT_GROUP
-
 from helpers import (
     DROP,
     ISSUER,
@@ -30,6 +25,10 @@ from helpers import (
     make_test_key,
     write_distribution,
 )
+
+from verifiers import KeySet, OfflineVerifier
+from verifiers.jose import b64url_encode
+from verifiers.scenes import ENTRY_POINT_GROUP
 
 
 @pytest.fixture(scope="session")

@@ -15,12 +15,11 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from helpers import ALL_SCENES, ISSUER, NOW, TestKey
 
 from verifiers.cose import cose_key_from_p256
 from verifiers.jose import b64url_decode
 from verifiers.offline_codes import device_code, mint_credential, paper_code
-
-from helpers import ALL_SCENES, ISSUER, NOW, TestKey
 
 HINT = {"n": "张*明", "b": "0521", "i": "123X"}
 

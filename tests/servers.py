@@ -29,11 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import PG_URL, new_keys_dir, skip_or_fail
 from sqlalchemy import create_engine, text
 
 from verifiers.jose import b64url_decode
-
-from helpers import PG_URL, new_keys_dir, skip_or_fail
 
 STARTUP_SECONDS = 30
 STOP_SECONDS = 10

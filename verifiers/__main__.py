@@ -15,10 +15,10 @@ import json
 import sys
 from collections.abc import Sequence
 
+from .contract import DEFAULT_ISSUER
 from .errors import VerifierError
 from .jose import JoseFormatError, json_object
 from .keys import KeySet
-from .contract import DEFAULT_ISSUER
 from .verifier import OfflineVerifier
 
 EXIT_ACCEPTED, EXIT_REJECTED, EXIT_USAGE = 0, 1, 2

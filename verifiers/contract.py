@@ -17,6 +17,8 @@ MAX_LIFETIME_SECONDS = 300
 DEFAULT_LEEWAY_SECONDS = 10
 """Clock skew allowed on ``exp`` and ``iat``."""
 MAX_TOKEN_BYTES = 4096
+FORMS = ("online", "device", "paper")
+"""The forms of a code (section 9): a JWS, a device code (``RSD1:``), a paper code (``RSP1:``)."""
 
 # Section 9: device codes and paper codes.
 DEVICE_CODE_PREFIX = "RSD1:"

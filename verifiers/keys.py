@@ -18,7 +18,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from .errors import KeySetError
-from .jose import ALG_FOR_KEY, PRIVATE_MEMBERS, JoseFormatError, json_object, public_key_from_jwk
+from .jose import (
+    ALG_FOR_KEY,
+    PRIVATE_MEMBERS,
+    JoseFormatError,
+    json_object,
+    public_key_from_jwk,
+)
 
 MAX_KID_LENGTH = 64
 MAX_JWKS_BYTES = 256 * 1024

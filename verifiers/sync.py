@@ -50,7 +50,11 @@ from typing import Any, Protocol
 from .errors import ConfigurationError, KeySetError
 from .jose import JoseFormatError, json_object
 from .keys import MAX_JWKS_BYTES, KeySet, check_url, json_from_bytes, opener
-from .revocations import MAX_REVOCATION_LIST_BYTES, RevocationListError, verify_revocation_list
+from .revocations import (
+    MAX_REVOCATION_LIST_BYTES,
+    RevocationListError,
+    verify_revocation_list,
+)
 from .status import Freshness, SyncReport, age
 from .store import Outbox
 from .tokens import VerificationRules

@@ -16,6 +16,14 @@ import re
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+from .contract import (
+    CATEGORIES,
+    DEFAULT_LEEWAY_SECONDS,
+    MAX_LIFETIME_SECONDS,
+    MAX_TOKEN_BYTES,
+    SUPPORTED_ALGORITHMS,
+    TOKEN_TYPE,
+)
 from .errors import (
     AlgNotAllowed,
     BadSignature,
@@ -27,14 +35,6 @@ from .errors import (
     SceneNotAllowed,
     UnknownKey,
     WrongType,
-)
-from .contract import (
-    CATEGORIES,
-    DEFAULT_LEEWAY_SECONDS,
-    MAX_LIFETIME_SECONDS,
-    MAX_TOKEN_BYTES,
-    SUPPORTED_ALGORITHMS,
-    TOKEN_TYPE,
 )
 from .jose import _CANONICAL_LAST, JoseFormatError, json_object
 from .keys import KeySet

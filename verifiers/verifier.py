@@ -38,7 +38,14 @@ from .keys import KeySet
 from .offline_codes import DEVICE, ONLINE, PAPER, check_offline_code, code_form
 from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
 from .status import Freshness, SyncReport, VerifierStatus, age
-from .store import DecisionStore, MemoryStore, Outbox, SqliteStore, Transaction, has_outbox
+from .store import (
+    DecisionStore,
+    MemoryStore,
+    Outbox,
+    SqliteStore,
+    Transaction,
+    has_outbox,
+)
 from .sync import DEFAULT_TIMEOUT, MAX_BATCH_SIZE, sync
 from .tokens import SUPPORTED_ALGORITHMS, VerificationRules, VerifiedCode, check_jws
 

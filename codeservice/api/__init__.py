@@ -1,138 +1,17 @@
-"""The JSON API: one blueprint, one error shape.
+"""The JSON API's routes: the ``/api/v1`` blueprint and the public routes beside it.
 
-Every error under ``/api/`` (and on the other JSON routes) is
-``{"error": {"code": "...", "message": "..."}}`` with a 4xx status: client
-input never produces HTML or a 5xx.
+The modules only route: the error shape and the request body are
+:mod:`codeservice.http`'s, what a route does is its domain module's.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Mapping
-from typing import Any
+from flask import Flask
 
-from flask import Blueprint, Flask, Response, jsonify, request
-from werkzeug.exceptions import HTTPException
-
-from verifiers.jose import JoseFormatError, json_object
-
-from .. import db
-from ..errors import (
-    BodyTooLarge,
-    ClientError,
-    CodeserviceError,
-    DatabaseUnavailable,
-    InvalidJson,
-    MethodNotAllowed,
-    MissingField,
-    NotFound,
-    UnsupportedMediaType,
-    WrongFieldType,
-)
-
-log = logging.getLogger(__name__)
-
-api = Blueprint("api", __name__, url_prefix="/api/v1")
-JSON_PREFIXES = ("/api/", "/.well-known/", "/healthz", "/readyz", "/openapi.json")
-
-_HTTP_ERRORS: dict[int, type[ClientError]] = {
-    404: NotFound,
-    405: MethodNotAllowed,
-    413: BodyTooLarge,
-    415: UnsupportedMediaType,
-}
-
-
-def error_response(error: CodeserviceError) -> Response:
-    body: dict[str, Any] = {"code": error.code, "message": error.message}
-    field = getattr(error, "field", None)
-    if field:
-        body["field"] = field
-    response = jsonify(error=body)
-    response.status_code = error.status
-    if error.retry_after:
-        response.headers["Retry-After"] = str(error.retry_after)
-    return response
-
-
-def wants_json() -> bool:
-    return request.path.startswith(JSON_PREFIXES)
-
-
-def _handle_codeservice_error(error: CodeserviceError) -> Response:
-    if error.status >= 500:
-        log.error("server error %s: %s", error.code, error.message)
-    return error_response(error)
-
-
-def _handle_http_exception(error: HTTPException) -> Any:
-    if not wants_json():
-        return error
-    client_error = _HTTP_ERRORS.get(error.code or 400, ClientError)
-    response = error_response(client_error())
-    # A 405 names the methods the path takes (RFC 9110 section 15.5.6).
-    allow = dict(error.get_headers()).get("Allow")
-    if allow:
-        response.headers["Allow"] = allow
-    return response
-
-
-def _handle_unexpected(error: Exception) -> Any:
-    if db.is_connection_error(error):
-        # The database went away (a restart, a dropped connection): the
-        # request's transaction is rolled back (or, if the connection died
-        # during COMMIT, committed whole; a retry then sees a replay). Tell
-        # the client to retry instead of answering 500.
-        log.warning("database unavailable on %s %s: %s", request.method, request.path, error)
-        db.discard_session()
-        return error_response(DatabaseUnavailable())
-    log.exception("unhandled error on %s %s", request.method, request.path)
-    return error_response(CodeserviceError())
-
-
-def _options_without_content(response: Response) -> Response:
-    """Flask answers OPTIONS itself, as an empty ``text/html`` 200; make it what it is: 204 with ``Allow``."""
-    if request.method == "OPTIONS" and response.status_code == 200 and not response.get_data():
-        response.status_code = 204
-        del response.headers["Content-Type"]
-    return response
+from . import codes, public, residents, revocations, scan, usage  # noqa: F401  (each adds its routes to ``api``)
+from .blueprint import api
 
 
 def init_app(app: Flask) -> None:
-    from . import codes, public, residents, revocations, scan, usage  # noqa: F401  (routes register themselves)
-
     app.register_blueprint(api)
     app.register_blueprint(public.blueprint)
-    app.register_error_handler(CodeserviceError, _handle_codeservice_error)
-    app.register_error_handler(HTTPException, _handle_http_exception)
-    app.register_error_handler(Exception, _handle_unexpected)
-    app.after_request(_options_without_content)
-
-
-def json_body(fields: Mapping[str, type]) -> dict[str, Any]:
-    """The request's JSON object with ``fields`` present and of their types.
-
-    415 without a JSON content type, or with a charset other than UTF-8; 400
-    for a body that is not a JSON object, a missing field or a field of the
-    wrong JSON type. The body is read as the verifier reads a code's JSON
-    (:func:`verifiers.jose.json_object`), once: UTF-8 without a byte order
-    mark, no repeated member name at any depth, no NaN or Infinity, no lone
-    surrogate. What the service takes, a proxy in front reads the same way.
-    """
-    if not request.is_json or request.mimetype_params.get("charset", "utf-8").lower() != "utf-8":
-        raise UnsupportedMediaType()
-    try:
-        body = json_object(request.get_data(cache=True))
-    except JoseFormatError as exc:
-        raise InvalidJson(f"the body is not a strict UTF-8 JSON object: {exc}") from None
-    for name, expected in fields.items():
-        if name not in body or body[name] is None:
-            raise MissingField(f"the field {name!r} is required")
-        value = body[name]
-        if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-            raise WrongFieldType(f"the field {name!r} must be a {_json_type(expected)}")
-    return body
-
-
-def _json_type(expected: type) -> str:
-    return {str: "string", int: "integer", dict: "object", list: "array", bool: "boolean"}.get(expected, "value")

@@ -2,65 +2,71 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from flask import Response, current_app, jsonify
+from flask import Flask, Response, jsonify
 
-from .. import auth, observability, qr
-from ..issuance import issue_code
-from ..context import key_store
-from ..residents import code_category
-from ..errors import CodeRevoked
-from . import api
+from .. import observability, qr
+from ..codes import REFRESH_MARGIN_SECONDS, code_payload, live_code
+from ..openapi.operations import SESSION_SCHEME, described_by, operation
+from ..openapi.schemas import headers, json_content, ref
+from .blueprint import api
 
 NO_STORE = "no-store"
-# Ask for the next code a little before this one expires, so a phone with a
-# slow connection never shows an expired code.
-REFRESH_MARGIN_SECONDS = 10
 
 
-def _live_code() -> tuple[str, int]:
-    resident = auth.current_resident()
-    if resident.revoked_at is not None:
-        raise CodeRevoked()
-    now = int(time.time())
-    config = current_app.config
-    token = issue_code(
-        key_store().signer(),
-        sub=resident.code_id,
-        scopes=config["ISSUED_SCOPES"],
-        category=code_category(resident, now, senior_age=config["SENIOR_AGE"]),
-        now=now,
-        ttl=config["CODE_TTL"],
-        issuer=config["ISSUER"],
+def _code_operation(app: Flask) -> dict[str, Any]:
+    ttl, scopes = app.config["CODE_TTL"], app.config["ISSUED_SCOPES"]
+    return operation(
+        "getCode",
+        "A fresh code for the logged-in resident",
+        "codes",
+        {
+            "200": {
+                "description": (
+                    f"A new code each call, valid for {ttl} s, for the scenes {', '.join(scopes)}. "
+                    f"Fetch the next one at `refresh_after` (at most {REFRESH_MARGIN_SECONDS} s before `expires_at`)."
+                ),
+                "headers": headers(Cache_Control="CacheControlNoStore"),
+                "content": json_content(ref("schemas", "Code")),
+            }
+        },
+        errors=("NotAuthenticated", "CodeRevoked", "RateLimited"),
+        auth=SESSION_SCHEME,
+        database=True,
     )
-    return token, now + config["CODE_TTL"]
-
-
-def code_payload(shown_as: str = "json") -> dict[str, Any]:
-    """A fresh code as ``GET /api/v1/code`` sends it; the /code page renders the same, counted as ``page``."""
-    token, expires_at = _live_code()
-    observability.record_code_issued(shown_as)
-    ttl = current_app.config["CODE_TTL"]
-    return {
-        "token": token,
-        "expires_at": expires_at,
-        "refresh_after": expires_at - min(REFRESH_MARGIN_SECONDS, ttl // 3),
-        "qr_svg": qr.render_svg(token),
-    }
 
 
 @api.get("/code")
+@described_by(_code_operation)
 def code() -> Any:
     response = jsonify(code_payload())
     response.headers["Cache-Control"] = NO_STORE
     return response
 
 
+def _code_png_operation(_app: Flask) -> dict[str, Any]:
+    return operation(
+        "getCodePng",
+        "A fresh code as a QR code image",
+        "codes",
+        {
+            "200": {
+                "description": "The QR code (level M, 4-module quiet zone) whose text is a new code's token.",
+                "headers": headers(Cache_Control="CacheControlNoStore"),
+                "content": {"image/png": {"schema": {"type": "string", "contentMediaType": "image/png"}}},
+            }
+        },
+        errors=("NotAuthenticated", "CodeRevoked", "RateLimited"),
+        auth=SESSION_SCHEME,
+        database=True,
+    )
+
+
 @api.get("/code.png")
+@described_by(_code_png_operation)
 def code_png() -> Response:
-    token, _expires_at = _live_code()
+    token, _expires_at = live_code()
     observability.record_code_issued("png")
     response = Response(qr.render_png(token), mimetype="image/png")
     response.headers["Cache-Control"] = NO_STORE

@@ -15,15 +15,21 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify
 
 from .. import auth, db, device_cookies, residents
 from ..context import data_keys
+from ..http import json_body
+from ..identity import REGISTRATION
 from ..models import Resident
-from . import api, json_body
-
-REGISTRATION_FIELDS = {"name": str, "id_type": str, "id_number": str, "phone": str, "password": str}
-LOGIN_FIELDS = {"phone": str, "password": str}
+from ..openapi.operations import (
+    SESSION_SCHEME,
+    described_by,
+    operation,
+    resident_envelope,
+)
+from ..openapi.schemas import headers, json_content
+from .blueprint import api
 
 
 def resident_view(resident: Resident) -> dict[str, Any]:
@@ -37,18 +43,63 @@ def resident_view(resident: Resident) -> dict[str, Any]:
     }
 
 
+def _register_operation(_app: Flask) -> dict[str, Any]:
+    return operation(
+        "registerResident",
+        "Register a resident",
+        "residents",
+        {
+            "201": {
+                "description": "Registered. This does not log in: log in with the phone and password.",
+                "content": json_content(resident_envelope()),
+            }
+        },
+        errors=("Taken", "InvalidField", "RateLimited"),
+        request_schema="Registration",
+        database=True,
+    )
+
+
 @api.post("/residents")
+@described_by(_register_operation)
 def register() -> Any:
-    body = json_body(REGISTRATION_FIELDS)
+    body = json_body(REGISTRATION)
     resident = residents.register(db.session(), data_keys(), body, now=datetime.now(UTC))
     response = jsonify(resident=resident_view(resident))
     response.status_code = 201
     return response
 
 
+def _login_operation(app: Flask) -> dict[str, Any]:
+    cookie = app.config["SESSION_COOKIE_NAME"]
+    return operation(
+        "logIn",
+        "Log in with phone and password",
+        "session",
+        {
+            "200": {
+                "description": f"Logged in: the `{cookie}` cookie is set.",
+                "headers": headers(Set_Cookie="SetSessionCookie", Cache_Control="CacheControlNoStore"),
+                "content": json_content(resident_envelope()),
+            }
+        },
+        # One 429 for both: the per-phone cool-down and the per-address rate limit.
+        errors=("BadCredentials", "TooManyAttempts", "RateLimited"),
+        request_schema="Login",
+        database=True,
+        description=(
+            "A successful login also sets a device cookie (`codeservice_device`, `__Host-codeservice_device` "
+            "when cookies are Secure; HttpOnly, SameSite=Strict, a year). A login that sends a valid one for "
+            "its phone is judged by that cookie's own failed attempts alone, so no one else's wrong passwords "
+            "lock this client out; any other login meets the phone's cool-down (`too_many_attempts`)."
+        ),
+    )
+
+
 @api.post("/session")
+@described_by(_login_operation)
 def log_in() -> Any:
-    body = json_body(LOGIN_FIELDS)
+    body = json_body(residents.LOGIN)
     config = current_app.config
     resident = residents.authenticate(
         db.session(),
@@ -67,7 +118,29 @@ def log_in() -> Any:
     return response
 
 
+def _logout_operation(app: Flask) -> dict[str, Any]:
+    cookie = app.config["SESSION_COOKIE_NAME"]
+    described = operation(
+        "logOut",
+        "Log out",
+        "session",
+        {
+            "204": {
+                "description": (
+                    f"Logged out, even without a session. The `{cookie}` cookie is cleared and every "
+                    "other copy of it stops working."
+                ),
+            }
+        },
+        database=True,  # with a session: it reads and updates the resident
+    )
+    # With or without a session: the cookie is used when present.
+    described["security"] = [{SESSION_SCHEME: []}, {}]
+    return described
+
+
 @api.delete("/session")
+@described_by(_logout_operation)
 def log_out() -> Response:
     """End the session, and every copy of its cookie; 204 even when there was none."""
     auth.log_out()

@@ -3,20 +3,43 @@
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
-from flask import Response, current_app, request
+from flask import Flask, Response, current_app, request
 
-from verifiers.revocations import REVOCATIONS_MEDIA_TYPE
+from verifiers.revocations import (
+    REVOCATIONS_MEDIA_TYPE,
+    REVOCATIONS_TYPE,
+    REVOKED_CLAIM,
+)
 
 from .. import db, revocation
 from ..context import key_store
-from . import api
+from ..extensions import REVOCATION_LIST
+from ..issuance import TOKEN_TYPE
+from ..openapi.operations import conditional_get, described_by
+from ..revocation import REVOCATIONS_MAX_AGE_SECONDS
+from .blueprint import api
 
-# Short: a revocation should reach scanners within a minute or two of their sync.
-REVOCATIONS_MAX_AGE_SECONDS = 60
+
+def _revocations_operation(_app: Flask) -> dict[str, Any]:
+    return conditional_get(
+        "getRevocations",
+        "The revoked residents' code ids, signed",
+        "keys",
+        what=(
+            f"A compact JWS (header `typ` `{REVOCATIONS_TYPE}`, never `{TOKEN_TYPE}`; signed by the issuer's current key, "
+            f"verified with the JWKS) whose claims are `iss`, `iat` and `{REVOKED_CLAIM}`: the revoked `sub`s, sorted."
+        ),
+        content={REVOCATIONS_MEDIA_TYPE: {"schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){2}$"}}},
+        max_age=REVOCATIONS_MAX_AGE_SECONDS,
+        description="Scanners refuse the codes of these residents offline (decision `revoked`).",
+        database=True,
+    )
 
 
 @api.get("/revocations")
+@described_by(_revocations_operation)
 def revocations() -> Response:
     """The list as the raw JWS (``application/jose``), with a strong ETag; 304 on a matching ``If-None-Match``."""
     store = key_store()
@@ -29,12 +52,12 @@ def revocations() -> Response:
     )
     # One signature per list: the same bytes (and ETag) until the list or the key changes,
     # even for ES256, whose signatures are randomised.
-    cached = current_app.extensions.get("codeservice.revocation_list")
+    cached = current_app.extensions.get(REVOCATION_LIST)
     if cached is not None and cached[0] == payload:
         jws = cached[1]
     else:
         jws = revocation.sign(signer, payload)
-        current_app.extensions["codeservice.revocation_list"] = (payload, jws)
+        current_app.extensions[REVOCATION_LIST] = (payload, jws)
     body = jws.encode("ascii")
     etag = hashlib.sha256(body).hexdigest()[:32]
     headers = {"Cache-Control": f"public, max-age={REVOCATIONS_MAX_AGE_SECONDS}", "ETag": f'"{etag}"'}

@@ -5,12 +5,16 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from flask import jsonify, request
+from flask import Flask, jsonify, request
 
 from .. import db, observability, scanners
-from ..errors import SceneNotPermitted, WrongFieldType
-from ..scanning import PURGE_EVERY, ScanConnection, ScannerRow, purge_expired, scan_connection, verifier_for
-from . import api, json_body
+from ..errors import SceneNotPermitted
+from ..http import json_body
+from ..openapi.operations import SCANNER_SCHEME, described_by, operation
+from ..openapi.schemas import json_content, ref
+from ..scan_store import PURGE_EVERY, ScanConnection, ScannerRow, purge_expired
+from ..scanning import VERIFY_REQUEST, scan_connection, verifier_for
+from .blueprint import api
 
 
 def current_scanner(connection: ScanConnection | None = None) -> ScannerRow:
@@ -22,18 +26,41 @@ def current_scanner(connection: ScanConnection | None = None) -> ScannerRow:
         return scanners.authenticate(own, authorization)
 
 
+def _verify_operation(_app: Flask) -> dict[str, Any]:
+    return operation(
+        "verifyCode",
+        "Verify a code at a scene (a scanner, online)",
+        "scanners",
+        {
+            "200": {
+                "description": (
+                    "The decision, whatever the token holds: `ok` false and the reason's `code` for a "
+                    "refused code. The usage is logged with the scanner's venue and device."
+                ),
+                "content": json_content(ref("schemas", "Decision")),
+            }
+        },
+        errors=("ScannerKeyInvalid", "SceneNotPermitted", "RateLimited"),
+        auth=SCANNER_SCHEME,
+        request_schema="VerifyRequest",
+        database=True,
+        description=(
+            "The key is checked first, then the body: `token` and `scene` are required strings, "
+            "`context` an optional object (what the scene needs from the scanner)."
+        ),
+    )
+
+
 @api.post("/verify")
+@described_by(_verify_operation)
 def verify() -> Any:
     """A decision for any token, as 200; the usage is logged with it."""
     with scan_connection() as connection:
         scanner = current_scanner(connection)
-        body = json_body({"token": str, "scene": str})
-        context = body.get("context")
-        if context is not None and not isinstance(context, dict):
-            raise WrongFieldType("the field 'context' must be an object")
+        body = json_body(VERIFY_REQUEST)
         if body["scene"] not in scanner.scenes:
             raise SceneNotPermitted(f"this scanner's key may verify {', '.join(scanner.scenes)} only")
-        decision = verifier_for(connection, scanner).verify(body["token"], body["scene"], context)
+        decision = verifier_for(connection, scanner).verify(body["token"], body["scene"], body.get("context"))
     observability.record_verify_decision(body["scene"], decision.code)
     if random.random() < 1 / PURGE_EVERY:  # noqa: S311 - housekeeping, not security
         purge_expired(db.session())

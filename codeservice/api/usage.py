@@ -15,20 +15,53 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import jsonify, request
+from flask import Flask, jsonify, request
 
 from .. import auth, db, observability, usage
 from ..context import scene_registry
-from . import api, json_body
+from ..http import json_body
+from ..openapi.operations import SCANNER_SCHEME, SESSION_SCHEME, described_by, operation
+from ..openapi.schemas import closed_object, headers, json_content, ref
+from .blueprint import api
 from .scan import current_scanner
 
 
+def _upload_usage_operation(_app: Flask) -> dict[str, Any]:
+    return operation(
+        "uploadUsage",
+        "Upload usage records taken offline (a scanner)",
+        "scanners",
+        {
+            "200": {
+                "description": (
+                    "Stored. Idempotent by record `id`: a record stored before (by any scanner) is a "
+                    "duplicate and left as it was, so re-sending a batch is how a scanner retries."
+                ),
+                "content": json_content(
+                    closed_object(
+                        {
+                            "accepted": {"type": "integer", "minimum": 0, "description": "Records stored now."},
+                            "duplicates": {"type": "integer", "minimum": 0, "description": "Records already held."},
+                        }
+                    )
+                ),
+            }
+        },
+        errors=("BadUsageBatch", "ScannerKeyInvalid"),
+        auth=SCANNER_SCHEME,
+        request_schema="UsageBatch",
+        database=True,
+        description="A record is attributed to the uploading key's venue and device, whatever it says.",
+    )
+
+
 @api.post("/usage")
+@described_by(_upload_usage_operation)
 @observability.counts_usage_batches
 def upload_usage() -> Any:
     session = db.session()
     scanner = current_scanner()
-    body = json_body({"records": list})
+    body = json_body(usage.UPLOAD)
     registry = scene_registry()
     rows = usage.validate_batch(
         body["records"],
@@ -43,7 +76,49 @@ def upload_usage() -> Any:
     return jsonify(accepted=accepted, duplicates=duplicates)
 
 
+def _my_usage_operation(_app: Flask) -> dict[str, Any]:
+    return operation(
+        "getMyUsage",
+        "The resident's own usage history, newest first",
+        "residents",
+        {
+            "200": {
+                "description": "One page of records; `next` is the cursor of the page after, null at the end.",
+                "headers": headers(Cache_Control="CacheControlNoStore"),
+                "content": json_content(
+                    closed_object(
+                        {
+                            "records": {"type": "array", "items": ref("schemas", "UsageRecord")},
+                            "next": {"type": ["string", "null"], "description": "Send as `before` for more."},
+                        }
+                    )
+                ),
+            }
+        },
+        errors=("BadHistoryQuery", "NotAuthenticated"),
+        auth=SESSION_SCHEME,
+        database=True,
+        parameters=[
+            {
+                "name": "limit",
+                "in": "query",
+                "required": False,
+                "description": "Records per page.",
+                "schema": {"type": "integer", "minimum": 1, "maximum": usage.MAX_LIMIT, "default": usage.DEFAULT_LIMIT},
+            },
+            {
+                "name": "before",
+                "in": "query",
+                "required": False,
+                "description": "A `next` cursor from a previous page.",
+                "schema": {"type": "string"},
+            },
+        ],
+    )
+
+
 @api.get("/me/usage")
+@described_by(_my_usage_operation)
 def my_usage() -> Any:
     resident = auth.current_resident()
     limit = usage.parse_limit(request.args.get("limit"))

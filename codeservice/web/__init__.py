@@ -32,10 +32,10 @@ from markupsafe import Markup
 
 from verifiers.contract import CATEGORIES
 
-from .. import auth, db, device_cookies, identity, residents, usage
-from ..api import codes
+from .. import auth, codes, db, device_cookies, identity, residents, usage
 from ..context import data_keys, scene_registry
-from ..errors import ClientError, CodeRevoked, TooManyAttempts
+from ..errors import ClientError, CodeRevoked, RateLimited, TooManyAttempts
+from ..identity import ID_TYPES, REGISTRATION
 from . import csrf, history_view, i18n
 
 web = Blueprint(
@@ -46,8 +46,7 @@ web = Blueprint(
     static_url_path="/static",
 )
 
-ID_TYPES = ("resident_id", "passport", "hk_macao_permit", "taiwan_permit")
-REGISTER_FIELDS = ("name", "id_type", "id_number", "phone", "password")
+REGISTER_FIELDS = tuple(member.name for member in REGISTRATION)  # the form holds what the JSON body does
 LANG_COOKIE_MAX_AGE = 365 * 24 * 3600
 # The registration rules the messages and hints quote (codeservice.identity).
 RULES = {"min": identity.MIN_PASSWORD_LENGTH, "max_name": identity.MAX_NAME_LENGTH}
@@ -166,6 +165,22 @@ def _error_message(error: ClientError, field_labels: dict[str, str]) -> str:
 
 def _field_labels() -> dict[str, str]:
     return {name: i18n.translate(f"field_{name}") for name in REGISTER_FIELDS}
+
+
+@web.errorhandler(RateLimited)
+def _rate_limited(error: RateLimited) -> Response:
+    """Over a rate limit (:mod:`codeservice.protection`): the form again, with the message in the page's language."""
+    message = i18n.translate("err_too_many_attempts", minutes=max(1, math.ceil(error.retry_after / 60)))
+    if request.endpoint == "web.register":
+        values = {name: request.form.get(name, "") for name in REGISTER_FIELDS if name != "password"}
+        page = render_template("web/register.html", values=values, id_types=ID_TYPES, error=message, error_field=None)
+    elif request.endpoint == "web.login":
+        page = render_template("web/login.html", phone=request.form.get("phone", ""), error=message)
+    else:
+        page = message
+    response = current_app.make_response((page, error.status))
+    response.headers["Retry-After"] = str(error.retry_after)
+    return response
 
 
 # -- pages -------------------------------------------------------------------

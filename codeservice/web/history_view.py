@@ -16,10 +16,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from typing import Any
 
 from verifiers import DetailField
+from verifiers.contract import FORMS
 
 from .. import usage
 from . import i18n
@@ -29,7 +30,7 @@ BUILT_IN_SCENES = ("clinic", "transit", "venue")
 MAX_DETAIL_ITEMS = 8
 MAX_VALUE_CHARS = 100
 # The forms a code is presented in (contract sections 5 and 9); a record without one is online.
-FORMS = ("online", "device", "paper")
+
 
 
 @dataclass(frozen=True, slots=True)

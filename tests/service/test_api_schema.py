@@ -29,6 +29,7 @@ from typing import Any
 
 import pytest
 import schemathesis
+from helpers import ALL_SCENES, service_code
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import (
     ignored_auth,
@@ -36,8 +37,6 @@ from schemathesis.specs.openapi.checks import (
     negative_data_rejection,
     positive_data_acceptance,
 )
-
-from helpers import ALL_SCENES, service_code
 
 EXAMPLES_PER_OPERATION = 40
 NOT_EXPRESSED_IN_THE_SCHEMA = [positive_data_acceptance, negative_data_rejection, missing_required_header, ignored_auth]

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import DEMO_PASSWORD, PHONE, api_register, log_in, read_qr, registration
 
 CODE_TTL = 15

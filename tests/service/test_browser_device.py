@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import PHONE, api_register, log_in, read_qr
 
 from verifiers import KeySet, cbor
 from verifiers.base45 import b45decode, b45encode
@@ -38,8 +39,6 @@ from verifiers.cose import cose_key_from_p256, parse_sign1, sig_structure
 from verifiers.jose import b64url_decode, b64url_encode
 from verifiers.offline_codes import check_offline_code, device_code, mint_credential
 from verifiers.tokens import VerificationRules
-
-from helpers import PHONE, api_register, log_in, read_qr
 
 CREDENTIAL_LIFETIME = 24 * 3600
 PAGE_CLOCK_OFF_S = 600

@@ -12,13 +12,12 @@ from pathlib import Path
 import pytest
 from flask import Flask
 from flask.testing import FlaskCliRunner
+from helpers import PROJECT
 
 from codeservice import create_app
 from codeservice.config import DEFAULTS, load_config
 from codeservice.errors import ConfigError
 from codeservice.keystore import KeyStore
-
-from helpers import PROJECT
 
 
 @pytest.fixture

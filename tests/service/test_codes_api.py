@@ -13,15 +13,6 @@ from typing import Any
 
 import pytest
 import zxingcpp
-from PIL import Image
-
-from codeservice import db, qr
-from codeservice.context import data_keys
-from codeservice.keystore import KeyStore
-from codeservice.residents import find_by_phone
-from verifiers import KeySet, OfflineVerifier
-from verifiers.jose import b64url_decode
-
 from helpers import (
     ALL_SCENES,
     add_scanner,
@@ -30,6 +21,14 @@ from helpers import (
     rasterize_svg,
     registration,
 )
+from PIL import Image
+
+from codeservice import db, qr
+from codeservice.context import data_keys
+from codeservice.keystore import KeyStore
+from codeservice.residents import find_by_phone
+from verifiers import KeySet, OfflineVerifier
+from verifiers.jose import b64url_decode
 
 # What a scanner at each scene sends with a code.
 SCENE_CONTEXTS: dict[str, dict[str, Any]] = {

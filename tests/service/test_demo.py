@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from servers import STARTUP_SECONDS, free_port, service_env, wait_healthy
 
 from codeservice import create_app, db, scanners
 from codeservice.demo import (
@@ -21,8 +22,6 @@ from codeservice.demo import (
     DEMO_VENUE,
     prepare,
 )
-
-from servers import STARTUP_SECONDS, free_port, service_env, wait_healthy
 
 
 @pytest.fixture

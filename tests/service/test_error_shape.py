@@ -19,15 +19,6 @@ from typing import Any
 
 import pytest
 from flask import Flask
-from hypothesis import HealthCheck, event, given, settings
-from hypothesis import strategies as st
-
-from codeservice import MAX_BODY_BYTES, create_app, db, scanners
-from codeservice.context import data_keys, key_store
-from codeservice.issuance import issue_code, new_code_id
-from codeservice.openapi import ERROR_RESPONSES, GENERAL_ERRORS, openapi_document
-from codeservice.residents import find_by_phone
-
 from helpers import (
     ALL_SCENES,
     DEMO_PASSWORD,
@@ -41,6 +32,14 @@ from helpers import (
     resolve,
     validate,
 )
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from codeservice import MAX_BODY_BYTES, create_app, db, scanners
+from codeservice.context import data_keys, key_store
+from codeservice.issuance import issue_code, new_code_id
+from codeservice.openapi import ERROR_RESPONSES, GENERAL_ERRORS, openapi_document
+from codeservice.residents import find_by_phone
 
 TRIED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 UNKNOWN_PATHS = (

@@ -33,16 +33,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy import Engine, create_engine, exc, func, select, text
-from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
-
-from codeservice import create_app
-from codeservice.issuance import issue_code, new_code_id
-from codeservice.keystore import KeyStore
-from codeservice.models import UsageRecord
-from verifiers import KeySet, OfflineVerifier
-
 from helpers import ISSUER, PG_URL, skip_or_fail
 from servers import (
     CLIENT_TIMEOUT,
@@ -57,6 +47,15 @@ from servers import (
     require_gunicorn,
     serve,
 )
+from sqlalchemy import Engine, create_engine, exc, func, select, text
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from codeservice import create_app
+from codeservice.issuance import issue_code, new_code_id
+from codeservice.keystore import KeyStore
+from codeservice.models import UsageRecord
+from verifiers import KeySet, OfflineVerifier
 
 CLINIC = {"department": "dental"}
 

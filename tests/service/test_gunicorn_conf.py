@@ -15,7 +15,6 @@ from types import SimpleNamespace
 import pytest
 from gunicorn.app.base import Application
 from gunicorn.config import Config
-
 from helpers import PROJECT
 
 ROOT = PROJECT

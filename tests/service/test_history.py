@@ -6,9 +6,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from codeservice.web import i18n
-from verifiers import SceneRegistry
-
 from helpers import (
     EN,
     ZH,
@@ -19,6 +16,9 @@ from helpers import (
     record,
     upload,
 )
+
+from codeservice.web import i18n
+from verifiers import SceneRegistry
 
 ENTRY = re.compile(r'<li class="entry entry-(?:ok|refused)">')
 MORE = re.compile(r'<a class="button" id="history-more" rel="next" href="(/history\?before=[A-Za-z0-9_-]+)">')

@@ -6,6 +6,7 @@ from datetime import date
 from typing import Any
 
 import pytest
+from helpers import DEMO_PASSWORD, gb11643_id
 
 from codeservice.errors import InvalidField, MissingField, WrongFieldType
 from codeservice.identity import (
@@ -18,8 +19,6 @@ from codeservice.identity import (
     normalize_phone,
     validate_registration,
 )
-
-from helpers import DEMO_PASSWORD, gb11643_id
 
 TODAY = date(2026, 11, 18)  # the day of helpers.NOW in China
 

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from helpers import ISSUER, NOW
 
 BLOCKED = ["flask", "sqlalchemy", "qrcode", "PIL", "codeservice"]

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import DEMO_PASSWORD, registration
 
 from codeservice import create_app, db, residents
 from codeservice.context import data_keys
 from codeservice.errors import BadCredentials, TooManyAttempts
-
-from helpers import DEMO_PASSWORD, registration
 
 DEVICE_COOKIE = "codeservice_device"  # the development name; production's is __Host-codeservice_device
 WRONG_PASSWORD = "not the password at all"

@@ -11,12 +11,11 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from servers import private_schema
 from sqlalchemy import Engine, inspect, text
 
 from codeservice import create_app, db, migrations
 from codeservice.models import Base
-
-from servers import private_schema
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

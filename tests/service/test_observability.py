@@ -15,14 +15,13 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from helpers import add_scanner, json_routes, new_keys_dir, response_schema, validate
 from prometheus_client.parser import text_string_to_metric_families
 
 from codeservice import create_app, db
 from codeservice.errors import ConfigError
 from codeservice.observability import JsonFormatter, RequestIdFilter, _StderrHandler
 from codeservice.openapi import openapi_document
-
-from helpers import add_scanner, json_routes, new_keys_dir, response_schema, validate
 
 CLOSED_PORT_URL = "postgresql+psycopg://postgres@127.0.0.1:1/x"
 

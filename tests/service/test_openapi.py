@@ -17,19 +17,12 @@ from typing import Any
 
 import pytest
 from flask import Flask
-
-import codeservice
-from codeservice import create_app, db, errors, scanners
-from codeservice.errors import DatabaseUnavailable
-from codeservice.openapi import ERROR_RESPONSES, FIELD_ERROR_CODES, openapi_document
-from codeservice.protection import LIMITS, RateLimited
-from verifiers import SceneRegistry
-
 from helpers import (
     ALL_SCENES,
     CONVERTER,
     DEMO_PASSWORD,
     PROVOKED_BY_CONFIGURATION,
+    TESTS,
     documented_operations,
     error_codes,
     json_routes,
@@ -41,6 +34,13 @@ from helpers import (
     validate,
 )
 from servers import free_port
+
+import codeservice
+from codeservice import create_app, db, errors, scanners
+from codeservice.errors import DatabaseUnavailable, RateLimited
+from codeservice.openapi import ERROR_RESPONSES, FIELD_ERROR_CODES, openapi_document
+from codeservice.protection import LIMITS
+from verifiers import SceneRegistry
 
 TOP_LEVEL_FIELDS = {
     "openapi", "info", "jsonSchemaDialect", "servers", "paths", "webhooks", "components", "security", "tags",
@@ -195,6 +195,12 @@ def test_the_document_is_served(client: Any, app: Flask) -> None:
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     assert response.get_json() == openapi_document(app)
+
+
+def test_the_served_document_is_the_snapshot(bare_app: Flask) -> None:
+    """What /openapi.json serves changes only on purpose: a change updates ``tests/data/openapi.json``."""
+    snapshot = json.loads((TESTS / "data" / "openapi.json").read_text(encoding="utf-8"))
+    assert bare_app.test_client().get("/openapi.json").get_json() == snapshot
 
 
 # -- the document and the routes -------------------------------------------------------

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import pytest
 import zxingcpp
+from helpers import TestKey, skip_or_fail
+from offline_minting import HINT, a_paper_code
 from PIL import Image
 
 from codeservice import paper_card
 from codeservice.errors import ConfigError
 from codeservice.paper_card import CardQr, CodeTooLongForCard, FontNotFound, KnownFont
-
-from helpers import TestKey, skip_or_fail
-from offline_minting import HINT, a_paper_code
 
 MM_PER_INCH = 25.4
 # 2027-01-03T00:00:00+08:00: a code expiring as 3 January begins works all of 2 January.

@@ -12,12 +12,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import service_code
 from sqlalchemy import func, select
 
 from codeservice import db, scanning
 from codeservice.models import SeenCode, UsageRecord
-
-from helpers import service_code
 
 VERIFY = "/api/v1/verify"
 CLINIC = {"department": "cardiology"}

@@ -11,11 +11,10 @@ from typing import Any
 
 import pytest
 from flask import Flask
+from helpers import ALL_SCENES, DEMO_PASSWORD, DROP, registration, skip_or_fail
 
 from codeservice import create_app, db, scanners
 from codeservice.errors import ConfigError
-
-from helpers import ALL_SCENES, DEMO_PASSWORD, DROP, registration, skip_or_fail
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
 CSRF_FIELD = re.compile(r'<input type="hidden" name="csrf_token" value="([^"]+)">')
@@ -130,6 +129,36 @@ def test_web_and_api_logins_share_one_budget(make_app: AppFactory) -> None:
     assert response.status_code == 429
     assert int(response.headers["Retry-After"]) >= 1
     assert response.mimetype == "text/html"
+    assert "Too many attempts" in response.get_data(as_text=True)
+
+
+def test_a_rate_limited_web_registration_gets_its_form_again(make_app: AppFactory) -> None:
+    """The web's own page for RateLimited: the form with what was typed (never the password), in its language."""
+    client = make_app(RATE_LIMIT_REGISTER="1/minute").test_client()
+    assert client.post("/api/v1/residents", json=registration()).status_code == 201
+    body = registration(name="李四光")
+    response = client.post(
+        "/register",
+        data={**body, "csrf_token": csrf_token(client, "/register")},
+        headers={"Accept-Language": "en"},
+    )
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
+    assert response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "Too many attempts" in page
+    assert "李四光" in page and body["password"] not in page
+
+
+def test_a_rate_limited_code_page_is_429_with_retry_after(make_app: AppFactory) -> None:
+    client = make_app(RATE_LIMIT_CODE="1/minute").test_client()
+    body = registration()
+    assert client.post("/api/v1/residents", json=body).status_code == 201
+    assert client.post("/api/v1/session", json={"phone": body["phone"], "password": DEMO_PASSWORD}).status_code == 200
+    assert client.get("/api/v1/code").status_code == 200  # the page and the API share the budget
+    response = client.get("/code", headers={"Accept-Language": "en"})
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) >= 1
     assert "Too many attempts" in response.get_data(as_text=True)
 
 

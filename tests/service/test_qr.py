@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import zxingcpp
+from helpers import SVG_NAMESPACE, rasterize_svg, svg_dark_runs
 from PIL import Image
 
 from codeservice import qr
-
-from helpers import SVG_NAMESPACE, rasterize_svg, svg_dark_runs
 
 ERROR_CORRECTION_M_OR_BETTER = {"M", "Q", "H"}
 TOKEN_ALPHABET = string.ascii_letters + string.digits + "-_"

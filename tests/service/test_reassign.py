@@ -16,12 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from helpers import DEMO_PASSWORD, add_scanner, gb11643_id, registration
 
 from codeservice import db, residents
 from codeservice.context import data_keys
 from verifiers.jose import b64url_decode
-
-from helpers import DEMO_PASSWORD, add_scanner, gb11643_id, registration
 
 OWNERS_PASSWORD = "the owner's own passphrase"
 STAFF = "王芳 (desk 3)"

@@ -12,14 +12,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from helpers import DEMO_PASSWORD, DROP, gb11643_id, registration
 from itsdangerous import base64_decode
 from sqlalchemy import text
 
 from codeservice import create_app, db, residents
 from codeservice.context import data_keys
 from codeservice.errors import BadCredentials, TooManyAttempts
-
-from helpers import DEMO_PASSWORD, DROP, gb11643_id, registration
 
 FIELDS = ("name", "id_type", "id_number", "phone", "password")
 WRONG_PASSWORD = "not the password at all"

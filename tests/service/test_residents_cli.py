@@ -7,14 +7,13 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+from helpers import DEMO_PASSWORD, NOW, gb11643_id, registration
 
 from codeservice import db, residents
 from codeservice.context import data_keys
 from codeservice.models import Resident
 from codeservice.residents import age_on, code_category, masked_name
 from verifiers.jose import b64url_decode
-
-from helpers import DEMO_PASSWORD, NOW, gb11643_id, registration
 
 
 def code_claims(client: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ISSUER, make_test_key, registration
 
 from codeservice import revocation
 from codeservice.keystore import KeyStore
@@ -24,8 +25,6 @@ from verifiers import (
 )
 from verifiers.jose import b64url_decode, b64url_encode, compact_json
 from verifiers.revocations import MAX_REVOCATION_LIST_BYTES, REVOCATIONS_TYPE
-
-from helpers import ISSUER, make_test_key, registration
 
 ALL_SCENES = "clinic,transit,venue"
 

@@ -20,13 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import service_code
 from sqlalchemy import func, select
 
 from codeservice import create_app, db
 from codeservice.db import SqliteWriter
 from codeservice.models import UsageRecord
-
-from helpers import service_code
 
 VERIFY = "/api/v1/verify"
 

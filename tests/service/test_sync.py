@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ISSUER
 from sqlalchemy import func, select
 from werkzeug.serving import make_server
 
@@ -35,8 +36,6 @@ from codeservice.keystore import KeyStore
 from codeservice.models import UsageRecord
 from verifiers import ConfigurationError, KeySet, OfflineVerifier, SyncReport
 from verifiers.jose import b64url_decode
-
-from helpers import ISSUER
 
 SCANNER_SCENES = "clinic,transit,venue"
 

@@ -15,12 +15,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
-
-from codeservice import db, usage
-from codeservice.models import UsageRecord
-from verifiers import KeySet, OfflineVerifier
-from verifiers.scenes.transit import TransitScene
-
 from helpers import (
     SUB,
     accepted,
@@ -34,6 +28,11 @@ from helpers import (
     sub_of,
     upload,
 )
+
+from codeservice import db, usage
+from codeservice.models import UsageRecord
+from verifiers import KeySet, OfflineVerifier
+from verifiers.scenes.transit import TransitScene
 
 RECORD_FIELDS = {"id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail"}
 RFC3339_UTC = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}(?:\d{3})?Z")

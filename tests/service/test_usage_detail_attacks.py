@@ -17,10 +17,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-
-from codeservice import db, usage
-from verifiers import Scene, SceneRegistry
-
 from helpers import (
     EN,
     ZH,
@@ -33,6 +29,9 @@ from helpers import (
     sub_of,
     upload,
 )
+
+from codeservice import db, usage
+from verifiers import Scene, SceneRegistry
 
 PHISHING = "请致电 400-820-0000 申诉 http://appeal.example.cn/"
 

@@ -10,12 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from helpers import record, upload
 from sqlalchemy import select
 
 from codeservice import db
 from codeservice.models import UsageRecord
-
-from helpers import record, upload
 
 
 def stored_forms(app: Any) -> dict[str, str]:

@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from helpers import add_scanner, gb11643_id, registration, service_code
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -37,8 +38,6 @@ from codeservice.keystore import KeyStore
 from codeservice.models import Resident, Scanner, UsageRecord
 from codeservice.scanners import hash_key
 from verifiers.jose import b64url_decode, b64url_encode
-
-from helpers import add_scanner, gb11643_id, registration, service_code
 
 VERIFY = "/api/v1/verify"
 DECISION_FIELDS = {"ok", "code", "scene", "form", "sub", "jti", "exp", "check_id", "detail", "message"}

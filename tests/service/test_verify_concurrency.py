@@ -32,14 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, create_engine, func, select
-from sqlalchemy.orm import Session
-
-from codeservice import create_app
-from codeservice.issuance import issue_code, new_code_id
-from codeservice.keystore import KeyStore
-from codeservice.models import SceneStateEntry, SeenCode, UsageRecord
-
 from helpers import ISSUER, registration
 from servers import (
     Answer,
@@ -54,6 +46,13 @@ from servers import (
     send,
     serve,
 )
+from sqlalchemy import Engine, create_engine, func, select
+from sqlalchemy.orm import Session
+
+from codeservice import create_app
+from codeservice.issuance import issue_code, new_code_id
+from codeservice.keystore import KeyStore
+from codeservice.models import SceneStateEntry, SeenCode, UsageRecord
 
 CLIENTS = 16
 REQUEST_TIMEOUT = 60

@@ -11,9 +11,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-
-from codeservice.web import i18n
-
 from helpers import (
     DEMO_PASSWORD,
     EN,
@@ -23,6 +20,8 @@ from helpers import (
     html,
     registration,
 )
+
+from codeservice.web import i18n
 
 CSRF_FIELD = re.compile(r'<input type="hidden" name="csrf_token" value="([^"]+)">')
 

@@ -10,10 +10,9 @@ import re
 from typing import Any
 
 import pytest
+from helpers import EN, PROJECT, ZH, assert_self_contained, html, registration
 
 from codeservice.web import history_view, i18n
-
-from helpers import EN, PROJECT, ZH, assert_self_contained, html, registration
 
 STATIC = PROJECT / "codeservice" / "web" / "static"
 VENDOR = STATIC / "vendor" / "qrcode-generator"

@@ -25,12 +25,6 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-
-from verifiers import KeySet, OfflineVerifier
-from verifiers.decision import Decision
-from verifiers.errors import ConfigurationError, KeySetError
-from verifiers.jose import b64url_decode, b64url_encode
-
 from helpers import (
     DROP,
     ISSUER,
@@ -41,6 +35,11 @@ from helpers import (
     default_claims,
     make_test_key,
 )
+
+from verifiers import KeySet, OfflineVerifier
+from verifiers.decision import Decision
+from verifiers.errors import ConfigurationError, KeySetError
+from verifiers.jose import b64url_decode, b64url_encode
 
 ATTACKS_MD = VECTORS / "attacks.md"
 

@@ -20,11 +20,10 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from helpers import ISSUER
 
 from verifiers.__main__ import build_parser, main
 from verifiers.jose import b64url_encode
-
-from helpers import ISSUER
 
 DECISION_KEYS = {"ok", "code", "scene", "form", "sub", "jti", "exp", "check_id", "detail", "message"}
 TRANSIT_IN = json.dumps({"station": "人民广场", "direction": "in"}, ensure_ascii=False)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from verifiers import SceneRegistry
-
 from helpers import PROJECT
+
+from verifiers import SceneRegistry
 
 README = PROJECT / "README.md"
 

@@ -18,14 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ALL_SCENES, ISSUER, NOW, b64json, default_claims, make_test_key
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from verifiers import KeySet, OfflineVerifier, SceneRegistry
 from verifiers.__main__ import main
 from verifiers.jose import b64url_encode
-
-from helpers import ALL_SCENES, ISSUER, NOW, b64json, default_claims, make_test_key
 
 KNOWN_CODES = frozenset(SceneRegistry.from_entry_points().rejection_codes()) | {"accepted"}
 # A changed code never gets past its signature: these are all it can be refused with.

@@ -16,8 +16,25 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from helpers import (
+    ISSUER,
+    NOW,
+    VECTORS,
+    TestKey,
+    b64json,
+    default_claims,
+    make_test_key,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from offline_minting import (
+    HINT,
+    DeviceKey,
+    a_device_code,
+    a_paper_code,
+    credential,
+    credential_claims,
+)
 
 from verifiers import KeySet, cbor
 from verifiers.base45 import b45decode, b45encode
@@ -31,24 +48,6 @@ from verifiers.offline_codes import (
     paper_code,
 )
 from verifiers.tokens import VerificationRules
-
-from helpers import (
-    ISSUER,
-    NOW,
-    VECTORS,
-    TestKey,
-    b64json,
-    default_claims,
-    make_test_key,
-)
-from offline_minting import (
-    HINT,
-    DeviceKey,
-    a_device_code,
-    a_paper_code,
-    credential,
-    credential_claims,
-)
 
 VECTORS = json.loads((VECTORS / "section9_vectors.json").read_text(encoding="utf-8"))
 DECIDED_LATER = {"accepted", "scene_not_allowed", "attendant_required", "revoked", "replayed"}

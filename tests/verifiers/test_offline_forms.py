@@ -21,13 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
-from verifiers import KeySet, OfflineVerifier, verify_revocation_list
-from verifiers.jose import b64url_encode, compact_json
-from verifiers.offline_codes import device_code
-from verifiers.revocations import REVOCATIONS_TYPE, RevocationListError
-from verifiers.store import SqliteStore
-
 from helpers import ISSUER, NOW, VECTORS, TestKey, make_test_key
 from offline_minting import (
     HINT,
@@ -37,6 +30,12 @@ from offline_minting import (
     credential,
     credential_claims,
 )
+
+from verifiers import KeySet, OfflineVerifier, verify_revocation_list
+from verifiers.jose import b64url_encode, compact_json
+from verifiers.offline_codes import device_code
+from verifiers.revocations import REVOCATIONS_TYPE, RevocationListError
+from verifiers.store import SqliteStore
 
 VECTORS_FILE = VECTORS / "section9_vectors.json"
 VECTORS = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))

@@ -13,6 +13,7 @@ import tomllib
 from collections import OrderedDict
 
 import pytest
+from helpers import ISSUER, NOW, PLUGIN_EXAMPLE, write_distribution
 
 from verifiers import (
     DetailField,
@@ -28,8 +29,6 @@ from verifiers.errors import Replayed, SceneRejection
 from verifiers.scenes.clinic import ClinicScene
 from verifiers.scenes.transit import TransitScene
 from verifiers.scenes.venue import VenueScene
-
-from helpers import ISSUER, NOW, PLUGIN_EXAMPLE, write_distribution
 
 
 @pytest.fixture

@@ -15,11 +15,6 @@ import uuid
 from typing import Any
 
 import pytest
-
-import verifiers.tokens
-from verifiers import ConfigurationError, KeySet, OfflineVerifier, SceneRegistry
-from verifiers.jose import _B64URL_CHARS, b64url_decode, b64url_encode
-
 from helpers import (
     ALL_SCENES,
     DROP,
@@ -29,6 +24,10 @@ from helpers import (
     default_claims,
     make_test_key,
 )
+
+import verifiers.tokens
+from verifiers import ConfigurationError, KeySet, OfflineVerifier, SceneRegistry
+from verifiers.jose import _B64URL_CHARS, b64url_decode, b64url_encode
 
 DECISION_KEYS = {"ok", "code", "scene", "form", "sub", "jti", "exp", "check_id", "detail", "message"}
 RECORD_KEYS = {"id", "scene", "venue_id", "device_id", "sub", "jti", "decided_at", "ok", "code", "detail", "form"}

@@ -11,11 +11,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 import pytest
+from helpers import ISSUER, NOW
 
 from verifiers import OfflineVerifier, SceneRegistry, check_detail
 from verifiers.store import MemoryStore
-
-from helpers import ISSUER, NOW
 
 ALICE = "q1w2e3r4t5y6u7i8"  # the token factory's default sub
 BOB = "Zq3xT0bL9mWc2YhE"

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import ISSUER, NOW
 
 from verifiers import (
     ConfigurationError,
@@ -27,8 +28,6 @@ from verifiers import (
     Transaction,
 )
 from verifiers.store import MemoryStore, SqliteStore, has_outbox
-
-from helpers import ISSUER, NOW
 
 ALICE = "q1w2e3r4t5y6u7i8"  # the token factory's default sub
 BOB = "Zq3xT0bL9mWc2YhE"

@@ -13,13 +13,12 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from helpers import ISSUER, NOW, VECTORS
 
 from verifiers import KeySet, OfflineVerifier
 from verifiers.errors import KeySetError
 from verifiers.jose import b64url_decode, b64url_encode, jwk_thumbprint
 from verifiers.keys import verification_key
-
-from helpers import ISSUER, NOW, VECTORS
 
 WYCHEPROOF = {
     # prefix of the test ids: (file, number of tests the snapshot holds)

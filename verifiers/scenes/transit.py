@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import BadContext, SceneRejection
-from .base import DetailField, Outcome, Scene, SceneState, StateWrite, Visit, optional_text, required_text
+from .base import (
+    DetailField,
+    Outcome,
+    Scene,
+    SceneState,
+    StateWrite,
+    Visit,
+    optional_text,
+    required_text,
+)
 
 
 class Passback(SceneRejection):
