@@ -10,8 +10,11 @@ variant alike:
   (b) verifiers.offline_codes.check_offline_code of the same codes: Base45,
       strict CBOR at every level, both Sig_structures, point decompression,
       both verifies, rules 1-5
+  (c) OfflineVerifier.verify of the same codes at a clinic desk, in memory:
+      (b), then the shared steps (scope, revocation, replay by (cti, t), the
+      scene's rules), the decision and its usage record: the whole verify
 
-Prints µs/op (median over rounds) and (b)'s ratio to (a); then the QR
+Prints µs/op (median over rounds) and (b)'s and (c)'s ratios to (a); then the QR
 version (error correction M, alphanumeric mode) of a device code for the
 default issuer, with and without ``cat``.
 """
@@ -29,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature, encode_dss_signature
 
-from verifiers import DEFAULT_ISSUER, KeySet, cbor
+from verifiers import DEFAULT_ISSUER, KeySet, OfflineVerifier, cbor
 from verifiers.base45 import b45decode
 from verifiers.cose import cose_key_from_p256, parse_sign1
 from verifiers.jose import b64url_decode, jwk_from_public_key, kid_for
@@ -99,7 +102,8 @@ def main() -> None:
     ecdsa = ec.ECDSA(hashes.SHA256())
     now = int(time.time())
 
-    samples: dict[str, list[float]] = {"a": [], "b": []}
+    samples: dict[str, list[float]] = {"a": [], "b": [], "c": []}
+    context = {"department": "cardiology"}
     for _ in range(args.rounds):
         codes = make_codes(issuer, jwk["kid"], args.batch, now)
         bare = []
@@ -126,13 +130,22 @@ def main() -> None:
             for text in codes:
                 check_offline_code(text, keys, rules, now)
 
+        verifier = OfflineVerifier(keys, issuer=DEFAULT_ISSUER, venue_id="hospital-1", device_id="desk-1")
+
+        def verify() -> None:
+            for text in codes:
+                verifier.verify(text, "clinic", context, now=now)
+
         samples["a"].append(time_per_op(floor, args.batch))
         samples["b"].append(time_per_op(check, args.batch))
+        samples["c"].append(time_per_op(verify, args.batch))
+        assert all(record["code"] == "accepted" for record in verifier.pending_records(args.batch))
 
     base = statistics.median(samples["a"])
     labels = {
         "a": "bare Ed25519 verify + bare P-256 verify",
         "b": "check_offline_code, device code",
+        "c": "OfflineVerifier.verify, device code, memory",
     }
     print(f"{args.rounds} rounds x {args.batch} device codes, interleaved; medians")
     for name, label in labels.items():
