@@ -227,7 +227,8 @@ scanners_cli = AppGroup("scanners", help="Manage venue scanners' keys.")
 @click.option("--venue", required=True, help="The venue the scanner belongs to.")
 @click.option("--device", required=True, help="The device's id within the venue.")
 @click.option("--scenes", required=True, help="Comma-separated scenes it may verify, e.g. transit,venue.")
-def scanners_add_command(venue: str, device: str, scenes: str) -> None:
+@click.option("--attended", is_flag=True, help="A staffed scanner (someone checks the ID card): accepts paper codes.")
+def scanners_add_command(venue: str, device: str, scenes: str, attended: bool) -> None:
     """Create a scanner key; it is printed once, alone on the last line."""
     try:
         scanner, key = scanners.add_scanner(
@@ -237,10 +238,15 @@ def scanners_add_command(venue: str, device: str, scenes: str) -> None:
             scenes=scenes.split(","),
             installed=scene_registry().names(),
             now=datetime.now(UTC),
+            attended=attended,
         )
     except ClientError as exc:
         raise click.ClickException(exc.message) from None
-    click.echo(f"Scanner {scanner.id}: venue {scanner.venue_id}, device {scanner.device_id}, scenes {','.join(scanner.scenes)}.")
+    staffed = ", staffed (accepts paper codes)" if scanner.attended else ""
+    click.echo(
+        f"Scanner {scanner.id}: venue {scanner.venue_id}, device {scanner.device_id}, "
+        f"scenes {','.join(scanner.scenes)}{staffed}."
+    )
     click.echo("Its key follows; it is shown only now (only its hash is stored):")
     click.echo(key)
 
@@ -248,10 +254,14 @@ def scanners_add_command(venue: str, device: str, scenes: str) -> None:
 @scanners_cli.command("list")
 def scanners_list_command() -> None:
     """List scanners (never their keys)."""
-    rows = [("ID", "VENUE", "DEVICE", "SCENES", "KEY", "STATE")]
+    rows = [("ID", "VENUE", "DEVICE", "SCENES", "STAFFED", "KEY", "STATE")]
     for scanner in scanners.list_scanners(db.session()):
         state = "revoked" if scanner.revoked_at else "active"
-        rows.append((str(scanner.id), scanner.venue_id, scanner.device_id, ",".join(scanner.scenes), scanner.key_hint + "…", state))
+        staffed = "yes" if scanner.attended else "no"
+        rows.append(
+            (str(scanner.id), scanner.venue_id, scanner.device_id, ",".join(scanner.scenes), staffed,
+             scanner.key_hint + "…", state)
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

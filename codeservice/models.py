@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -94,6 +95,8 @@ class Scanner(Base):
     """The key's first characters, for operators telling keys apart."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A staffed scanner (``scanners add --attended``): someone checks the ID card; only these accept paper codes."""
 
 
 class UsageRecord(Base):

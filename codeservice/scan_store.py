@@ -67,7 +67,9 @@ _STATEMENTS = {
     "begin": "BEGIN IMMEDIATE",
     "no_flush_at_commit": "PRAGMA synchronous=NORMAL",
     "flush_at_commit": "PRAGMA synchronous=FULL",
-    "scanner": "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at FROM scanners WHERE key_hash = :key_hash",
+    "scanner": (
+        "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at, attended FROM scanners WHERE key_hash = :key_hash"
+    ),
     "revoked": "SELECT 1 FROM residents WHERE code_id = :sub AND revoked_at IS NOT NULL",
     "claim": "INSERT INTO seen_codes (jti, expires_at) VALUES (:jti, :expires_at) ON CONFLICT (jti) DO NOTHING RETURNING jti",
     "read_state": "SELECT value FROM scene_state WHERE key = :key AND expires_at >= :now",
@@ -117,6 +119,8 @@ class ScannerRow:
     scenes: list[str]
     key_hash: str
     revoked_at: Any
+    attended: bool = False
+    """A staffed scanner (``scanners add --attended``): its verifier accepts paper codes."""
 
 
 class ScanConnection:
@@ -264,7 +268,7 @@ class ScanConnection:
         row = self.execute("scanner", {"key_hash": key_hash}).fetchone()
         if row is None:
             return None
-        return ScannerRow(row[0], row[1], row[2], self.json_out(row[3]), row[4], row[5])
+        return ScannerRow(row[0], row[1], row[2], self.json_out(row[3]), row[4], row[5], bool(row[6]))
 
 
 class DatabaseStore:
