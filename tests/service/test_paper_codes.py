@@ -17,8 +17,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import add_scanner, decoded_texts, gb11643_id, poppler, rasterise, registration
+from helpers import (
+    add_scanner,
+    decoded_texts,
+    gb11643_id,
+    poppler,
+    rasterise,
+    registration,
+)
 from offline_minting import DeviceKey, credential_claims
+from PIL import Image
 from sqlalchemy import select
 
 from codeservice import db, paper_card
@@ -127,6 +135,16 @@ def test_the_cards_qr_is_the_commands_last_line_and_verifies_at_a_staffed_scanne
     assert decision.to_dict()["check_id"] == {"n": "张*明", "b": "0521", "i": BIRTH_ID[-4:]}
     unstaffed = OfflineVerifier(keys, issuer="urn:codeservice:dev", venue_id="gate").verify(text, "venue", VENUE)
     assert (unstaffed.ok, unstaffed.code, unstaffed.to_dict()["check_id"]) == (False, "attendant_required", None)
+
+
+@pytest.mark.parametrize(("dpi", "degrees"), [(150, 0), (300, 3), (150, -3)])
+def test_the_issued_card_decodes_at_150_dpi_and_tilted(
+    runner: Any, holder: dict[str, Any], tmp_path: Path, dpi: int, degrees: int
+) -> None:
+    card = tmp_path / "card.pdf"
+    text = issued_code(runner, holder["phone"], card)
+    image = rasterise(card, dpi).rotate(degrees, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=255)
+    assert decoded_texts(image) == [text]
 
 
 def test_the_credential_is_section_9s_paper_credential(app: Any, code: str, holder: dict[str, Any]) -> None:
