@@ -6,14 +6,15 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import db, identity, residents, retention, scanners
-from .context import data_keys, scene_registry
-from .errors import ClientError, KeyStoreError
+from . import db, identity, paper, residents, retention, scanners
+from .context import data_keys, key_store, scene_registry
+from .errors import ClientError, ConfigError, KeyStoreError
 from .keystore import ALGORITHMS, KeyInfo, KeyStore
 from .pii import DATA_KEY_FILE, DataKeys
 
@@ -218,6 +219,50 @@ def reassign_command(id_type: str, id_number: str, phone: str, name: str, staff:
     )
 
 
+@residents_cli.command("paper")
+@click.option("--phone", required=True, help="The resident's phone number.")
+@click.option("--days", type=click.IntRange(1, paper.MAX_DAYS), default=paper.DEFAULT_DAYS, show_default=True,
+              help=f"How many days the paper code works (1 to {paper.MAX_DAYS}).")
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), required=True,
+              help="Where to write the card to print (a PDF, ID-1 card size).")
+def paper_command(phone: str, days: int, out: str) -> None:
+    """Issue a paper code for a resident without a smartphone, and its printable card.
+
+    The card holds the QR, the masked name, the birth month and day (resident
+    ID holders) and the ID number's last four characters, for staff to compare
+    with the ID card; only staffed scanners (scanners add --attended) accept
+    it. Issuing another revokes the resident's previous paper code. The
+    code's text (RSP1:...) is printed alone on the last line.
+    """
+    config = current_app.config
+    card = Path(out)
+    existed = card.exists()
+    try:  # before anything is issued: a card that cannot be written issues nothing
+        card.open("ab").close()
+    except OSError as exc:
+        raise click.ClickException(f"the card cannot be written to {out}: {exc.strerror or exc}") from None
+    try:
+        code = paper.issue_paper_code(
+            db.session(), data_keys(), key_store().signer(), phone=phone, days=days,
+            scopes=config["ISSUED_SCOPES"], issuer=config["ISSUER"], senior_age=config["SENIOR_AGE"],
+            now=datetime.now(UTC),
+        )
+    except (ClientError, KeyStoreError, ConfigError, ValueError) as exc:  # ValueError: a code the card cannot hold
+        if not existed:
+            card.unlink(missing_ok=True)
+        raise click.ClickException(getattr(exc, "message", None) or str(exc)) from None
+    card.write_bytes(code.card)
+    number = residents.masked_phone(identity.normalize_phone(phone))
+    click.echo(
+        f"Paper code {code.cti} for resident {code.hint['n']} ({number}), valid until {_when(code.expires_at)}; "
+        f"card written to {out} (serial {code.cti})."
+    )
+    for cti in code.replaced:
+        click.echo(f"The previous paper code {cti} is revoked.")
+    click.echo("The code follows, alone on the last line:")
+    click.echo(code.text)
+
+
 # -- scanners ------------------------------------------------------------------
 
 scanners_cli = AppGroup("scanners", help="Manage venue scanners' keys.")
@@ -227,7 +272,8 @@ scanners_cli = AppGroup("scanners", help="Manage venue scanners' keys.")
 @click.option("--venue", required=True, help="The venue the scanner belongs to.")
 @click.option("--device", required=True, help="The device's id within the venue.")
 @click.option("--scenes", required=True, help="Comma-separated scenes it may verify, e.g. transit,venue.")
-def scanners_add_command(venue: str, device: str, scenes: str) -> None:
+@click.option("--attended", is_flag=True, help="A staffed scanner (someone checks the ID card): accepts paper codes.")
+def scanners_add_command(venue: str, device: str, scenes: str, attended: bool) -> None:
     """Create a scanner key; it is printed once, alone on the last line."""
     try:
         scanner, key = scanners.add_scanner(
@@ -237,10 +283,15 @@ def scanners_add_command(venue: str, device: str, scenes: str) -> None:
             scenes=scenes.split(","),
             installed=scene_registry().names(),
             now=datetime.now(UTC),
+            attended=attended,
         )
     except ClientError as exc:
         raise click.ClickException(exc.message) from None
-    click.echo(f"Scanner {scanner.id}: venue {scanner.venue_id}, device {scanner.device_id}, scenes {','.join(scanner.scenes)}.")
+    staffed = ", staffed (accepts paper codes)" if scanner.attended else ""
+    click.echo(
+        f"Scanner {scanner.id}: venue {scanner.venue_id}, device {scanner.device_id}, "
+        f"scenes {','.join(scanner.scenes)}{staffed}."
+    )
     click.echo("Its key follows; it is shown only now (only its hash is stored):")
     click.echo(key)
 
@@ -248,10 +299,14 @@ def scanners_add_command(venue: str, device: str, scenes: str) -> None:
 @scanners_cli.command("list")
 def scanners_list_command() -> None:
     """List scanners (never their keys)."""
-    rows = [("ID", "VENUE", "DEVICE", "SCENES", "KEY", "STATE")]
+    rows = [("ID", "VENUE", "DEVICE", "SCENES", "STAFFED", "KEY", "STATE")]
     for scanner in scanners.list_scanners(db.session()):
         state = "revoked" if scanner.revoked_at else "active"
-        rows.append((str(scanner.id), scanner.venue_id, scanner.device_id, ",".join(scanner.scenes), scanner.key_hint + "…", state))
+        staffed = "yes" if scanner.attended else "no"
+        rows.append(
+            (str(scanner.id), scanner.venue_id, scanner.device_id, ",".join(scanner.scenes), staffed,
+             scanner.key_hint + "…", state)
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

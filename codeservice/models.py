@@ -16,10 +16,12 @@ from sqlalchemy import (
     Boolean,
     Date,
     DateTime,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -93,6 +95,8 @@ class Scanner(Base):
     """The key's first characters, for operators telling keys apart."""
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attended: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    """A staffed scanner (``scanners add --attended``): someone checks the ID card; only these accept paper codes."""
 
 
 class UsageRecord(Base):
@@ -137,3 +141,35 @@ class SceneStateEntry(Base):
     key: Mapped[str] = mapped_column(String(512), primary_key=True)
     value: Mapped[Any] = mapped_column(JSON)
     expires_at: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class Device(Base):
+    """A resident's phone enrolled for device codes (contract section 9): its P-256 public key."""
+
+    __tablename__ = "devices"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    """The public device id: 12 random bytes in base64url, never derived from the key."""
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"), index=True)
+    public_key: Mapped[dict[str, Any]]
+    """The JWK as enrolled, reduced to ``kty``, ``crv``, ``x`` and ``y``."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    withdrawn_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Credential(Base):
+    """A credential issued for a device or printed on a paper card (contract section 9)."""
+
+    __tablename__ = "credentials"
+    __table_args__ = (Index("ix_credentials_revoked_expires", "revoked_at", "expires_at"),)
+
+    cti: Mapped[str] = mapped_column(String(11), primary_key=True)
+    """The credential's 8 random bytes in unpadded base64url, as the revocation list names it."""
+    resident_id: Mapped[int] = mapped_column(ForeignKey("residents.id"), index=True)
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    """The device whose key the credential's ``cnf`` names; null for a paper credential."""
+    use: Mapped[str] = mapped_column(String(8))
+    """``device`` or ``paper``."""
+    issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -67,7 +67,9 @@ _STATEMENTS = {
     "begin": "BEGIN IMMEDIATE",
     "no_flush_at_commit": "PRAGMA synchronous=NORMAL",
     "flush_at_commit": "PRAGMA synchronous=FULL",
-    "scanner": "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at FROM scanners WHERE key_hash = :key_hash",
+    "scanner": (
+        "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at, attended FROM scanners WHERE key_hash = :key_hash"
+    ),
     "revoked": "SELECT 1 FROM residents WHERE code_id = :sub AND revoked_at IS NOT NULL",
     "claim": "INSERT INTO seen_codes (jti, expires_at) VALUES (:jti, :expires_at) ON CONFLICT (jti) DO NOTHING RETURNING jti",
     "read_state": "SELECT value FROM scene_state WHERE key = :key AND expires_at >= :now",
@@ -117,6 +119,8 @@ class ScannerRow:
     scenes: list[str]
     key_hash: str
     revoked_at: Any
+    attended: bool = False
+    """A staffed scanner (``scanners add --attended``): its verifier accepts paper codes."""
 
 
 class ScanConnection:
@@ -132,7 +136,9 @@ class ScanConnection:
       outside the lock (a group commit: see ``SqliteWriter``).
     - PostgreSQL: the connection is in autocommit mode, so the reads cost
       one round trip each and no transaction. The claim begins the write
-      transaction in the same round trip (``BEGIN; INSERT ...``), and the
+      transaction in the same round trip (``BEGIN; INSERT ...``), or, for a
+      paper code, which claims nothing, its first scene state read does
+      (:meth:`locked_state`); the
       decision's writes end it with its ``COMMIT``: six round trips for an
       accepted code (pool ping, scanner, revocation, claim, locked state,
       writes) instead of eight; a rejection's usage record is one statement,
@@ -171,6 +177,20 @@ class ScanConnection:
         cursor = self._run(f"BEGIN; {_PSYCOPG_STATEMENTS['claim']}", params, self._batch_cursor)
         cursor.nextset()
         return cursor.fetchone() is not None
+
+    def locked_state(self, params: dict[str, Any]) -> Any:
+        """PostgreSQL: a scene state key's value under its transaction advisory lock, inside the write transaction.
+
+        A JWS or device code's claim began that transaction; a paper code claims
+        nothing (it has no replay rule), so its first read begins it here, in
+        the same round trip: the lock must be held until the decision's writes
+        commit, or two scans of one paper code could both pass ``already_entered``.
+        """
+        if self._in_transaction():
+            return self.execute("locked_state", params)
+        cursor = self._run(f"BEGIN; {_PSYCOPG_STATEMENTS['locked_state']}", params, self._batch_cursor)
+        cursor.nextset()
+        return cursor
 
     def record(self, writes: Iterable[StateWrite], usage: dict[str, Any]) -> None:
         """A decision's state writes and its usage record: one statement on PostgreSQL, one each on SQLite."""
@@ -264,7 +284,7 @@ class ScanConnection:
         row = self.execute("scanner", {"key_hash": key_hash}).fetchone()
         if row is None:
             return None
-        return ScannerRow(row[0], row[1], row[2], self.json_out(row[3]), row[4], row[5])
+        return ScannerRow(row[0], row[1], row[2], self.json_out(row[3]), row[4], row[5], bool(row[6]))
 
 
 class DatabaseStore:
@@ -293,8 +313,10 @@ class DatabaseStore:
 
     def get(self, key: str) -> Any:
         connection = self.connection
-        statement = "locked_state" if connection.postgres else "read_state"  # SQLite: under the write lock already
-        row = connection.execute(statement, {"key": key, "now": int(self._now)}).fetchone()
+        params = {"key": key, "now": int(self._now)}
+        # SQLite: under the write lock already; PostgreSQL: the key's advisory lock, held to the commit.
+        cursor = connection.locked_state(params) if connection.postgres else connection.execute("read_state", params)
+        row = cursor.fetchone()
         return None if row is None else connection.json_out(row[0])
 
     def save(

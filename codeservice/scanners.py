@@ -31,9 +31,19 @@ def bearer_key(authorization: str | None) -> str | None:
 
 
 def add_scanner(
-    session: Session, *, venue_id: str, device_id: str, scenes: Iterable[str], installed: Iterable[str], now: datetime
+    session: Session,
+    *,
+    venue_id: str,
+    device_id: str,
+    scenes: Iterable[str],
+    installed: Iterable[str],
+    now: datetime,
+    attended: bool = False,
 ) -> tuple[Scanner, str]:
-    """Create a scanner and return it with its key: the only time the key exists in the clear."""
+    """Create a scanner and return it with its key: the only time the key exists in the clear.
+
+    ``attended``: a staffed scanner, where someone checks the ID card; only these accept paper codes.
+    """
     scene_list = sorted({scene.strip() for scene in scenes if scene.strip()})
     unknown = sorted(set(scene_list) - set(installed))
     for field, value in (("venue", venue_id), ("device", device_id)):
@@ -49,6 +59,7 @@ def add_scanner(
         key_hash=hash_key(key),
         key_hint=key[: len(KEY_PREFIX) + 4],
         created_at=now,
+        attended=attended,
     )
     session.add(scanner)
     session.commit()

@@ -69,4 +69,5 @@ def verifier_for(connection: ScanConnection, scanner: ScannerRow) -> OfflineVeri
         scenes=scene_registry(),
         scene_config=config.get("SCENES") or {},
         revoked=RevokedResidents(connection),  # asked at each verification, never copied
+        attended=scanner.attended,  # the key's, never the request's (contract section 9, rule 6)
     )

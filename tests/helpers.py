@@ -13,6 +13,8 @@ import json
 import os
 import re
 import secrets
+import shutil
+import subprocess
 import time
 import urllib.request
 import uuid
@@ -226,6 +228,29 @@ def rasterize_svg(svg: str) -> Image.Image:
     for x, y, length in runs:
         image.paste(0, (x * scale, y * scale, (x + length) * scale, (y + 1) * scale))
     return image
+
+
+# -- printed cards (Debian's poppler-utils, zxing-cpp) ----------------------------
+
+
+def poppler(tool: str, *args: str | Path) -> str:
+    if shutil.which(tool) is None:
+        skip_or_fail(f"{tool} (Debian's poppler-utils) is not installed")
+    return subprocess.run([tool, *map(str, args)], capture_output=True, text=True, check=True, timeout=60).stdout
+
+
+def rasterise(pdf: Path, dpi: int, *, page: int = 1) -> Image.Image:
+    """One page of the PDF as a grayscale image, as pdftoppm draws it at ``dpi``."""
+    prefix = pdf.with_name(f"{pdf.stem}-{dpi}dpi-p{page}")
+    poppler("pdftoppm", "-r", str(dpi), "-f", str(page), "-l", str(page), "-singlefile", "-png", pdf, prefix)
+    with Image.open(prefix.with_suffix(".png")) as image:
+        return image.convert("L")
+
+
+def decoded_texts(image: Image.Image) -> list[str]:
+    import zxingcpp  # only the tests that read printed QR codes need it
+
+    return [barcode.text for barcode in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
 
 
 # -- usage uploads -----------------------------------------------------------------

@@ -83,7 +83,9 @@ def openapi_document(app: Flask) -> dict[str, Any]:
                     "scheme": "bearer",
                     "description": (
                         "A scanner's key, from `flask --app codeservice scanners add`: it names the "
-                        "scanner's venue, its device and the scenes it may verify."
+                        "scanner's venue, its device and the scenes it may verify, and whether it is "
+                        "staffed (`--attended`: someone checks the ID card), the only kind at which a "
+                        "paper code is accepted (elsewhere `attendant_required`)."
                     ),
                 },
             },

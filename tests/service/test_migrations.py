@@ -64,10 +64,12 @@ def test_migrated_schema_is_the_models_schema(app: Any, engine: Engine) -> None:
     assert revision(engine) == head(engine)
     indexes = {
         table: {ix["name"] for ix in inspect(engine).get_indexes(table)}
-        for table in ("residents", "usage_records", "seen_codes", "scene_state")
+        for table in ("residents", "usage_records", "seen_codes", "scene_state", "devices", "credentials")
     }
     assert "ix_residents_revoked_at" in indexes["residents"]
     assert "ix_usage_records_sub_decided" in indexes["usage_records"]
+    assert "ix_devices_resident_id" in indexes["devices"]
+    assert "ix_credentials_revoked_expires" in indexes["credentials"]
 
 
 def test_init_db_twice_is_a_no_op(app: Any, engine: Engine) -> None:

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import zxingcpp
-from helpers import TestKey, skip_or_fail
+from helpers import TestKey, decoded_texts, poppler, rasterise, skip_or_fail
 from offline_minting import HINT, a_paper_code
 from PIL import Image
 
@@ -33,24 +32,6 @@ EXPIRES_AT_MIDNIGHT = 1_798_905_600
 EXPIRES_AT_MIDDAY = EXPIRES_AT_MIDNIGHT + 11 * 3600 + 400
 ISSUED_AT = EXPIRES_AT_MIDDAY - 30 * 86400  # 2026-12-04, CST
 SERIAL = "AbCdEfGhIjI"
-
-
-def poppler(tool: str, *args: str | Path) -> str:
-    if shutil.which(tool) is None:
-        skip_or_fail(f"{tool} (Debian's poppler-utils) is not installed")
-    return subprocess.run([tool, *map(str, args)], capture_output=True, text=True, check=True, timeout=60).stdout
-
-
-def rasterise(pdf: Path, dpi: int, *, page: int = 1) -> Image.Image:
-    """One page of the PDF as a grayscale image, as pdftoppm draws it at ``dpi``."""
-    prefix = pdf.with_name(f"{pdf.stem}-{dpi}dpi-p{page}")
-    poppler("pdftoppm", "-r", str(dpi), "-f", str(page), "-l", str(page), "-singlefile", "-png", pdf, prefix)
-    with Image.open(prefix.with_suffix(".png")) as image:
-        return image.convert("L")
-
-
-def decoded_texts(image: Image.Image) -> list[str]:
-    return [barcode.text for barcode in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
 
 
 def qr_band(image: Image.Image) -> tuple[int, int, int, int]:

@@ -11,7 +11,9 @@ private PostgreSQL schema. Client threads connect first, then wait on a
   ``accepted`` entry and one ``passback``; 16 residents at a venue of
   capacity 1 at once: exactly one ``accepted``;
 - (c) the same code at instance A, then at B: ``replayed``; at both at once:
-  exactly one ``accepted``.
+  exactly one ``accepted``;
+- (d) one paper code (no replay rule) presented 16 times at once at a
+  staffed venue door: exactly one ``accepted``, 15 ``already_entered``.
 
 The servers need gunicorn; without it these tests are skipped, unless
 ``CODESERVICE_REQUIRE_SERVERS=1`` makes that a failure.
@@ -53,6 +55,8 @@ from codeservice import create_app
 from codeservice.issuance import issue_code, new_code_id
 from codeservice.keystore import KeyStore
 from codeservice.models import SceneStateEntry, SeenCode, UsageRecord
+from verifiers.jose import b64url_decode, b64url_encode
+from verifiers.offline_codes import mint_credential, paper_code
 
 CLIENTS = 16
 REQUEST_TIMEOUT = 60
@@ -274,6 +278,37 @@ def test_usage_records_carry_the_keys_venue_and_device(backend, servers):
     with Session(backend.engine) as session:
         row = session.scalars(select(UsageRecord).where(UsageRecord.jti == jti_of(token))).one()
     assert (row.venue_id, row.device_id, row.scene, row.online) == ("metro", "gate-2", "transit", True)
+
+
+# -- (d) a paper code: no replay rule, the venue's one entry a day --------------------------
+
+
+def a_paper_code(backend: Backend) -> tuple[str, str]:
+    """A paper code signed by the backend's key, and its ``jti`` (the cti in base64url)."""
+    signer = KeyStore(backend.keys_dir).signer()
+    now, cti = int(time.time()), secrets.token_bytes(8)
+    claims = {
+        1: ISSUER, 2: new_code_id(), 4: now + 86400, 6: now, 7: cti, "use": "paper",
+        "scp": ["clinic", "transit", "venue"], "hint": {"n": "张*明", "b": "0521", "i": "123X"},
+    }
+    return paper_code(mint_credential(claims, alg=signer.alg, kid=b64url_decode(signer.kid), sign=signer.sign)), b64url_encode(cti)
+
+
+def test_one_paper_code_presented_16_times_at_once_at_a_venue_enters_once(backend, servers):
+    """A paper code claims no ``jti``: the venue's entry, locked and written in one transaction, lets one in."""
+    for _ in range(3):
+        venue = f"desk-{secrets.token_hex(4)}"
+        output = flask_cli(backend.env, backend.workdir, "scanners", "add", "--venue", venue, "--device", "desk",
+                           "--scenes", "venue", "--attended")
+        desk = output.strip().splitlines()[-1]
+        token, jti = a_paper_code(backend)
+        body = {"token": token, "scene": "venue", "context": {}}
+        results = at_once([(server, desk, body) for server in spread(servers, CLIENTS)])
+        assert codes(results) == Counter(accepted=1, already_entered=CLIENTS - 1)
+        assert {answer.body["form"] for answer in results} == {"paper"}
+        assert usage_for(backend, jti) == CLIENTS
+        count = backend.scalar(select(SceneStateEntry.value).where(SceneStateEntry.key.like(f"venue@%:count:%:{venue}")))
+        assert count == 1
 
 
 def test_the_servers_logged_no_error(backend, servers):

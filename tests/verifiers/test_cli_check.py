@@ -21,12 +21,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from helpers import ISSUER
+from offline_minting import HINT, a_paper_code
 
 from verifiers.__main__ import build_parser, main
 from verifiers.jose import b64url_encode
 
 DECISION_KEYS = {"ok", "code", "scene", "form", "sub", "jti", "exp", "check_id", "detail", "message"}
 TRANSIT_IN = json.dumps({"station": "人民广场", "direction": "in"}, ensure_ascii=False)
+VENUE_DESK = json.dumps({"venue_id": "museum-1"})
 
 
 @pytest.fixture
@@ -94,6 +96,17 @@ def test_an_accepted_code_exits_0_with_the_decision(check_args, fresh_token):
     assert (decision["ok"], decision["code"], decision["scene"]) == (True, "accepted", "transit")
     assert decision["detail"]["station"] == "人民广场"
     assert result.stderr == b""
+
+
+def test_a_paper_code_is_accepted_with_attended_only(check_args, ed25519_key):
+    paper = a_paper_code(ed25519_key, now=int(time.time()))
+    staffed = run_cli(check_args("--attended", paper, scene="venue", context=VENUE_DESK))
+    assert staffed.returncode == 0, staffed.stderr
+    decision = decision_of(staffed.stdout)
+    assert (decision["code"], decision["form"], decision["check_id"]) == ("accepted", "paper", HINT)
+    unstaffed = run_cli(check_args(paper, scene="venue", context=VENUE_DESK))
+    assert unstaffed.returncode == 1, unstaffed.stderr
+    assert (decision_of(unstaffed.stdout)["code"], decision_of(unstaffed.stdout)["check_id"]) == ("attendant_required", None)
 
 
 def test_a_rejected_code_exits_1_with_the_decision(check_args, fresh_token):

@@ -1,0 +1,183 @@
+"""Paper codes (contract section 9): a credential printed on a card for a resident without a phone. No Flask.
+
+:func:`issue_paper_code` signs a paper credential through the service's
+:class:`~codeservice.keystore.Signer`, records it in the ``credentials``
+table (``use`` ``paper``, no device) and revokes the resident's previous
+paper credential that has not expired: a resident holds one live card, and
+the one it replaces joins the revocation list (its ``cti``, until a day
+after its ``exp``). The card to print is made with it
+(:func:`codeservice.paper_card.render_card`, its serial the ``cti``).
+
+The credential carries, besides section 1's claims, the holder hint that
+staff compare with the ID card: the name masked as the web view shows it,
+the birth month and day of a resident ID holder and the ID number's last
+four characters, read from the resident's encrypted record; nothing more.
+Nothing personal is logged: one line on ``codeservice.audit`` names the
+resident's database id and the credential's ``cti``.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from verifiers.jose import b64url_decode, b64url_encode
+from verifiers.offline_codes import mint_credential, paper_code
+
+from . import paper_card
+from .errors import CodeRevoked, InvalidField, ResidentNotFound
+from .keystore import Signer
+from .models import Credential, Resident
+from .pii import DataKeys
+from .residents import ID_NUMBER_PURPOSE, code_category, find_by_phone
+
+__all__ = ["DEFAULT_DAYS", "MAX_DAYS", "PaperCode", "holder_hint", "issue_paper_code"]
+
+audit_log = logging.getLogger("codeservice.audit")
+
+DEFAULT_DAYS = 30
+MAX_DAYS = 180  # contract section 9: a paper credential lives at most 15552000 s
+PAPER = "paper"
+CTI_BYTES = 8
+
+# CWT claim labels (RFC 8392), as section 9's credential uses them.
+ISS, SUB, EXP, IAT, CTI = 1, 2, 4, 6, 7
+
+
+@dataclass(frozen=True)
+class PaperCode:
+    """A paper code as issued: its text (``RSP1:…``), the claims a card shows, and what it replaced."""
+
+    text: str
+    cti: str
+    """The credential's id in base64url: the card's serial, the ``credentials`` row's key."""
+    hint: dict[str, str]
+    issued_at: int
+    expires_at: int
+    resident_id: int
+    replaced: tuple[str, ...]
+    """The ``cti`` of the paper credentials this one revoked."""
+    card: bytes
+    """The printable card (:func:`codeservice.paper_card.render_card`): its serial is the ``cti``."""
+
+
+def holder_hint(resident: Resident, keys: DataKeys) -> dict[str, str]:
+    """``{"n", "b", "i"}``: the masked name, a resident ID's birth "MMDD" (else absent), the ID's last 4."""
+    id_number = keys.decrypt(resident.id_number_encrypted, purpose=ID_NUMBER_PURPOSE)
+    if len(id_number) < 4:  # a closed (reassigned) account keeps no ID number
+        raise CodeRevoked("this resident holds no identity document; no paper code is issued")
+    hint = {"n": resident.name}  # stored masked, as the web view shows it
+    if resident.id_type == "resident_id" and resident.birth_date is not None:
+        hint["b"] = resident.birth_date.strftime("%m%d")
+    hint["i"] = id_number[-4:]
+    return hint
+
+
+def issue_paper_code(
+    session: Session,
+    keys: DataKeys,
+    signer: Signer,
+    *,
+    phone: str,
+    days: int = DEFAULT_DAYS,
+    scopes: tuple[str, ...] | list[str],
+    issuer: str,
+    senior_age: int,
+    now: datetime,
+    render_card: Callable[..., bytes] = paper_card.render_card,
+) -> PaperCode:
+    """A new paper code and its card for the resident with this phone, valid ``days`` days from ``now``; committed.
+
+    InvalidField (``invalid_days``) for days outside 1..180, ResidentNotFound
+    for an unknown phone, CodeRevoked for a revoked resident. The resident's
+    previous paper credentials that have not expired are revoked at ``now``.
+    The card is made before anything is stored: a card that cannot be made
+    (:class:`~codeservice.paper_card.FontNotFound`, say) issues nothing.
+    """
+    if type(days) is not int or not 1 <= days <= MAX_DAYS:
+        raise InvalidField("days", f"--days must be a whole number of days from 1 to {MAX_DAYS}", code="invalid_days")
+    if now.tzinfo is None:
+        raise ValueError("now must be a timezone-aware datetime, e.g. datetime.now(UTC)")
+    resident = find_by_phone(session, keys, phone)
+    if resident is None:
+        raise ResidentNotFound()
+    if resident.revoked_at is not None:
+        raise CodeRevoked("this resident is revoked: no paper code is issued to them")
+    # One desk at a time per resident (PostgreSQL): two cards issued at once would both stay live.
+    session.execute(select(Resident.id).where(Resident.id == resident.id).with_for_update())
+    hint = holder_hint(resident, keys)
+    iat = int(now.timestamp())
+    exp = iat + days * 86400
+    cti_bytes = secrets.token_bytes(CTI_BYTES)
+    claims: dict[Any, Any] = {
+        ISS: issuer,
+        SUB: resident.code_id,
+        EXP: exp,
+        IAT: iat,
+        CTI: cti_bytes,
+        "use": PAPER,
+        "scp": list(scopes),
+    }
+    category = code_category(resident, iat, senior_age)
+    if category is not None:
+        claims["cat"] = category
+    claims["hint"] = hint
+    credential = mint_credential(claims, alg=signer.alg, kid=b64url_decode(signer.kid), sign=signer.sign)
+    cti = b64url_encode(cti_bytes)
+    text = paper_code(credential)
+    card = render_card(text, hint=hint, expires_at=exp, serial=cti, issued_at=iat)
+    issued_at = datetime.fromtimestamp(iat, UTC)
+    replaced = tuple(
+        session.scalars(
+            select(Credential.cti).where(
+                Credential.resident_id == resident.id,
+                Credential.use == PAPER,
+                Credential.revoked_at.is_(None),
+                Credential.expires_at > issued_at,
+            )
+        )
+    )
+    if replaced:
+        session.execute(
+            update(Credential).where(Credential.cti.in_(replaced)).values(revoked_at=issued_at),
+            execution_options={"synchronize_session": False},
+        )
+    session.add(
+        Credential(
+            cti=cti,
+            resident_id=resident.id,
+            device_id=None,
+            use=PAPER,
+            issued_at=issued_at,
+            expires_at=issued_at + timedelta(days=days),
+            revoked_at=None,
+        )
+    )
+    session.commit()
+    audit_log.info(
+        "paper code %s issued to resident %d, valid %d days%s",
+        cti,
+        resident.id,
+        days,
+        f"; revoked the paper code{'s' if len(replaced) > 1 else ''} it replaces: {', '.join(replaced)}"
+        if replaced
+        else "",
+    )
+    return PaperCode(
+        text=text,
+        cti=cti,
+        hint=hint,
+        issued_at=iat,
+        expires_at=exp,
+        resident_id=resident.id,
+        replaced=replaced,
+        card=card,
+    )
+
