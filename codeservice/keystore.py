@@ -39,7 +39,9 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from verifiers.contract import (
     DEFAULT_LEEWAY_SECONDS,
+    MAX_DEVICE_CREDENTIAL_LIFETIME_SECONDS,
     MAX_LIFETIME_SECONDS,
+    MAX_PAPER_CREDENTIAL_LIFETIME_SECONDS,
     SUPPORTED_ALGORITHMS,
 )
 from verifiers.jose import JoseFormatError, json_object, jwk_from_public_key, kid_for
@@ -54,6 +56,10 @@ ALGORITHMS = SUPPORTED_ALGORITHMS
 # The longest code lifetime the contract allows; a rotated-out key is
 # published at least this long after it stopped signing.
 MAX_CODE_TTL = MAX_LIFETIME_SECONDS
+# The longest anything a key signs may be valid: a paper credential (contract section 9).
+MAX_SIGNED_LIFETIME = max(
+    MAX_LIFETIME_SECONDS, MAX_DEVICE_CREDENTIAL_LIFETIME_SECONDS, MAX_PAPER_CREDENTIAL_LIFETIME_SECONDS
+)
 KEYRING_FILE = "keyring.json"
 KEYRING_VERSION = 1
 INIT_HINT = "run `flask --app codeservice keys init`"
@@ -211,9 +217,10 @@ class KeyStore:
             config["KEYS_DIR"],
             publish_grace=config["KEY_PUBLISH_GRACE"],
             leeway=config["LEEWAY"],
-            # Always the contract's maximum, not CODE_TTL: codes signed before
-            # a configuration change may have lived longer than today's TTL.
-            max_code_ttl=MAX_CODE_TTL,
+            # The contract's longest lifetime of anything a key signs, not CODE_TTL:
+            # a paper credential is valid up to 180 days (section 9), and a key
+            # stays in the JWKS while any credential it signed may still be valid.
+            max_code_ttl=MAX_SIGNED_LIFETIME,
         )
 
     # -- queries -----------------------------------------------------------

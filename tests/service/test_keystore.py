@@ -330,7 +330,19 @@ def test_constructor_refuses_negative_windows(keys_dir: Path) -> None:
 
 def test_from_config_uses_the_contract_maximum_ttl(keys_dir: Path) -> None:
     store = KeyStore.from_config({"KEYS_DIR": keys_dir, "KEY_PUBLISH_GRACE": 60, "LEEWAY": 10, "CODE_TTL": 15})
-    assert (store.directory, store.publish_grace, store.leeway, store.max_code_ttl) == (keys_dir, 60, 10, 300)
+    # max_code_ttl: the longest anything a key signs may be valid, a paper credential's 180 days (section 9)
+    assert (store.directory, store.publish_grace, store.leeway, store.max_code_ttl) == (keys_dir, 60, 10, 180 * 86400)
+
+
+def test_a_rotated_out_key_stays_published_while_a_paper_credential_it_signed_may_be_valid(keys_dir: Path) -> None:
+    """Contract section 9: a key stays in the JWKS while any credential it signed may be valid, paper included."""
+    store = KeyStore.from_config({"KEYS_DIR": keys_dir, "KEY_PUBLISH_GRACE": 60, "LEEWAY": 10, "CODE_TTL": 15})
+    old_kid = store.init("EdDSA", now=NOW - 60).kid
+    store.rotate(now=NOW)
+    last_paper_day = NOW + 180 * 86400 + 10  # a card signed just before the rotation, at its expiry and leeway
+
+    assert old_kid in {key["kid"] for key in store.jwks(now=last_paper_day)["keys"]}
+    assert old_kid not in {key["kid"] for key in store.jwks(now=last_paper_day + 60 + 1)["keys"]}
 
 
 # -- bad files: one KeyFileError naming the file ------------------------------
