@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
 from verifiers.contract import (
     DEFAULT_LEEWAY_SECONDS,
+    MAX_DEVICE_CREDENTIAL_LIFETIME_SECONDS,
     MAX_LIFETIME_SECONDS,
     SUPPORTED_ALGORITHMS,
 )
@@ -54,6 +55,9 @@ ALGORITHMS = SUPPORTED_ALGORITHMS
 # The longest code lifetime the contract allows; a rotated-out key is
 # published at least this long after it stopped signing.
 MAX_CODE_TTL = MAX_LIFETIME_SECONDS
+# The longest anything a key signs may be valid: a device credential (contract
+# section 9: a key stays in the JWKS while a credential it signed may be valid).
+MAX_SIGNED_LIFETIME = max(MAX_CODE_TTL, MAX_DEVICE_CREDENTIAL_LIFETIME_SECONDS)
 KEYRING_FILE = "keyring.json"
 KEYRING_VERSION = 1
 INIT_HINT = "run `flask --app codeservice keys init`"
@@ -211,9 +215,9 @@ class KeyStore:
             config["KEYS_DIR"],
             publish_grace=config["KEY_PUBLISH_GRACE"],
             leeway=config["LEEWAY"],
-            # Always the contract's maximum, not CODE_TTL: codes signed before
-            # a configuration change may have lived longer than today's TTL.
-            max_code_ttl=MAX_CODE_TTL,
+            # Always the contract's maximum, not CODE_TTL: codes and credentials signed
+            # before a configuration change may live longer than today's TTLs.
+            max_code_ttl=MAX_SIGNED_LIFETIME,
         )
 
     # -- queries -----------------------------------------------------------

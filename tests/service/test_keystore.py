@@ -328,9 +328,10 @@ def test_constructor_refuses_negative_windows(keys_dir: Path) -> None:
         KeyStore(keys_dir, publish_grace=-1)
 
 
-def test_from_config_uses_the_contract_maximum_ttl(keys_dir: Path) -> None:
+def test_from_config_uses_the_contract_maximum_lifetime(keys_dir: Path) -> None:
+    """A rotated-out key stays published while a device credential it signed (72 h at most) may be valid."""
     store = KeyStore.from_config({"KEYS_DIR": keys_dir, "KEY_PUBLISH_GRACE": 60, "LEEWAY": 10, "CODE_TTL": 15})
-    assert (store.directory, store.publish_grace, store.leeway, store.max_code_ttl) == (keys_dir, 60, 10, 300)
+    assert (store.directory, store.publish_grace, store.leeway, store.max_code_ttl) == (keys_dir, 60, 10, 72 * 3600)
 
 
 # -- bad files: one KeyFileError naming the file ------------------------------
