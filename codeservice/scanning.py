@@ -19,7 +19,13 @@ from verifiers.shapes import Member
 from . import db, observability
 from .context import key_store, scene_registry
 from .extensions import KEY_SET
-from .scan_store import DatabaseStore, RevokedResidents, ScanConnection, ScannerRow
+from .scan_store import (
+    DatabaseStore,
+    RevokedCredentials,
+    RevokedResidents,
+    ScanConnection,
+    ScannerRow,
+)
 
 VERIFY_REQUEST: tuple[Member, ...] = (
     Member("token", {"type": "string"}, "The code as scanned: any string (a malformed one is a decision)."),
@@ -69,4 +75,5 @@ def verifier_for(connection: ScanConnection, scanner: ScannerRow) -> OfflineVeri
         scenes=scene_registry(),
         scene_config=config.get("SCENES") or {},
         revoked=RevokedResidents(connection),  # asked at each verification, never copied
+        revoked_credentials=RevokedCredentials(connection),  # likewise, by the credential's primary key
     )
