@@ -31,7 +31,9 @@ from helpers import (
     error,
     gb11643_id,
     registration,
+    response_schema,
     sub_of,
+    validate,
 )
 
 from codeservice import MAX_BODY_BYTES, create_app, db, revocation
@@ -39,6 +41,7 @@ from codeservice.config import load_config
 from codeservice.errors import ConfigError
 from codeservice.keystore import KeyStore
 from codeservice.models import Credential, Device
+from codeservice.openapi import openapi_document
 from verifiers import KeySet, cbor
 from verifiers.cose import p256_key_from_cose, parse_sign1
 from verifiers.jose import b64url_decode, b64url_encode
@@ -288,6 +291,25 @@ def test_withdrawing_a_device_lists_its_credentials_as_revoked(logged_in: Any, p
     error(logged_in.delete(f"{MY_DEVICES}/{answer['device_id']}"), 404, "device_not_found")
 
 
+def test_the_answers_match_the_documented_schemas(app: Any, logged_in: Any, phone: Phone) -> None:
+    document = openapi_document(app)
+    enrolled = logged_in.post(DEVICES, json={"public_key": phone.jwk()})
+    device_id = enrolled.get_json()["device_id"]
+    answers = [
+        ("/api/v1/devices", "post", enrolled),
+        ("/api/v1/devices/{device_id}/credential", "post", refresh(logged_in, device_id)),
+        ("/api/v1/me/devices", "get", logged_in.get(MY_DEVICES)),
+        ("/api/v1/devices", "post", logged_in.post(DEVICES, json={"public_key": phone.jwk(d="AA")})),
+        ("/api/v1/devices/{device_id}/credential", "post", refresh(logged_in, "AAAAAAAAAAAAAAAA")),
+    ]
+    for path, method, response in answers:
+        schema = response_schema(document, path, method, response.status_code)
+        assert validate(document, schema, response.get_json()) == [], (path, response.status_code)
+    withdrawn = logged_in.delete(f"{MY_DEVICES}/{device_id}")
+    assert "204" in document["paths"]["/api/v1/me/devices/{device_id}"]["delete"]["responses"]
+    assert withdrawn.status_code == 204
+
+
 def test_enrolling_beyond_the_limit_withdraws_the_oldest(logged_in: Any) -> None:
     oldest = enrol(logged_in, Phone())
 
@@ -296,6 +318,25 @@ def test_enrolling_beyond_the_limit_withdraws_the_oldest(logged_in: Any) -> None
     assert revocation_list(logged_in).credentials == {cti_of(credential_of(oldest))}
     error(refresh(logged_in, oldest["device_id"]), 404, "device_not_found")
     assert refresh(logged_in, newest["device_id"]).status_code == 200
+
+
+def test_a_limit_of_two_keeps_two_phones(app: Any, app_config: dict[str, Any]) -> None:
+    configured = create_app({**app_config, "DEVICES_PER_RESIDENT": 2})  # on the app fixture's database
+    configured.testing = True
+    client = configured.test_client()
+    log_in_as(client, registration())
+    first, second, third = (enrol(client, Phone()) for _ in range(3))
+
+    listed = client.get(MY_DEVICES).get_json()["devices"]
+
+    assert [(d["device_id"], d["active"]) for d in listed] == [
+        (first["device_id"], False),
+        (second["device_id"], True),
+        (third["device_id"], True),
+    ]
+    assert revocation_list(client).credentials == {cti_of(credential_of(first))}
+    with configured.app_context():
+        db.engine().dispose()
 
 
 def test_the_list_names_a_credential_until_a_day_after_it_expires(app: Any, logged_in: Any, phone: Phone) -> None:
