@@ -6,7 +6,11 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-from verifiers.contract import DEFAULT_ISSUER, DEFAULT_LEEWAY_SECONDS
+from verifiers.contract import (
+    DEFAULT_ISSUER,
+    DEFAULT_LEEWAY_SECONDS,
+    MAX_DEVICE_CREDENTIAL_LIFETIME_SECONDS,
+)
 
 from .errors import ConfigError
 from .issuance import MAX_TTL, MIN_TTL
@@ -31,6 +35,9 @@ DEFAULTS: dict[str, Any] = {
     "RATE_LIMIT_CODE": "60/minute",
     "RATE_LIMIT_VERIFY": "1200/minute",
     "SIGNING_ALG": "EdDSA",
+    # codeservice.devices: a device credential's lifetime (at most 72 h), and the active devices a resident may have
+    "DEVICE_CREDENTIAL_TTL": 86400,
+    "DEVICES_PER_RESIDENT": 1,
     # The scenes issued codes are valid at, comma-separated: empty for every
     # installed scene (plug-ins included); a name that is not installed is refused at start.
     "SCOPES": "",
@@ -83,7 +90,13 @@ def _validate(config: Mapping[str, Any]) -> None:
     for name in ("KEY_PUBLISH_GRACE", "LEEWAY", "TRUSTED_PROXIES"):
         if type(config[name]) is not int or config[name] < 0:
             raise ConfigError(f"{name} must be a non-negative integer, got {config[name]!r}")
-    for name in ("SENIOR_AGE", "LOGIN_MAX_FAILURES", "LOGIN_COOLDOWN"):
+    credential_ttl = config["DEVICE_CREDENTIAL_TTL"]
+    if type(credential_ttl) is not int or not 1 <= credential_ttl <= MAX_DEVICE_CREDENTIAL_LIFETIME_SECONDS:
+        raise ConfigError(
+            f"DEVICE_CREDENTIAL_TTL must be an integer from 1 to {MAX_DEVICE_CREDENTIAL_LIFETIME_SECONDS} "
+            f"seconds (72 h), got {credential_ttl!r}"
+        )
+    for name in ("SENIOR_AGE", "LOGIN_MAX_FAILURES", "LOGIN_COOLDOWN", "DEVICES_PER_RESIDENT"):
         if type(config[name]) is not int or config[name] < 1:
             raise ConfigError(f"{name} must be a positive integer, got {config[name]!r}")
     alg = config["SIGNING_ALG"]

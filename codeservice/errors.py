@@ -199,6 +199,23 @@ class IdentityNotFound(NotFound):
     default_message = "no resident has this identity document"
 
 
+# Devices and their credentials (:mod:`codeservice.devices`).
+
+
+class InvalidPublicKey(ClientError):
+    """An enrolment's ``public_key`` is not a P-256 public JWK; the message names why."""
+
+    code = "invalid_public_key"
+    default_message = "public_key must be a P-256 public key as a JWK"
+
+
+class DeviceNotFound(NotFound):
+    """No active device of this resident has the id: unknown, withdrawn or another resident's."""
+
+    code = "device_not_found"
+    default_message = "no active device of yours has this id"
+
+
 class ScannerKeyInvalid(ClientError):
     status = 401
     code = "invalid_scanner_key"

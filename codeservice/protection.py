@@ -86,7 +86,20 @@ class Budget:
 LIMITS: dict[str, Budget] = {
     "login": Budget("RATE_LIMIT_LOGIN", ("api.log_in", "web.login"), _by_address, ("POST",)),
     "register": Budget("RATE_LIMIT_REGISTER", ("api.register", "web.register"), _by_address, ("POST",)),
-    "code": Budget("RATE_LIMIT_CODE", ("api.code", "api.code_png", "web.code_page"), _by_resident, ("GET",)),
+    "code": Budget(
+        "RATE_LIMIT_CODE",
+        (
+            "api.code",
+            "api.code_png",
+            "web.code_page",
+            "api.enrol_device",
+            "api.refresh_device_credential",
+            "api.my_devices",
+            "api.withdraw_device",
+        ),
+        _by_resident,
+        ("GET", "POST", "DELETE"),
+    ),
     "verify": Budget("RATE_LIMIT_VERIFY", ("api.verify",), _by_scanner, ("POST",)),
 }
 

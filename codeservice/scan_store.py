@@ -71,6 +71,7 @@ _STATEMENTS = {
         "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at, attended FROM scanners WHERE key_hash = :key_hash"
     ),
     "revoked": "SELECT 1 FROM residents WHERE code_id = :sub AND revoked_at IS NOT NULL",
+    "revoked_credential": "SELECT 1 FROM credentials WHERE cti = :cti AND revoked_at IS NOT NULL",
     "claim": "INSERT INTO seen_codes (jti, expires_at) VALUES (:jti, :expires_at) ON CONFLICT (jti) DO NOTHING RETURNING jti",
     "read_state": "SELECT value FROM scene_state WHERE key = :key AND expires_at >= :now",
     # PostgreSQL: the key's advisory lock, then its value, in one round trip (migration 0003).
@@ -359,6 +360,16 @@ class RevokedResidents:
 
     def __contains__(self, sub: object) -> bool:
         return self.connection.execute("revoked", {"sub": sub}).fetchone() is not None
+
+
+class RevokedCredentials:
+    """``cti in revoked``: the revoked device and paper credentials, read from the credentials table by its key."""
+
+    def __init__(self, connection: ScanConnection) -> None:
+        self.connection = connection
+
+    def __contains__(self, cti: object) -> bool:
+        return self.connection.execute("revoked_credential", {"cti": cti}).fetchone() is not None
 
 
 def purge_expired(session: Session, now: float | None = None) -> None:

@@ -19,7 +19,13 @@ from verifiers.shapes import Member
 from . import db, observability
 from .context import key_store, scene_registry
 from .extensions import KEY_SET
-from .scan_store import DatabaseStore, RevokedResidents, ScanConnection, ScannerRow
+from .scan_store import (
+    DatabaseStore,
+    RevokedCredentials,
+    RevokedResidents,
+    ScanConnection,
+    ScannerRow,
+)
 
 VERIFY_REQUEST: tuple[Member, ...] = (
     Member("token", {"type": "string"}, "The code as scanned: any string (a malformed one is a decision)."),
@@ -70,4 +76,5 @@ def verifier_for(connection: ScanConnection, scanner: ScannerRow) -> OfflineVeri
         scene_config=config.get("SCENES") or {},
         revoked=RevokedResidents(connection),  # asked at each verification, never copied
         attended=scanner.attended,  # the key's, never the request's (contract section 9, rule 6)
+        revoked_credentials=RevokedCredentials(connection),  # likewise, by the credential's primary key
     )

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from . import codes, public, residents, revocations, scan, usage  # noqa: F401  (each adds its routes to ``api``)
+from . import codes, devices, public, residents, revocations, scan, usage  # noqa: F401  (each adds its routes to ``api``)
 from .blueprint import api
 
 

@@ -18,10 +18,12 @@ from ..errors import (
     CodeRevoked,
     CodeserviceError,
     DatabaseUnavailable,
+    DeviceNotFound,
     IdentityTaken,
     InvalidCursor,
     InvalidJson,
     InvalidLimit,
+    InvalidPublicKey,
     InvalidUsageRecord,
     MethodNotAllowed,
     MissingField,
@@ -78,6 +80,12 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
         f"`limit` is not an integer from 1 to {MAX_LIMIT}, or `before` is not a cursor the service sent as `next`.",
         _codes(InvalidLimit, InvalidCursor),
     ),
+    "InvalidPublicKey": ErrorResponse(
+        400,
+        "`public_key` is not a P-256 public key as a JWK: another key type or curve, a private member (`d`), "
+        "`x` or `y` not 32 bytes of base64url, or a point not on the curve; the message says which.",
+        _codes(InvalidPublicKey),
+    ),
     "NotAuthenticated": ErrorResponse(401, "No valid session cookie: log in first.", _codes(NotAuthenticated)),
     "BadCredentials": ErrorResponse(
         401,
@@ -94,6 +102,11 @@ ERROR_RESPONSES: dict[str, ErrorResponse] = {
         403, "The scanner's key does not name this scene.", _codes(SceneNotPermitted)
     ),
     "NotFound": ErrorResponse(404, "No such resource: any path this document does not list.", _codes(NotFound)),
+    "DeviceNotFound": ErrorResponse(
+        404,
+        "No active device of the logged-in resident has this id: unknown, withdrawn or another resident's.",
+        _codes(DeviceNotFound),
+    ),
     "MethodNotAllowed": ErrorResponse(
         405,
         "The path exists but not with this method; `Allow` lists the methods it takes.",

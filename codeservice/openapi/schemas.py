@@ -4,7 +4,8 @@ The shapes are declared once, elsewhere, as :class:`verifiers.shapes.Member`
 tuples, and their schemas built here from them: a decision and a usage
 record (:mod:`verifiers.decision`), a registration (:mod:`codeservice.identity`),
 a login (:mod:`codeservice.residents`), a verification
-(:mod:`codeservice.scanning`), an upload (:mod:`codeservice.usage`). What
+(:mod:`codeservice.scanning`), an upload (:mod:`codeservice.usage`), a
+device's enrolment (:mod:`codeservice.devices`). What
 depends on the installed scenes (their context, codes and usage detail) is
 described from the app's :class:`~verifiers.SceneRegistry`.
 """
@@ -19,6 +20,7 @@ from verifiers.errors import RULE_REJECTIONS
 from verifiers.scenes import DetailField, SceneRegistry
 from verifiers.shapes import Member
 
+from ..devices import ENROLMENT
 from ..identity import ID_TYPES, REGISTRATION
 from ..issuance import CATEGORIES, TOKEN_TYPE
 from ..keystore import ALGORITHMS
@@ -127,6 +129,36 @@ def component_schemas(scenes: SceneRegistry) -> dict[str, Any]:
             description="A usage record (contract section 5).",
         ),
         "UsageBatch": request_body(UPLOAD, extended={"records": {"items": ref("schemas", "UsageRecord")}}),
+        "DeviceEnrolment": request_body(ENROLMENT),
+        "DeviceCredential": closed_object(
+            {
+                "device_id": string("The device's id, for refreshing its credential and withdrawing it."),
+                "credential": string(
+                    "The credential (contract section 9): its COSE_Sign1 bytes in unpadded base64url, "
+                    "which the phone's device codes carry.",
+                    pattern=base64url,
+                ),
+                "expires_at": {**epoch_seconds, "description": "The credential's `exp`, seconds since the epoch."},
+                "server_time": {
+                    **epoch_seconds,
+                    "description": "The service's clock (the credential's `iat`): device codes' `t` is on it.",
+                },
+            }
+        ),
+        "Devices": closed_object(
+            {
+                "devices": {
+                    "type": "array",
+                    "items": closed_object(
+                        {
+                            "device_id": string("The device's id."),
+                            "created_at": {**epoch_seconds, "description": "When it was enrolled."},
+                            "active": {"type": "boolean", "description": "False once withdrawn."},
+                        }
+                    ),
+                }
+            }
+        ),
         "Error": {
             "type": "object",
             "required": ["error"],

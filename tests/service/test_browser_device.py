@@ -6,12 +6,12 @@ itself every 30 s; offline, /code comes from the service worker and still
 shows one. Each code on screen is photographed, decoded with zxing-cpp and
 checked by the library against the served JWKS, as a scanner would.
 
-The service's device endpoints do not exist yet. Until they do, the test app
-carries STUBS of them (``stub_device_endpoints``: POST /api/v1/devices, POST
-/api/v1/devices/<id>/credential, GET /api/v1/me/devices, DELETE
-/api/v1/me/devices/<id>) that mint real credentials with
-``verifiers.offline_codes.mint_credential`` through the app's own key store
-signer. Replace them with the real endpoints once those land.
+The page talks to the service's real device endpoints (POST
+/api/v1/devices, POST /api/v1/devices/<id>/credential, GET
+/api/v1/me/devices, DELETE /api/v1/me/devices/<id>); what they stored is
+read back from the database (``devices_of``). A withdrawn phone's codes are
+refused as ``revoked`` by an offline verifier once it has synced with the
+running service.
 
 The encoders of static/rsd.js are also run in the page on fixed inputs and
 compared byte for byte with verifiers' CBOR, Base45 and device_code.
@@ -35,142 +35,44 @@ from helpers import PHONE, api_register, log_in, read_qr
 
 from verifiers import KeySet, cbor
 from verifiers.base45 import b45decode, b45encode
-from verifiers.cose import cose_key_from_p256, parse_sign1, sig_structure
-from verifiers.jose import b64url_decode, b64url_encode
-from verifiers.offline_codes import check_offline_code, device_code, mint_credential
+from verifiers.cose import parse_sign1, sig_structure
+from verifiers.jose import b64url_decode
+from verifiers.offline_codes import check_offline_code, device_code
 from verifiers.tokens import VerificationRules
 
-CREDENTIAL_LIFETIME = 24 * 3600
 PAGE_CLOCK_OFF_S = 600
 STATE = "#code-app[data-device-state='{}']"
 
 
-# -- STUBS of the device endpoints (contract section 4), until the service has them ---------
+def devices_of(server: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The enrolled devices, oldest first, as the service stored them: id -> sub, jwk, active."""
+    from sqlalchemy import select
 
+    from codeservice import db
+    from codeservice.models import Device, Resident
 
-def stub_device_endpoints(app: Any) -> dict[str, dict[str, Any]]:
-    """STUB routes for the device API on ``app`` (to be replaced by the real ones); returns their store.
-
-    Enough of section 4 for the page: a P-256 public JWK in, a credential
-    signed by the app's own signer out, with ``server_time``; a device that is
-    another resident's or withdrawn is 404.
-    """
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from flask import jsonify, request
-
-    from codeservice import auth
-    from codeservice.context import key_store
-
-    devices: dict[str, dict[str, Any]] = {}
-
-    def credential_answer(device: dict[str, Any], status: int) -> Any:
-        now = int(time.time())
-        signer = key_store().signer()
-        cti = secrets.token_bytes(8)
-        claims = {
-            1: app.config["ISSUER"],
-            2: device["sub"],
-            4: now + CREDENTIAL_LIFETIME,
-            6: now,
-            7: cti,
-            8: {1: device["cose_key"]},
-            "use": "device",
-            "scp": list(app.config["ISSUED_SCOPES"]),
-        }
-        credential = mint_credential(
-            claims, alg=signer.alg, kid=b64url_decode(signer.kid), sign=signer.sign
+    with server["app"].app_context():
+        rows = db.session().execute(
+            select(Device, Resident.code_id)
+            .join(Resident, Resident.id == Device.resident_id)
+            .order_by(Device.created_at)
         )
-        device["ctis"].append(cti)
-        body = {
-            "device_id": device["device_id"],
-            "credential": b64url_encode(credential),
-            "expires_at": now + CREDENTIAL_LIFETIME,
-            "server_time": now,
-        }
-        return jsonify(body), status
-
-    def owned(device_id: str) -> dict[str, Any] | None:
-        resident = auth.current_resident()
-        device = devices.get(device_id)
-        if device is None or device["sub"] != resident.code_id or not device["active"]:
-            return None
-        return device
-
-    def stub_enrol() -> Any:
-        resident = auth.current_resident()
-        jwk = request.get_json()["public_key"]
-        assert jwk["kty"] == "EC" and jwk["crv"] == "P-256" and "d" not in jwk, jwk
-        numbers = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(b64url_decode(jwk["x"]), "big"),
-            int.from_bytes(b64url_decode(jwk["y"]), "big"),
-            ec.SECP256R1(),
-        )
-        device_id = secrets.token_urlsafe(12)
-        devices[device_id] = device = {
-            "device_id": device_id,
-            "sub": resident.code_id,
-            "cose_key": cose_key_from_p256(numbers.public_key()),
-            "created_at": int(time.time()),
-            "active": True,
-            "ctis": [],
-            "jwk": jwk,
-        }
-        return credential_answer(device, 201)
-
-    def stub_renew(device_id: str) -> Any:
-        device = owned(device_id)
-        if device is None:
-            return jsonify(
-                error={"code": "not_found", "message": "no such device"}
-            ), 404
-        return credential_answer(device, 200)
-
-    def stub_my_devices() -> Any:
-        resident = auth.current_resident()
-        mine = [d for d in devices.values() if d["sub"] == resident.code_id]
-        listed = [
-            {
-                "device_id": d["device_id"],
-                "created_at": d["created_at"],
-                "active": d["active"],
+        return {
+            device.id: {
+                "device_id": device.id,
+                "sub": code_id,
+                "jwk": device.public_key,
+                "active": device.withdrawn_at is None,
             }
-            for d in mine
-        ]
-        return jsonify(devices=listed)
-
-    def stub_withdraw(device_id: str) -> Any:
-        device = owned(device_id)
-        if device is None:
-            return jsonify(
-                error={"code": "not_found", "message": "no such device"}
-            ), 404
-        device["active"] = False
-        return "", 204
-
-    app.add_url_rule("/api/v1/devices", "stub_enrol", stub_enrol, methods=["POST"])
-    app.add_url_rule(
-        "/api/v1/devices/<device_id>/credential",
-        "stub_renew",
-        stub_renew,
-        methods=["POST"],
-    )
-    app.add_url_rule(
-        "/api/v1/me/devices", "stub_my_devices", stub_my_devices, methods=["GET"]
-    )
-    app.add_url_rule(
-        "/api/v1/me/devices/<device_id>",
-        "stub_withdraw",
-        stub_withdraw,
-        methods=["DELETE"],
-    )
-    return devices
+            for device, code_id in rows
+        }
 
 
 @contextlib.contextmanager
 def serving(
-    tmp_path: Path, keys_dir: Path, install: Callable[[Any], Any]
+    tmp_path: Path, keys_dir: Path, install: Callable[[Any], Any] = lambda app: None
 ) -> Iterator[dict[str, Any]]:
-    """The whole service, with ``install(app)``'s routes, on a free loopback port."""
+    """The whole service, after ``install(app)`` (a test's changes to it), on a free loopback port."""
     from werkzeug.serving import make_server
 
     from codeservice import create_app, db
@@ -183,7 +85,7 @@ def serving(
             "RATE_LIMITS": "off",
         }
     )
-    devices = install(app)
+    install(app)
     with app.app_context():
         db.init_db()
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
@@ -192,11 +94,7 @@ def serving(
     )
     thread.start()
     try:
-        yield {
-            "url": f"http://127.0.0.1:{httpd.server_port}",
-            "app": app,
-            "devices": devices,
-        }
+        yield {"url": f"http://127.0.0.1:{httpd.server_port}", "app": app}
     finally:
         httpd.shutdown()
         httpd.server_close()
@@ -207,8 +105,8 @@ def serving(
 
 @pytest.fixture
 def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
-    """The whole service, with the STUB device endpoints."""
-    with serving(tmp_path, keys_dir, stub_device_endpoints) as running:
+    """The whole service, with its device endpoints."""
+    with serving(tmp_path, keys_dir) as running:
         yield running
 
 
@@ -245,6 +143,24 @@ def check(server: dict[str, Any], text: str, now: float | None = None) -> Any:
     )
 
 
+def synced_verifier(server: dict[str, Any]) -> Any:
+    """An offline verifier of a clinic scanner, synced with the running service (keys and revocations)."""
+    from helpers import add_scanner
+
+    from verifiers import OfflineVerifier
+
+    key = add_scanner(server["app"].test_cli_runner(), venue="clinic-1", device="desk-1")[1]
+    verifier = OfflineVerifier(
+        keys_of(server),
+        issuer=server["app"].config["ISSUER"],
+        venue_id="clinic-1",
+        device_id="desk-1",
+    )
+    report = verifier.sync(server["url"], key)
+    assert report.ok, report.errors
+    return verifier
+
+
 def presented_t(text: str) -> int:
     presentation = parse_sign1(b45decode(text[5:]))
     return cbor.loads(presentation.payload)[2]
@@ -266,7 +182,7 @@ def test_enrol_go_offline_and_show_device_codes(
         log_in(page, resident["phone"])
         enrolled(page)
         # One device, enrolled with a public JWK of P-256 and nothing private.
-        (device,) = server["devices"].values()
+        (device,) = devices_of(server).values()
         assert (
             set(device["jwk"]) >= {"kty", "crv", "x", "y"} and "d" not in device["jwk"]
         )
@@ -277,6 +193,8 @@ def test_enrol_go_offline_and_show_device_codes(
         assert online.startswith("RSD1:")
         code = check(server, online)
         assert code.form == "device" and code.sub == device["sub"]
+        decision = synced_verifier(server).verify(online, scene="clinic", context={"department": "x"})
+        assert (decision.ok, decision.form, decision.sub) == (True, "device", device["sub"])
         assert page.locator("#clock").is_visible()
         assert page.locator("#refresh-form").is_hidden()
 
@@ -372,7 +290,8 @@ def test_the_devices_page_lists_and_withdraws_this_phone(
         resident = api_register(server["url"])
         log_in(page, resident["phone"])
         enrolled(page)
-        (device_id,) = server["devices"]
+        (device_id,) = devices_of(server)
+        code_before = read_qr(page)
         page.goto("/devices")
         item = page.locator(f"li[data-device-id='{device_id}']")
         item.wait_for(timeout=5000)
@@ -384,14 +303,17 @@ def test_the_devices_page_lists_and_withdraws_this_phone(
             timeout=5000,
         )
         assert "已撤销" in item.inner_text()
-        assert not server["devices"][device_id]["active"]
+        assert not devices_of(server)[device_id]["active"]
         # This phone forgot its key: the next visit to /code enrols a new one.
         page.goto("/code")
         page.wait_for_function(
             "() => document.getElementById('code-app').dataset.codeT", timeout=15000
         )
-        assert len(server["devices"]) == 2
+        assert len(devices_of(server)) == 2
         check(server, read_qr(page))
+        # A scanner that synced since refuses the withdrawn phone's code as revoked.
+        verifier = synced_verifier(server)
+        assert verifier.verify(code_before, scene="clinic", context={"department": "x"}).code == "revoked"
         # In English too.
         page.click("#lang-toggle")
         page.goto("/devices")
@@ -440,11 +362,9 @@ def test_another_residents_device_state_is_never_shown(
         log_in(page, second["phone"])
         enrolled(page)
         code = check(server, read_qr(page))
-        subs = {device["sub"] for device in server["devices"].values()}
-        assert (
-            len(subs) == 2
-            and code.sub == [d for d in server["devices"].values()][-1]["sub"]
-        )
+        devices = list(devices_of(server).values())
+        subs = {device["sub"] for device in devices}
+        assert len(subs) == 2 and code.sub == devices[-1]["sub"]
     finally:
         context.close()
     assert errors == [], errors
@@ -679,18 +599,12 @@ def test_a_broken_enrolment_answer_keeps_the_online_code(
 
     status, body = HOSTILE_ANSWERS[answer]
 
-    def install(app: Any) -> dict[str, Any]:
-        def stub_hostile_enrol() -> Any:
+    def install(app: Any) -> None:
+        def hostile_enrol() -> Any:
             text = body if isinstance(body, str) else json.dumps(body)
             return Response(text, status=status, mimetype="application/json")
 
-        app.add_url_rule(
-            "/api/v1/devices",
-            "stub_hostile_enrol",
-            stub_hostile_enrol,
-            methods=["POST"],
-        )
-        return {}
+        app.view_functions["api.enrol_device"] = hostile_enrol
 
     with serving(tmp_path, keys_dir, install) as running:
         context, page, errors = new_phone(browser, running)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from flask import Flask
 from helpers import (
     ALL_SCENES,
@@ -40,6 +41,7 @@ from codeservice.context import data_keys, key_store
 from codeservice.issuance import issue_code, new_code_id
 from codeservice.openapi import ERROR_RESPONSES, GENERAL_ERRORS, openapi_document
 from codeservice.residents import find_by_phone
+from verifiers.jose import b64url_encode
 
 TRIED_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 UNKNOWN_PATHS = (
@@ -216,6 +218,7 @@ def test_a_bad_body(
 
 JSON = "application/json"
 STRICT_JSON_ROUTES = {
+    ("/api/v1/devices", "POST"),
     ("/api/v1/residents", "POST"),
     ("/api/v1/session", "POST"),
     ("/api/v1/verify", "POST"),
@@ -233,8 +236,22 @@ def valid_body(client: Any, path: str) -> dict[str, Any]:
         return {"phone": body["phone"], "password": body["password"]}
     if path == "/api/v1/verify":
         return {"token": "x", "scene": "venue", "context": {"venue_id": "museum-1"}}
+    if path == "/api/v1/devices":
+        return {"public_key": DEVICE_JWK}
     assert path == "/api/v1/usage", f"{path}: add a valid body for it here"
     return {"records": []}
+
+
+# A phone's P-256 public key, as WebCrypto exports it.
+_DEVICE_POINT = ec.generate_private_key(ec.SECP256R1()).public_key().public_numbers()
+DEVICE_JWK = {
+    "kty": "EC",
+    "crv": "P-256",
+    "x": b64url_encode(_DEVICE_POINT.x.to_bytes(32, "big")),
+    "y": b64url_encode(_DEVICE_POINT.y.to_bytes(32, "big")),
+    "ext": True,
+    "key_ops": ["verify"],
+}
 
 
 def with_member(text: str, member: bytes) -> bytes:
@@ -420,6 +437,13 @@ def upload(client: Any, app: Flask, records: list[Any]) -> Any:
     return client.post("/api/v1/usage", json={"records": records}, headers=headers)
 
 
+def logged_in(client: Any) -> Any:
+    body = registration()
+    register(client, **body)
+    log_in(client, body["phone"])
+    return client
+
+
 def history(client: Any, app: Flask, query: str) -> Any:
     body = registration()
     register(client, **body)
@@ -462,6 +486,20 @@ ERROR_CASES: dict[str, tuple[str, str, int, str, Case]] = {
     "invalid usage record": ("/api/v1/usage", "POST", 400, "invalid_usage_record", lambda c, a: upload(c, a, [1])),
     "invalid limit": ("/api/v1/me/usage", "GET", 400, "invalid_limit", lambda c, a: history(c, a, "limit=0")),
     "invalid cursor": ("/api/v1/me/usage", "GET", 400, "invalid_cursor", lambda c, a: history(c, a, "before=%21")),
+    "invalid public key": (
+        "/api/v1/devices",
+        "POST",
+        400,
+        "invalid_public_key",
+        lambda c, a: logged_in(c).post("/api/v1/devices", json={"public_key": {**DEVICE_JWK, "crv": "P-384"}}),
+    ),
+    "device not found": (
+        "/api/v1/devices/{device_id}/credential",
+        "POST",
+        404,
+        "device_not_found",
+        lambda c, a: logged_in(c).post("/api/v1/devices/AAAAAAAAAAAAAAAA/credential"),
+    ),
 }
 FIELD_OF_CODE = {
     "invalid_name": "name",

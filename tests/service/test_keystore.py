@@ -328,7 +328,8 @@ def test_constructor_refuses_negative_windows(keys_dir: Path) -> None:
         KeyStore(keys_dir, publish_grace=-1)
 
 
-def test_from_config_uses_the_contract_maximum_ttl(keys_dir: Path) -> None:
+def test_from_config_uses_the_contract_maximum_lifetime(keys_dir: Path) -> None:
+    """A rotated-out key stays published while anything it signed may be valid: a paper credential, 180 days."""
     store = KeyStore.from_config({"KEYS_DIR": keys_dir, "KEY_PUBLISH_GRACE": 60, "LEEWAY": 10, "CODE_TTL": 15})
     # max_code_ttl: the longest anything a key signs may be valid, a paper credential's 180 days (section 9)
     assert (store.directory, store.publish_grace, store.leeway, store.max_code_ttl) == (keys_dir, 60, 10, 180 * 86400)

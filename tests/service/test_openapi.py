@@ -145,7 +145,15 @@ def test_security(document: dict[str, Any], bare_app: Flask) -> None:
             (name,) = requirement
             required[name].add((path, method))
     assert required == {
-        "session": {("/api/v1/code", "GET"), ("/api/v1/code.png", "GET"), ("/api/v1/me/usage", "GET")},
+        "session": {
+            ("/api/v1/code", "GET"),
+            ("/api/v1/code.png", "GET"),
+            ("/api/v1/me/usage", "GET"),
+            ("/api/v1/devices", "POST"),
+            ("/api/v1/devices/{device_id}/credential", "POST"),
+            ("/api/v1/me/devices", "GET"),
+            ("/api/v1/me/devices/{device_id}", "DELETE"),
+        },
         "scanner": {("/api/v1/verify", "POST"), ("/api/v1/usage", "POST")},
     }
 
@@ -314,6 +322,10 @@ def test_the_rate_limited_operations_document_429_rate_limited(document: dict[st
         ("/api/v1/residents", "POST"),
         ("/api/v1/code", "GET"),
         ("/api/v1/code.png", "GET"),
+        ("/api/v1/devices", "POST"),
+        ("/api/v1/devices/{device_id}/credential", "POST"),
+        ("/api/v1/me/devices", "GET"),
+        ("/api/v1/me/devices/{device_id}", "DELETE"),
         ("/api/v1/verify", "POST"),
     }
     assert documenting(document, 429, RateLimited.code) == limited

@@ -147,8 +147,9 @@ def test_the_list_verifies_with_the_served_keys_and_names_the_revoked(
     assert issued_at <= time.time()
     header, claims = header_of(jws), claims_of(jws)
     assert header == {"alg": "EdDSA", "typ": REVOCATIONS_TYPE, "kid": next(iter(served_keys(logged_in)))}
-    assert set(claims) == {"iss", "iat", "revoked"}
+    assert set(claims) == {"iss", "iat", "revoked", "credentials"}
     assert claims["revoked"] == sorted(claims["revoked"])
+    assert claims["credentials"] == []  # no device or paper credential revoked
 
 
 def test_the_list_has_a_strong_etag(client: Any, runner: Any, resident: dict[str, Any]) -> None:
