@@ -276,7 +276,6 @@ def test_issuing_another_card_revokes_the_previous_one(
     assert verify(client, desk_key, second, "venue")["code"] == "accepted"
 
 
-@pytest.mark.xfail(reason="needs i12-devices' credentials claim", strict=False)
 def test_the_previous_card_is_revoked_online_and_on_the_list(
     runner: Any, client: Any, holder: dict[str, Any], tmp_path: Path, desk_key: str
 ) -> None:
