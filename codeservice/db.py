@@ -215,11 +215,11 @@ def discard_session() -> None:
         return
     try:
         db_session.rollback()
-    except Exception:  # noqa: BLE001 - the connection is gone; the pool replaces it
+    except Exception:  # the connection is gone; the pool replaces it
         pass
     try:
         db_session.close()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
 
 

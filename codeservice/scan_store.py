@@ -237,12 +237,12 @@ class ScanConnection:
         if not invalidate and self._sqlite is not None:
             try:
                 self.execute("flush_at_commit", {})  # as the pool's other users expect
-            except Exception:  # noqa: BLE001 - not as expected, then not back in the pool
+            except Exception:  # not as expected, then not back in the pool
                 invalidate = True
         if not invalidate and self.postgres:
             try:
                 self._driver.autocommit = False  # as the pool's other users expect
-            except Exception:  # noqa: BLE001 - a transaction still open or the connection broken
+            except Exception:  # a transaction still open or the connection broken
                 invalidate = True
         if invalidate:
             self._connection.invalidate()

@@ -79,7 +79,7 @@ def private_schema(prefix: str) -> Iterator[str]:
     try:
         with admin.begin() as connection:
             connection.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach it means "absent"
+    except Exception as exc:  # any failure to reach it means "absent"
         admin.dispose()
         skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.__class__.__name__}")
     try:

@@ -35,7 +35,7 @@ def postgres_schema() -> Any:
     try:
         with engine.begin() as connection:
             connection.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach it means "absent"
+    except Exception as exc:  # any failure to reach it means "absent"
         engine.dispose()
         skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.__class__.__name__}")
     yield f"{PG_URL}?options=-csearch_path%3D{schema}"

@@ -256,7 +256,7 @@ def test_attack_05_embedded_jwk_header(
     values = {
         "jwk": attacker.jwk,
         "x5c": [base64.b64encode(b"not really a certificate").decode()],
-        "x5t": b64url_encode(hashlib.sha1(b"cert").digest()),  # noqa: S324 - a made-up thumbprint
+        "x5t": b64url_encode(hashlib.sha1(b"cert").digest()),  # a made-up thumbprint
         "x5t#S256": b64url_encode(hashlib.sha256(b"cert").digest()),
     }
     key = ed25519_key if signed_by == "fixture-key" else attacker
