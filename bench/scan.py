@@ -262,7 +262,7 @@ class Wrk(Generator):
             "--timeout", "10s", "-s", str(self.script), f"http://{HOST}:{port}{path}", "--", *args,
         ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
-        line = next((l for l in result.stdout.splitlines() if l.startswith("WRK_RESULT ")), None)
+        line = next((out for out in result.stdout.splitlines() if out.startswith("WRK_RESULT ")), None)
         if result.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         requests, duration_us, p50, p99, non_2xx, socket_errors, wrapped = map(int, line.split()[1:])

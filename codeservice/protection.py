@@ -39,7 +39,7 @@ from .errors import ConfigError, RateLimited
 from .http import error_response
 from .scanners import bearer_key, hash_key
 
-__all__ = ["init_app", "LIMITS", "CONTENT_SECURITY_POLICY"]
+__all__ = ["CONTENT_SECURITY_POLICY", "LIMITS", "init_app"]
 
 # Sent with every response unless the view (or the web blueprint, whose
 # pages set their own, stricter policy) already set it.

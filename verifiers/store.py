@@ -198,7 +198,7 @@ class MemoryStore(_InMemoryReads):
 
     def pending_records(self, limit: int) -> list[dict[str, Any]]:
         with self._lock:
-            return [record for _, record in zip(range(limit), self._outbox.values())]
+            return [record for _, record in zip(range(limit), self._outbox.values(), strict=False)]
 
     def mark_synced(self, record_ids: Iterable[str]) -> None:
         with self._lock:
@@ -216,7 +216,7 @@ class MemoryStore(_InMemoryReads):
 
     def set_aside_records(self, limit: int) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(entry) for _, entry in zip(range(limit), self._set_aside.values())]
+            return [dict(entry) for _, entry in zip(range(limit), self._set_aside.values(), strict=False)]
 
     def requeue_set_aside(self) -> int:
         with self._lock:

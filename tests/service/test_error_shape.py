@@ -245,7 +245,7 @@ def with_member(text: str, member: bytes) -> bytes:
 def repeating_a_member(text: str) -> bytes:
     """``text`` with its last member written a first time before, holding another value."""
     name = list(json.loads(text))[-1]
-    return f'{{"{name}": "the other value", {text[1:]}'.encode("utf-8")
+    return f'{{"{name}": "the other value", {text[1:]}'.encode()
 
 
 # name -> the body's bytes, from the JSON text of a body the route takes.

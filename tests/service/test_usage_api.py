@@ -128,7 +128,7 @@ def test_an_empty_batch(app: Any, client: Any, key: str) -> None:
 def test_a_full_batch_of_1000(app: Any, client: Any, key: str) -> None:
     batch = [record(timedelta(seconds=i)) for i in range(1000)]
     assert accepted(upload(client, key, batch)) == (1000, 0)
-    assert accepted(upload(client, key, batch[500:] + [record()])) == (1, 500)
+    assert accepted(upload(client, key, [*batch[500:], record()])) == (1, 500)
     assert row_count(app) == 1001
 
 

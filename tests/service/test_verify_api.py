@@ -409,7 +409,7 @@ def test_a_code_signed_by_a_key_the_service_does_not_know(client, scanner_key, m
 
 
 def test_a_tampered_code_is_bad_signature(app, keys_dir, client, scanner_key):
-    header, claims, signature = service_code(app, keys_dir).split(".")
+    header, _claims, signature = service_code(app, keys_dir).split(".")
     other = claims_of(service_code(app, keys_dir))
     forged = f"{header}.{_b64json(other)}.{signature}"
     assert decide(client, scanner_key, forged, "venue")["code"] == "bad_signature"

@@ -695,7 +695,7 @@ def test_the_bytes_of_a_valid_code_are_malformed(present, valid):
 
 
 def test_nothing_unverified_is_reported(present, make_token, ed25519_key):
-    head, claims, signature = make_token().split(".")
+    head, _claims, signature = make_token().split(".")
     forged = f"{head}.{b64json(default_claims(sub='AAAAAAAAAAAAAAAA'))}.{signature}"
     decision = expect(present(forged), "bad_signature")
     assert (decision.sub, decision.jti, decision.exp) == (None, None, None)
@@ -773,7 +773,7 @@ def test_every_decision_yields_exactly_one_usage_record(present, make_token, ver
     expected_codes = [
         "accepted", "replayed", "malformed", "bad_context", "unknown_scene", "passback", "accepted", "malformed",
     ]  # fmt: skip
-    for count, (presentation, code) in enumerate(zip(presentations, expected_codes), start=1):
+    for count, (presentation, code) in enumerate(zip(presentations, expected_codes, strict=True), start=1):
         decision = expect(presentation(), code)
         records = verifier.pending_records()
         assert len(records) == count
