@@ -396,7 +396,9 @@ def decisions(database_url: str) -> dict[str, int]:
     engine = create_engine(database_url)
     try:
         with Session(engine) as session:
-            rows = session.execute(select(UsageRecord.code, func.count()).where(UsageRecord.online).group_by(UsageRecord.code))
+            rows = session.execute(
+                select(UsageRecord.code, func.count()).where(UsageRecord.online).group_by(UsageRecord.code)
+            )
             return {code: count for code, count in rows}
     finally:
         engine.dispose()
@@ -423,7 +425,10 @@ def jwt_reference(hello: Server, generator: Generator, seconds: float, rounds: i
     for index in range(rounds):
         floors.append(generator.run(hello.port, "/hello", per_round))
         decodes.append(generator.run(hello.port, "/hello-jwt", per_round))
-        print(f"  round {index + 1}: hello {floors[-1].rps:,.0f} req/s, hello+jwt {decodes[-1].rps:,.0f} req/s", flush=True)
+        print(
+            f"  round {index + 1}: hello {floors[-1].rps:,.0f} req/s, hello+jwt {decodes[-1].rps:,.0f} req/s",
+            flush=True,
+        )
     return combine(floors), combine(decodes)
 
 
@@ -440,7 +445,9 @@ def compare(
     warmup = generator.run(server.port, "/api/v1/verify", WARMUP_SECONDS, warm, key)
     # Twice what the warm-up rate needs, so that no request ever repeats a code.
     count = min(MAX_TOKENS, max(3000, math.ceil(warmup.rps * per_round * 2)))
-    print(f"  warm-up: {warmup.rps:,.0f} req/s; {rounds} rounds of {per_round} s, {count:,} fresh codes each", flush=True)
+    print(
+        f"  warm-up: {warmup.rps:,.0f} req/s; {rounds} rounds of {per_round} s, {count:,} fresh codes each", flush=True
+    )
     before = decisions(service.database_url)
     durable_path = f"/hello-durable/{service.label}"
     generator.run(hello.port, durable_path, WARMUP_SECONDS)
@@ -642,7 +649,9 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_postgres:
             backends.append(("postgres", lambda: postgres_schema(args.pg_url)))
         for label, database in backends:
-            print(f"({'b' if label == 'sqlite' else 'c'}) verify on {label}, with (a) the hello floor in turn", flush=True)
+            print(
+                f"({'b' if label == 'sqlite' else 'c'}) verify on {label}, with (a) the hello floor in turn", flush=True
+            )
             service_dir = workdir / label
             service_dir.mkdir(exist_ok=True)
             try:

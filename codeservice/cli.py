@@ -240,7 +240,10 @@ def scanners_add_command(venue: str, device: str, scenes: str) -> None:
         )
     except ClientError as exc:
         raise click.ClickException(exc.message) from None
-    click.echo(f"Scanner {scanner.id}: venue {scanner.venue_id}, device {scanner.device_id}, scenes {','.join(scanner.scenes)}.")
+    click.echo(
+        f"Scanner {scanner.id}: venue {scanner.venue_id}, device {scanner.device_id}, "
+        f"scenes {','.join(scanner.scenes)}."
+    )
     click.echo("Its key follows; it is shown only now (only its hash is stored):")
     click.echo(key)
 
@@ -251,7 +254,8 @@ def scanners_list_command() -> None:
     rows = [("ID", "VENUE", "DEVICE", "SCENES", "KEY", "STATE")]
     for scanner in scanners.list_scanners(db.session()):
         state = "revoked" if scanner.revoked_at else "active"
-        rows.append((str(scanner.id), scanner.venue_id, scanner.device_id, ",".join(scanner.scenes), scanner.key_hint + "…", state))
+        scenes = ",".join(scanner.scenes)
+        rows.append((str(scanner.id), scanner.venue_id, scanner.device_id, scenes, scanner.key_hint + "…", state))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())

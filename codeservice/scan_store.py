@@ -69,7 +69,9 @@ _STATEMENTS = {
     "flush_at_commit": "PRAGMA synchronous=FULL",
     "scanner": "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at FROM scanners WHERE key_hash = :key_hash",
     "revoked": "SELECT 1 FROM residents WHERE code_id = :sub AND revoked_at IS NOT NULL",
-    "claim": "INSERT INTO seen_codes (jti, expires_at) VALUES (:jti, :expires_at) ON CONFLICT (jti) DO NOTHING RETURNING jti",
+    "claim": (
+        "INSERT INTO seen_codes (jti, expires_at) VALUES (:jti, :expires_at) ON CONFLICT (jti) DO NOTHING RETURNING jti"
+    ),
     "read_state": "SELECT value FROM scene_state WHERE key = :key AND expires_at >= :now",
     # PostgreSQL: the key's advisory lock, then its value, in one round trip (migration 0003).
     "locked_state": "SELECT codeservice_locked_state(:key, :now)",

@@ -244,7 +244,8 @@ CREATE TABLE IF NOT EXISTS scene_state (
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS set_aside (
-    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL, reason TEXT NOT NULL, set_aside_at REAL NOT NULL
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL, reason TEXT NOT NULL,
+    set_aside_at REAL NOT NULL
 );
 """
 BATCH_SIZE = 512
@@ -419,7 +420,9 @@ class SqliteStore(_InMemoryReads):
         with self._lock:
             self.flush()
             with self._immediate() as db:
-                moved = db.execute("INSERT OR IGNORE INTO outbox (id, record) SELECT id, record FROM set_aside").rowcount
+                moved = db.execute(
+                    "INSERT OR IGNORE INTO outbox (id, record) SELECT id, record FROM set_aside"
+                ).rowcount
                 db.execute("DELETE FROM set_aside")
         return moved
 

@@ -28,10 +28,13 @@ def _revocations_operation(_app: Flask) -> dict[str, Any]:
         "The revoked residents' code ids, signed",
         "keys",
         what=(
-            f"A compact JWS (header `typ` `{REVOCATIONS_TYPE}`, never `{TOKEN_TYPE}`; signed by the issuer's current key, "
+            f"A compact JWS (header `typ` `{REVOCATIONS_TYPE}`, never `{TOKEN_TYPE}`; "
+            "signed by the issuer's current key, "
             f"verified with the JWKS) whose claims are `iss`, `iat` and `{REVOKED_CLAIM}`: the revoked `sub`s, sorted."
         ),
-        content={REVOCATIONS_MEDIA_TYPE: {"schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){2}$"}}},
+        content={
+            REVOCATIONS_MEDIA_TYPE: {"schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){2}$"}}
+        },
         max_age=REVOCATIONS_MAX_AGE_SECONDS,
         description="Scanners refuse the codes of these residents offline (decision `revoked`).",
         database=True,

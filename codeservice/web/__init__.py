@@ -288,7 +288,9 @@ def code_page() -> Response:
     if resident is None:
         return redirect(url_for("web.login"))
     now = int(time.time())
-    category = residents.code_category(resident, now, current_app.config.get("SENIOR_AGE", residents.DEFAULT_SENIOR_AGE))
+    category = residents.code_category(
+        resident, now, current_app.config.get("SENIOR_AGE", residents.DEFAULT_SENIOR_AGE)
+    )
     context: dict[str, Any] = {
         "masked_name": residents.masked_name(resident.name),
         "category": category if category in CATEGORIES else None,

@@ -294,7 +294,12 @@ def test_a_lone_surrogate_is_invalid_json(app: Any, client: Any, key: str) -> No
     # Called directly, the service refuses it too (no UTF-8 column stores it).
     with pytest.raises(usage.InvalidUsageRecord) as refused:
         usage.validate_batch(
-            batch, scanner_id=1, venue_id="v", device_id="d", scenes={"transit": TransitScene.usage_fields}, now=datetime.now(UTC)
+            batch,
+            scanner_id=1,
+            venue_id="v",
+            device_id="d",
+            scenes={"transit": TransitScene.usage_fields},
+            now=datetime.now(UTC),
         )
     assert refused.value.field == "records[1].detail"
 

@@ -355,7 +355,9 @@ def signed_list(key: TestKey, claims: dict[str, Any]) -> str:
 
 
 def test_the_revocation_list_carries_credentials() -> None:
-    jws = signed_list(ED25519, {"iss": ISSUER, "iat": NOW, "revoked": ["q1w2e3r4t5y6u7i9"], "credentials": ["AQEBAQEBAQE"]})
+    jws = signed_list(
+        ED25519, {"iss": ISSUER, "iat": NOW, "revoked": ["q1w2e3r4t5y6u7i9"], "credentials": ["AQEBAQEBAQE"]}
+    )
     revocations = verify_revocation_list(jws, KEYS, ISSUER, NOW)
     assert revocations.subs == frozenset(["q1w2e3r4t5y6u7i9"])
     assert revocations.credentials == frozenset(["AQEBAQEBAQE"])

@@ -391,7 +391,11 @@ FIELDS = (
         ({"fare": 1.0}, "fare", "must be an integer"),
         ({"fare": 11}, "fare", "must be an integer from 0 to 10"),
         ({"fare": -1}, "fare", "must be an integer from 0 to 10"),
-        ({"station": "A", 5: "x"}, "5", "is not a field of this scene's detail (it has station, direction, line, fare)"),
+        (
+            {"station": "A", 5: "x"},
+            "5",
+            "is not a field of this scene's detail (it has station, direction, line, fare)",
+        ),
     ],
 )
 def test_check_detail_names_the_member_and_the_problem(detail, field, problem):

@@ -490,7 +490,8 @@ def test_a_lifetime_of_1_to_300_is_accepted(present, make_token, lifetime):
 
 
 @pytest.mark.parametrize(
-    "issuer", ["urn:codeservice:other", "urn:codeservice:dev ", "URN:CODESERVICE:DEV", ""]  # "": a string, not malformed
+    "issuer",
+    ["urn:codeservice:other", "urn:codeservice:dev ", "URN:CODESERVICE:DEV", ""],  # "": a string, not malformed
 )
 def test_another_issuer_is_issuer_mismatch(present, make_token, issuer):
     expect(present(make_token(iss=issuer)), "issuer_mismatch")
@@ -635,7 +636,15 @@ def test_an_unknown_scene_is_checked_before_the_code(present, scene):
 
 @pytest.mark.parametrize(
     "context",
-    [{}, {"station": "人民广场"}, {"station": "人民广场", "direction": "up"}, {"station": 1, "direction": "in"}, [], "x", 1],
+    [
+        {},
+        {"station": "人民广场"},
+        {"station": "人民广场", "direction": "up"},
+        {"station": 1, "direction": "in"},
+        [],
+        "x",
+        1,
+    ],
 )
 def test_a_bad_context_is_checked_before_the_code(present, context):
     decision = expect(present("garbage", context=context), "bad_context")
