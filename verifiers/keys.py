@@ -122,7 +122,7 @@ class KeySet(Mapping[str, VerificationKey]):
     def __getitem__(self, kid: str) -> VerificationKey:
         return self._by_kid[kid]
 
-    def get(self, kid: object, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, kid: object, default: Any = None) -> Any:
         # Tolerates unhashable kids from hostile headers.
         return self._by_kid.get(kid, default) if isinstance(kid, str) else default
 
