@@ -59,7 +59,7 @@ def cti_of(code: str, at: float = NOW) -> str:
     """The credential id (base64url) a minted code carries, from an accepted decision's jti."""
     decision = verifier(attended=True).verify(code, "clinic", {"department": "d"}, now=at)
     assert decision.ok, decision
-    return decision.jti.split("-")[0] if decision.form == "device" else decision.jti  # test ctis hold no "-"
+    return decision.jti.rsplit("-", 1)[0] if decision.form == "device" else decision.jti  # a cti may hold "-"
 
 
 # -- the shared vectors, end to end ------------------------------------------------------
