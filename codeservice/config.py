@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from verifiers.contract import DEFAULT_ISSUER, DEFAULT_LEEWAY_SECONDS
+from verifiers.contract import MAX_LIFETIME_SECONDS as MAX_TTL
 
 from .errors import ConfigError
-from .issuance import MAX_TTL, MIN_TTL
+from .issuance import MIN_TTL
 from .keystore import ALGORITHMS
 
 ENV_PREFIX = "CODESERVICE_"

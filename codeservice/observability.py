@@ -39,7 +39,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from flask import Flask, Response, current_app, g, has_request_context, request
 from prometheus_client import (
@@ -121,7 +121,7 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
     def __init__(self) -> None:
         super().__init__()
 
-    @property  # type: ignore[override]
+    @property
     def stream(self) -> Any:
         return sys.stderr
 
@@ -198,7 +198,7 @@ class Metrics:
 
 
 def _metrics() -> Metrics:
-    return current_app.extensions[METRICS]
+    return cast(Metrics, current_app.extensions[METRICS])
 
 
 def database_latency() -> Callable[[float], None]:

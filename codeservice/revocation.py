@@ -44,6 +44,7 @@ def revoked_residents(session: Session) -> Revoked:
     subs: list[str] = []
     latest: int | None = None
     for code_id, revoked_at in rows:
+        assert revoked_at is not None  # the query selects revoked residents only
         subs.append(code_id)
         when = int(_as_utc(revoked_at).timestamp())
         latest = when if latest is None else max(latest, when)

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -158,7 +158,7 @@ class ScanConnection:
         if self.postgres:
             import psycopg
 
-            self._driver = self._connection.driver_connection
+            self._driver = cast("psycopg.Connection[Any]", self._connection.driver_connection)
             self._driver.autocommit = True  # reads need no transaction; claim() begins one
             self._batch_cursor = psycopg.ClientCursor(self._driver)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 
+from verifiers.contract import TOKEN_TYPE
 from verifiers.revocations import (
     REVOCATIONS_MEDIA_TYPE,
     REVOCATIONS_TYPE,
@@ -16,7 +17,6 @@ from verifiers.revocations import (
 from .. import db, revocation
 from ..context import key_store
 from ..extensions import REVOCATION_LIST
-from ..issuance import TOKEN_TYPE
 from ..openapi.operations import conditional_get, described_by
 from ..revocation import REVOCATIONS_MAX_AGE_SECONDS
 from .blueprint import api

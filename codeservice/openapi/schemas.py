@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from verifiers.contract import CATEGORIES, TOKEN_TYPE
 from verifiers.decision import DECISION, USAGE_RECORD
 from verifiers.errors import RULE_REJECTIONS
 from verifiers.scenes import DetailField, SceneRegistry
 from verifiers.shapes import Member
 
 from ..identity import ID_TYPES, REGISTRATION
-from ..issuance import CATEGORIES, TOKEN_TYPE
 from ..keystore import ALGORITHMS
 from ..residents import LOGIN
 from ..scanning import VERIFY_REQUEST

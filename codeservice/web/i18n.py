@@ -313,8 +313,8 @@ def negotiate(cookie: str | None, accept_languages: object) -> str:
         return cookie
     best = getattr(accept_languages, "best_match", None)
     if best is not None:
-        match = best(LANGUAGES)
-        if match in LANGUAGES:
+        match: str | None = best(LANGUAGES)
+        if match is not None and match in LANGUAGES:
             return match
     return DEFAULT_LANGUAGE
 
