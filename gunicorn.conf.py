@@ -35,10 +35,12 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-"
 errorlog = "-"
 # method, path without the query string, status, response bytes, duration (ms), request id
-access_log_format = 'method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s duration_ms=%(M)s request_id=%({x-request-id}o)s'
+access_log_format = (
+    'method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s duration_ms=%(M)s request_id=%({x-request-id}o)s'
+)
 
 
-def child_exit(server, worker):  # noqa: ANN001 - gunicorn's hook signature
+def child_exit(server, worker):  # gunicorn's hook signature
     """Let /metrics forget an exited worker's live gauges (multiprocess mode only)."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess

@@ -39,7 +39,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scan import (  # noqa: E402 - bench/ is not a package
+from scan import (  # bench/ is not a package
     DEFAULT_PG_URL,
     MAX_TOKENS,
     WARMUP_SECONDS,
@@ -70,7 +70,7 @@ def concurrent(runs: list[tuple[Wrk, int, Path]], service: Service, seconds: flo
     def one(index: int, generator: Wrk, port: int, bodies: Path) -> None:
         try:
             results[index] = generator.run(port, "/api/v1/verify", seconds, bodies, service.scanner_key)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the main thread
+        except BaseException as exc:  # re-raised below, in the main thread
             results[index] = exc
 
     threads = [threading.Thread(target=one, args=(i, *run), daemon=True) for i, run in enumerate(runs)]

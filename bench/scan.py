@@ -80,11 +80,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
 from codeservice import create_app, db, scanners
+from codeservice.context import scene_registry
 from codeservice.issuance import issue_code, new_code_id
 from codeservice.keystore import KeyStore
 from codeservice.models import UsageRecord
 from codeservice.pii import DataKeys
-from codeservice.context import scene_registry
 
 BENCH_DIR = Path(__file__).resolve().parent
 HOST = "127.0.0.1"
@@ -262,7 +262,7 @@ class Wrk(Generator):
             "--timeout", "10s", "-s", str(self.script), f"http://{HOST}:{port}{path}", "--", *args,
         ]
         result = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60, check=False)
-        line = next((l for l in result.stdout.splitlines() if l.startswith("WRK_RESULT ")), None)
+        line = next((out for out in result.stdout.splitlines() if out.startswith("WRK_RESULT ")), None)
         if result.returncode != 0 or line is None:
             raise RuntimeError(f"wrk failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         requests, duration_us, p50, p99, non_2xx, socket_errors, wrapped = map(int, line.split()[1:])
@@ -396,7 +396,9 @@ def decisions(database_url: str) -> dict[str, int]:
     engine = create_engine(database_url)
     try:
         with Session(engine) as session:
-            rows = session.execute(select(UsageRecord.code, func.count()).where(UsageRecord.online).group_by(UsageRecord.code))
+            rows = session.execute(
+                select(UsageRecord.code, func.count()).where(UsageRecord.online).group_by(UsageRecord.code)
+            )
             return {code: count for code, count in rows}
     finally:
         engine.dispose()
@@ -423,7 +425,10 @@ def jwt_reference(hello: Server, generator: Generator, seconds: float, rounds: i
     for index in range(rounds):
         floors.append(generator.run(hello.port, "/hello", per_round))
         decodes.append(generator.run(hello.port, "/hello-jwt", per_round))
-        print(f"  round {index + 1}: hello {floors[-1].rps:,.0f} req/s, hello+jwt {decodes[-1].rps:,.0f} req/s", flush=True)
+        print(
+            f"  round {index + 1}: hello {floors[-1].rps:,.0f} req/s, hello+jwt {decodes[-1].rps:,.0f} req/s",
+            flush=True,
+        )
     return combine(floors), combine(decodes)
 
 
@@ -440,7 +445,9 @@ def compare(
     warmup = generator.run(server.port, "/api/v1/verify", WARMUP_SECONDS, warm, key)
     # Twice what the warm-up rate needs, so that no request ever repeats a code.
     count = min(MAX_TOKENS, max(3000, math.ceil(warmup.rps * per_round * 2)))
-    print(f"  warm-up: {warmup.rps:,.0f} req/s; {rounds} rounds of {per_round} s, {count:,} fresh codes each", flush=True)
+    print(
+        f"  warm-up: {warmup.rps:,.0f} req/s; {rounds} rounds of {per_round} s, {count:,} fresh codes each", flush=True
+    )
     before = decisions(service.database_url)
     durable_path = f"/hello-durable/{service.label}"
     generator.run(hello.port, durable_path, WARMUP_SECONDS)
@@ -642,13 +649,15 @@ def main(argv: list[str] | None = None) -> None:
         if not args.no_postgres:
             backends.append(("postgres", lambda: postgres_schema(args.pg_url)))
         for label, database in backends:
-            print(f"({'b' if label == 'sqlite' else 'c'}) verify on {label}, with (a) the hello floor in turn", flush=True)
+            print(
+                f"({'b' if label == 'sqlite' else 'c'}) verify on {label}, with (a) the hello floor in turn", flush=True
+            )
             service_dir = workdir / label
             service_dir.mkdir(exist_ok=True)
             try:
                 database_context = database()
                 database_url = database_context.__enter__()
-            except Exception as exc:  # noqa: BLE001 - report and go on with the rest
+            except Exception as exc:  # report and go on with the rest
                 print(f"  skipped: {label} is not reachable ({exc.__class__.__name__}: {exc})", flush=True)
                 continue
             # The server stops before its database (the PostgreSQL schema) is dropped.

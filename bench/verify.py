@@ -53,7 +53,7 @@ def make_signer(alg: str) -> tuple[dict[str, str], Callable[[bytes], bytes]]:
 def make_tokens(jwk: dict[str, str], sign: Callable[[bytes], bytes], count: int, now: int) -> list[str]:
     header = b64url_encode(compact_json({"alg": jwk["alg"], "typ": "rsc+jwt", "kid": jwk["kid"]}))
     tokens = []
-    for index in range(count):
+    for _ in range(count):
         claims = {
             "iss": ISSUER,
             # a new resident per code, so the transit scene never sees passback
@@ -100,7 +100,7 @@ def main() -> None:
 
         def bare_verify() -> None:
             verify = ed_public.verify
-            for signature, signing_input in bare:
+            for signature, signing_input in bare:  # noqa: B023 - called in this iteration only
                 verify(signature, signing_input)
 
         def full(verifier: OfflineVerifier, tokens: list[str]) -> Callable[[], None]:

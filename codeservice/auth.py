@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal, overload
 
 from flask import session as cookie
 from sqlalchemy import select
@@ -40,7 +40,14 @@ def log_out() -> None:
     cookie.clear()
 
 
+@overload
+def current_resident(*, required: Literal[True] = True) -> Resident: ...
+@overload
+def current_resident(*, required: bool) -> Resident | None: ...
+
+
 def current_resident(*, required: bool = True) -> Resident | None:
+    """The logged-in resident; when there is none, :class:`NotAuthenticated`, or None if not ``required``."""
     code_id, epoch = session_resident(), cookie.get("epoch")
     ends_at = session_ends_at(cookie)
     resident = None

@@ -328,7 +328,7 @@ def scanners_revoke_command(scanner_id: int) -> None:
 usage_cli = AppGroup("usage", help="Manage the usage records.")
 
 
-class Age(click.ParamType):
+class Age(click.ParamType):  # type: ignore[type-arg]  # generic only in newer clicks: not subscripted
     """``180d`` (days) or ``12h`` (hours)."""
 
     name = "age"

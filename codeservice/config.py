@@ -11,9 +11,10 @@ from verifiers.contract import (
     DEFAULT_LEEWAY_SECONDS,
     MAX_DEVICE_CREDENTIAL_LIFETIME_SECONDS,
 )
+from verifiers.contract import MAX_LIFETIME_SECONDS as MAX_TTL
 
 from .errors import ConfigError
-from .issuance import MAX_TTL, MIN_TTL
+from .issuance import MIN_TTL
 from .keystore import ALGORITHMS
 
 ENV_PREFIX = "CODESERVICE_"

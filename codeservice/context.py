@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from flask import Flask, current_app
 
 from verifiers import SceneRegistry, SceneRegistryError
@@ -34,11 +36,11 @@ def issued_scopes(installed: list[str], configured: str | list[str] | tuple[str,
 
 def scene_registry() -> SceneRegistry:
     """The installed scenes, loaded once per app."""
-    return current_app.extensions[SCENES]
+    return cast(SceneRegistry, current_app.extensions[SCENES])
 
 
 def key_store() -> KeyStore:
-    return current_app.extensions[KEYS]
+    return cast(KeyStore, current_app.extensions[KEYS])
 
 
 def data_keys() -> DataKeys:

@@ -10,7 +10,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, current_app, g
 from sqlalchemy import Engine, create_engine, event, exc
@@ -23,7 +23,7 @@ SQLITE_FILE = "codeservice.db"
 
 
 def database_url(app: Flask) -> str:
-    url = app.config.get("DATABASE_URL")
+    url: str | None = app.config.get("DATABASE_URL")
     if url:
         return url
     os.makedirs(app.instance_path, exist_ok=True)
@@ -167,19 +167,19 @@ def init_app(app: Flask) -> None:
 
 def engine(app: Flask | None = None) -> Engine:
     factory = (app or current_app).extensions[DB_SESSIONS]
-    return factory.kw["bind"]
+    return cast(Engine, factory.kw["bind"])
 
 
 def sqlite_writer(app: Flask | None = None) -> SqliteWriter | None:
     """The SQLite file's writer (its lock and log flush); None on PostgreSQL."""
-    return (app or current_app).extensions[SQLITE_WRITER]
+    return cast(SqliteWriter | None, (app or current_app).extensions[SQLITE_WRITER])
 
 
 def session() -> Session:
     """The request's (or CLI command's) session, created on first use."""
     if "db_session" not in g:
         g.db_session = current_app.extensions[DB_SESSIONS]()
-    return g.db_session
+    return cast(Session, g.db_session)
 
 
 def _close_session(_exc: BaseException | None) -> None:
@@ -215,11 +215,11 @@ def discard_session() -> None:
         return
     try:
         db_session.rollback()
-    except Exception:  # noqa: BLE001 - the connection is gone; the pool replaces it
+    except Exception:  # the connection is gone; the pool replaces it
         pass
     try:
         db_session.close()
-    except Exception:  # noqa: BLE001
+    except Exception:
         pass
 
 

@@ -128,7 +128,8 @@ REGISTRATION: tuple[Member, ...] = (
     Member(
         "id_number",
         {"type": "string"},
-        "The document's number; a `resident_id` is 18 characters with a GB 11643 check character (`invalid_id_number`).",
+        "The document's number; a `resident_id` is 18 characters with a GB 11643 check character "
+        "(`invalid_id_number`).",
     ),
     Member(
         "phone",

@@ -26,9 +26,10 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask, Response, current_app, request
+from flask.typing import RouteCallable
 from flask_limiter import Limiter, RequestLimit
 from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
@@ -39,7 +40,7 @@ from .errors import ConfigError, RateLimited
 from .http import error_response
 from .scanners import bearer_key, hash_key
 
-__all__ = ["init_app", "LIMITS", "CONTENT_SECURITY_POLICY"]
+__all__ = ["CONTENT_SECURITY_POLICY", "LIMITS", "init_app"]
 
 # Sent with every response unless the view (or the web blueprint, whose
 # pages set their own, stricter policy) already set it.
@@ -134,12 +135,15 @@ def init_app(app: Flask) -> None:
     for scope, budget in LIMITS.items():
         value = app.config.get(budget.config_key)
         try:
+            if not isinstance(value, str):
+                raise TypeError(value)
             parse_many(value)
         except (TypeError, ValueError):
             raise ConfigError(f"{budget.config_key} must be a rate such as 10/minute, got {value!r}") from None
         decorate = limiter.shared_limit(value, scope, key_func=budget.key, methods=list(budget.methods))
         for endpoint in budget.endpoints:
-            app.view_functions[endpoint] = decorate(app.view_functions[endpoint])
+            # flask-limiter types its decorator for async views too; a sync view stays one
+            app.view_functions[endpoint] = cast(RouteCallable, decorate(app.view_functions[endpoint]))
     app.register_error_handler(RateLimitExceeded, _handle_rate_limited)
 
 
@@ -155,7 +159,7 @@ def _on_breach(limit: RequestLimit) -> Response:
 
 
 def _handle_rate_limited(error: RateLimitExceeded) -> Response:
-    if error.response is not None:
+    if isinstance(error.response, Response):  # _on_breach's
         return error.response
     return error_response(RateLimited(retry_after=60))
 

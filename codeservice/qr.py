@@ -17,7 +17,7 @@ import re
 import struct
 import zlib
 from collections.abc import Iterator, Sequence
-from typing import cast
+from typing import Any, cast
 
 import qrcode
 from qrcode.constants import ERROR_CORRECT_M
@@ -130,7 +130,7 @@ def render_svg(token: str, *, border: int = QUIET_ZONE_MODULES) -> str:
     )
 
 
-def _fitted_qr_code(token: str) -> qrcode.QRCode:
+def _fitted_qr_code(token: str) -> qrcode.QRCode[Any]:
     """A QRCode holding the token, its version the smallest that fits."""
     qr = qrcode.QRCode(
         version=None,

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from typing import cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from .models import UsageRecord
@@ -38,7 +39,7 @@ def prune_usage(session: Session, older_than: timedelta, now: datetime, *, batch
     if now.tzinfo is None:
         raise ValueError("now must carry a time zone")
     cutoff = (now - older_than).astimezone(UTC)
-    table = UsageRecord.__table__
+    table = cast(Table, UsageRecord.__table__)  # a mapped class's table is typed as any FromClause
     batch = select(table.c.id).where(table.c.decided_at < cutoff).limit(batch_size).scalar_subquery()
     statement = delete(table).where(table.c.id.in_(batch))
     removed = 0

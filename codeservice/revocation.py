@@ -19,6 +19,7 @@ scanner's copy is, is when the service last confirmed it (the scanner's
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -48,14 +49,7 @@ class Revoked:
 
 def revoked_residents(session: Session) -> Revoked:
     rows = session.execute(select(Resident.code_id, Resident.revoked_at).where(Resident.revoked_at.is_not(None)))
-    subs: list[str] = []
-    latest: int | None = None
-    for code_id, revoked_at in rows:
-        subs.append(code_id)
-        when = int(_as_utc(revoked_at).timestamp())
-        latest = when if latest is None else max(latest, when)
-    subs.sort()
-    return Revoked(subs, latest)
+    return _listed(rows)
 
 
 def revoked_credentials(session: Session, now: datetime) -> Revoked:
@@ -71,20 +65,30 @@ def revoked_credentials(session: Session, now: datetime) -> Revoked:
             Credential.revoked_at.is_not(None), Credential.expires_at >= cutoff
         )
     )
-    ctis: list[str] = []
-    latest: int | None = None
-    for cti, revoked_at in rows:
-        ctis.append(cti)
-        when = int(_as_utc(revoked_at).timestamp())
-        latest = when if latest is None else max(latest, when)
+    listed = _listed(rows)
+    latest = listed.latest
     departed = session.scalar(
-        select(func.max(Credential.expires_at)).where(Credential.revoked_at.is_not(None), Credential.expires_at < cutoff)
+        select(func.max(Credential.expires_at)).where(
+            Credential.revoked_at.is_not(None), Credential.expires_at < cutoff
+        )
     )
     if departed is not None:
         left = int((_as_utc(departed) + LISTED_AFTER_EXPIRY).timestamp())
         latest = left if latest is None else max(latest, left)
-    ctis.sort()
-    return Revoked(ctis, latest)
+    return Revoked(listed.ids, latest)
+
+
+def _listed(rows: Iterable[tuple[str, datetime | None]]) -> Revoked:
+    """(id, revoked_at) rows, every revoked_at set by the query: the ids sorted, and the latest revocation."""
+    ids: list[str] = []
+    latest: int | None = None
+    for identifier, revoked_at in rows:
+        assert revoked_at is not None  # the query selects revoked ones only
+        ids.append(identifier)
+        when = int(_as_utc(revoked_at).timestamp())
+        latest = when if latest is None else max(latest, when)
+    ids.sort()
+    return Revoked(ids, latest)
 
 
 def signing_input(

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -68,11 +68,14 @@ _STATEMENTS = {
     "no_flush_at_commit": "PRAGMA synchronous=NORMAL",
     "flush_at_commit": "PRAGMA synchronous=FULL",
     "scanner": (
-        "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at, attended FROM scanners WHERE key_hash = :key_hash"
+        "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at, attended FROM scanners"
+        " WHERE key_hash = :key_hash"
     ),
     "revoked": "SELECT 1 FROM residents WHERE code_id = :sub AND revoked_at IS NOT NULL",
     "revoked_credential": "SELECT 1 FROM credentials WHERE cti = :cti AND revoked_at IS NOT NULL",
-    "claim": "INSERT INTO seen_codes (jti, expires_at) VALUES (:jti, :expires_at) ON CONFLICT (jti) DO NOTHING RETURNING jti",
+    "claim": (
+        "INSERT INTO seen_codes (jti, expires_at) VALUES (:jti, :expires_at) ON CONFLICT (jti) DO NOTHING RETURNING jti"
+    ),
     "read_state": "SELECT value FROM scene_state WHERE key = :key AND expires_at >= :now",
     # PostgreSQL: the key's advisory lock, then its value, in one round trip (migration 0003).
     "locked_state": "SELECT codeservice_locked_state(:key, :now)",
@@ -163,7 +166,7 @@ class ScanConnection:
         if self.postgres:
             import psycopg
 
-            self._driver = self._connection.driver_connection
+            self._driver = cast("psycopg.Connection[Any]", self._connection.driver_connection)
             self._driver.autocommit = True  # reads need no transaction; claim() begins one
             self._batch_cursor = psycopg.ClientCursor(self._driver)
 
@@ -258,12 +261,12 @@ class ScanConnection:
         if not invalidate and self._sqlite is not None:
             try:
                 self.execute("flush_at_commit", {})  # as the pool's other users expect
-            except Exception:  # noqa: BLE001 - not as expected, then not back in the pool
+            except Exception:  # not as expected, then not back in the pool
                 invalidate = True
         if not invalidate and self.postgres:
             try:
                 self._driver.autocommit = False  # as the pool's other users expect
-            except Exception:  # noqa: BLE001 - a transaction still open or the connection broken
+            except Exception:  # a transaction still open or the connection broken
                 invalidate = True
         if invalidate:
             self._connection.invalidate()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import cast
 
 from flask import current_app
 
@@ -60,7 +61,7 @@ def service_key_set() -> KeySet:
     if cache.get("fingerprint") != fingerprint:
         cache["key_set"] = KeySet.from_jwks(jwks)
         cache["fingerprint"] = fingerprint
-    return cache["key_set"]
+    return cast(KeySet, cache["key_set"])
 
 
 def verifier_for(connection: ScanConnection, scanner: ScannerRow) -> OfflineVerifier:

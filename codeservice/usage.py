@@ -59,9 +59,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, bindparam, literal, select, text, tuple_
+from sqlalchemy import CursorResult, String, Table, bindparam, literal, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from verifiers import DetailField, InvalidDetail, check_detail, declared_detail
@@ -104,7 +104,7 @@ _CURSOR = re.compile(r"[A-Za-z0-9_-]{1,120}").fullmatch
 _CURSOR_CONTENT = re.compile(r"([0-9]{1,18}):([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})").fullmatch
 _LIMIT = re.compile(r"[0-9]{1,6}").fullmatch
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_USAGE = UsageRecord.__table__
+_USAGE = cast(Table, UsageRecord.__table__)  # a mapped class's table is typed as any FromClause
 _DETAIL_JSON = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode
 
 
@@ -313,7 +313,7 @@ def _insert_sqlite(session: Session, rows: list[dict[str, Any]]) -> int:
         .values(detail=bindparam("detail", type_=String()))
         .on_conflict_do_nothing(index_elements=["id"])
     )
-    return session.execute(statement, rows).rowcount
+    return cast(CursorResult[Any], session.execute(statement, rows)).rowcount  # an INSERT's result
 
 
 # PostgreSQL: the whole batch as one JSON parameter, one statement, one round trip.

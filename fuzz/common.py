@@ -49,7 +49,10 @@ def sign(header: bytes, claims: bytes, alg: str) -> str:
 
 
 def any_json(fdp: atheris.FuzzedDataProvider, names: tuple[str, ...] = (), depth: int = 0) -> Any:
-    """Any JSON value (and floats JSON cannot hold), nested up to three levels; object keys from ``names`` when given."""
+    """Any JSON value (and floats JSON cannot hold), nested up to three levels.
+
+    Object keys come from ``names`` when given.
+    """
     kind = fdp.ConsumeIntInRange(0, 8 if depth < 3 else 5)
     if kind == 0:
         return None

@@ -141,7 +141,9 @@ def new_keys_dir(directory: Path, alg: str = "EdDSA") -> Path:
     return directory
 
 
-def add_scanner(runner: Any, *, venue: str = "v1", device: str = "d1", scenes: str = "clinic,transit,venue") -> tuple[int, str]:
+def add_scanner(
+    runner: Any, *, venue: str = "v1", device: str = "d1", scenes: str = "clinic,transit,venue"
+) -> tuple[int, str]:
     """``scanners add``: the scanner's id and its key (the last line of the output)."""
     result = runner.invoke(args=["scanners", "add", "--venue", venue, "--device", device, "--scenes", scenes])
     assert result.exit_code == 0, result.output
@@ -183,7 +185,9 @@ EN = {"Accept-Language": "en-US,en;q=0.9,zh-CN;q=0.5"}
 TAG = re.compile(r"<[a-zA-Z][^>]*>")
 INLINE_HANDLER = re.compile(r"\son[a-z]+\s*=", re.IGNORECASE)
 SCRIPT_TAG = re.compile(r"<script\b[^>]*>", re.IGNORECASE)
-URL_ATTRIBUTE = re.compile(r"""\b(?:src|href|action|formaction|srcset|poster)\s*=\s*["']?\s*([^"'\s>]*)""", re.IGNORECASE)
+URL_ATTRIBUTE = re.compile(
+    r"""\b(?:src|href|action|formaction|srcset|poster)\s*=\s*["']?\s*([^"'\s>]*)""", re.IGNORECASE
+)
 
 
 def html(response: Any) -> str:

@@ -47,7 +47,9 @@ class Answer:
     headers: dict[str, str]  # names in lower case
 
 
-def send(connection: http.client.HTTPConnection, method: str, path: str, body: Any = None, *, key: str | None = None) -> Answer:
+def send(
+    connection: http.client.HTTPConnection, method: str, path: str, body: Any = None, *, key: str | None = None
+) -> Answer:
     """One request on ``connection``: a JSON ``body``, a scanner ``key`` as the bearer."""
     headers = {"Content-Type": "application/json"} if body is not None else {}
     if key:
@@ -62,7 +64,15 @@ def send(connection: http.client.HTTPConnection, method: str, path: str, body: A
     return Answer(response.status, parsed, {k.lower(): v for k, v in response.getheaders()})
 
 
-def request(port: int, method: str, path: str, body: Any = None, *, key: str | None = None, timeout: float = CLIENT_TIMEOUT) -> Answer:
+def request(
+    port: int,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    key: str | None = None,
+    timeout: float = CLIENT_TIMEOUT,
+) -> Answer:
     """One request on a new connection (never a keep-alive the server may have closed)."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
@@ -79,7 +89,7 @@ def private_schema(prefix: str) -> Iterator[str]:
     try:
         with admin.begin() as connection:
             connection.execute(text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach it means "absent"
+    except Exception as exc:  # any failure to reach it means "absent"
         admin.dispose()
         skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.__class__.__name__}")
     try:

@@ -193,9 +193,10 @@ def dumps(value: Any) -> bytes:
     if kind is int:
         return _head(0, value) if value >= 0 else _head(1, -1 - value)
     if kind is bytes:
-        return _head(2, len(value)) + value
+        data: bytes = value
+        return _head(2, len(data)) + data
     if kind is str:
-        encoded = value.encode("utf-8")
+        encoded: bytes = value.encode("utf-8")
         return _head(3, len(encoded)) + encoded
     if kind is list or kind is tuple:
         return _head(4, len(value)) + b"".join(dumps(item) for item in value)

@@ -87,7 +87,7 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """The decision as JSON: the members of :data:`DECISION`."""
-        return dict(zip(DECISION_FIELDS, _decision_values(self)))
+        return dict(zip(DECISION_FIELDS, _decision_values(self), strict=True))
 
 
 @lru_cache(maxsize=4)

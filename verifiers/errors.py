@@ -10,6 +10,8 @@ read, a scene registered twice, a store that cannot be opened) are
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class VerifierError(Exception):
     """Root of every error raised by the ``verifiers`` package."""
@@ -34,7 +36,7 @@ class Rejection(VerifierError):
     code = "rejected"
     verified: object = None
 
-    def __init__(self, message: str | None = None, *, detail: dict | None = None) -> None:
+    def __init__(self, message: str | None = None, *, detail: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.detail = detail or {}
 

@@ -6,10 +6,10 @@ import ipaddress
 import os
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
@@ -122,7 +122,7 @@ class KeySet(Mapping[str, VerificationKey]):
     def __getitem__(self, kid: str) -> VerificationKey:
         return self._by_kid[kid]
 
-    def get(self, kid: object, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, kid: object, default: Any = None) -> Any:
         # Tolerates unhashable kids from hostile headers.
         return self._by_kid.get(kid, default) if isinstance(kid, str) else default
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 from . import cbor
 from .base45 import Base45Error, b45decode, b45encode
@@ -101,11 +101,11 @@ class _Parsed:
     t: int | None
 
 
-def _uint(value: object) -> bool:
+def _uint(value: object) -> TypeGuard[int]:
     return type(value) is int and value >= 0  # bool is not int here; CBOR negatives are
 
 
-def _storable_text(value: object) -> bool:
+def _storable_text(value: object) -> TypeGuard[str]:
     # sub is stored in usage records: non-empty, and no NUL (PostgreSQL refuses it in text)
     return type(value) is str and value != "" and "\x00" not in value
 

@@ -22,9 +22,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple, Self
 
+from .contract import SUPPORTED_ALGORITHMS
 from .errors import ConfigurationError, Rejection
 from .keys import KeySet
-from .tokens import SUPPORTED_ALGORITHMS, VerificationRules, check_header, split_token
+from .tokens import VerificationRules, check_header, split_token
 
 REVOCATIONS_TYPE = "rsc-revocations+jwt"
 REVOCATIONS_MEDIA_TYPE = "application/jose"  # RFC 7515 section 9.2.1: JWS compact serialization

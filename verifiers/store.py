@@ -198,7 +198,7 @@ class MemoryStore(_InMemoryReads):
 
     def pending_records(self, limit: int) -> list[dict[str, Any]]:
         with self._lock:
-            return [record for _, record in zip(range(limit), self._outbox.values())]
+            return [record for _, record in zip(range(limit), self._outbox.values(), strict=False)]
 
     def mark_synced(self, record_ids: Iterable[str]) -> None:
         with self._lock:
@@ -216,7 +216,7 @@ class MemoryStore(_InMemoryReads):
 
     def set_aside_records(self, limit: int) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(entry) for _, entry in zip(range(limit), self._set_aside.values())]
+            return [dict(entry) for _, entry in zip(range(limit), self._set_aside.values(), strict=False)]
 
     def requeue_set_aside(self) -> int:
         with self._lock:
@@ -244,7 +244,8 @@ CREATE TABLE IF NOT EXISTS scene_state (
 CREATE TABLE IF NOT EXISTS outbox (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS set_aside (
-    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL, reason TEXT NOT NULL, set_aside_at REAL NOT NULL
+    seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, record TEXT NOT NULL, reason TEXT NOT NULL,
+    set_aside_at REAL NOT NULL
 );
 """
 BATCH_SIZE = 512
@@ -419,7 +420,9 @@ class SqliteStore(_InMemoryReads):
         with self._lock:
             self.flush()
             with self._immediate() as db:
-                moved = db.execute("INSERT OR IGNORE INTO outbox (id, record) SELECT id, record FROM set_aside").rowcount
+                moved = db.execute(
+                    "INSERT OR IGNORE INTO outbox (id, record) SELECT id, record FROM set_aside"
+                ).rowcount
                 db.execute("DELETE FROM set_aside")
         return moved
 

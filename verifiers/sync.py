@@ -333,7 +333,9 @@ def _upload(
             record_id, reason = refused
             outbox.set_aside(record_id, reason, now)
             report.set_aside.append(record_id)
-            report.errors.append(f"upload: the service refused record {record_id} ({reason}); set aside, the rest go on")
+            report.errors.append(
+                f"upload: the service refused record {record_id} ({reason}); set aside, the rest go on"
+            )
             continue
         if answer.status != 200:
             report.errors.append(

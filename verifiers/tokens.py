@@ -144,7 +144,7 @@ def check_header(
     return key
 
 
-def _is_int(value: object) -> bool:
+def _is_int(value: object) -> TypeGuard[int]:
     # bool is a subclass of int in Python; JSON true is not a NumericDate.
     return type(value) is int
 
@@ -153,7 +153,7 @@ def _is_text(value: object) -> TypeGuard[str]:
     return type(value) is str and value != ""
 
 
-def _is_storable_text(value: object) -> bool:
+def _is_storable_text(value: object) -> TypeGuard[str]:
     """Text that a usage record can hold: ``sub`` and ``jti`` are stored, and PostgreSQL refuses NUL in text.
 
     (A lone surrogate never gets this far: the claims' JSON is refused for it.)

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from .contract import DEFAULT_ISSUER, DEVICE_CODE_VALIDITY_SECONDS
+from .contract import DEFAULT_ISSUER, DEVICE_CODE_VALIDITY_SECONDS, SUPPORTED_ALGORITHMS
 from .decision import Decision, new_record_id, usage_record
 from .errors import (
     AttendantRequired,
@@ -47,7 +47,7 @@ from .store import (
     has_outbox,
 )
 from .sync import DEFAULT_TIMEOUT, MAX_BATCH_SIZE, sync
-from .tokens import SUPPORTED_ALGORITHMS, VerificationRules, VerifiedCode, check_jws
+from .tokens import VerificationRules, VerifiedCode, check_jws
 
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
 ACCEPTED_MESSAGE = "accepted"

@@ -8,6 +8,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, request
 
+from verifiers.contract import TOKEN_TYPE
 from verifiers.revocations import (
     CREDENTIALS_CLAIM,
     REVOCATIONS_MEDIA_TYPE,
@@ -18,7 +19,6 @@ from verifiers.revocations import (
 from .. import db, revocation
 from ..context import key_store
 from ..extensions import REVOCATION_LIST
-from ..issuance import TOKEN_TYPE
 from ..openapi.operations import conditional_get, described_by
 from ..revocation import REVOCATIONS_MAX_AGE_SECONDS
 from .blueprint import api
@@ -30,12 +30,16 @@ def _revocations_operation(_app: Flask) -> dict[str, Any]:
         "The revoked residents' code ids and credentials' ids, signed",
         "keys",
         what=(
-            f"A compact JWS (header `typ` `{REVOCATIONS_TYPE}`, never `{TOKEN_TYPE}`; signed by the issuer's current key, "
-            f"verified with the JWKS) whose claims are `iss`, `iat`, `{REVOKED_CLAIM}`: the revoked `sub`s, sorted, and "
+            f"A compact JWS (header `typ` `{REVOCATIONS_TYPE}`, never `{TOKEN_TYPE}`; "
+            "signed by the issuer's current key, "
+            f"verified with the JWKS) whose claims are `iss`, `iat`, `{REVOKED_CLAIM}`: the revoked `sub`s, "
+            "sorted, and "
             f"`{CREDENTIALS_CLAIM}`: the revoked device and paper credentials' `cti`s in base64url, sorted, each until "
             "a day after it expires."
         ),
-        content={REVOCATIONS_MEDIA_TYPE: {"schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){2}$"}}},
+        content={
+            REVOCATIONS_MEDIA_TYPE: {"schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+){2}$"}}
+        },
         max_age=REVOCATIONS_MAX_AGE_SECONDS,
         description=(
             "Scanners refuse the codes of these residents, and the device and paper codes of these credentials, "

@@ -62,6 +62,6 @@ def verify() -> Any:
             raise SceneNotPermitted(f"this scanner's key may verify {', '.join(scanner.scenes)} only")
         decision = verifier_for(connection, scanner).verify(body["token"], body["scene"], body.get("context"))
     observability.record_verify_decision(body["scene"], decision.code)
-    if random.random() < 1 / PURGE_EVERY:  # noqa: S311 - housekeeping, not security
+    if random.random() < 1 / PURGE_EVERY:  # housekeeping, not security
         purge_expired(db.session())
     return jsonify(decision.to_dict())

@@ -43,7 +43,7 @@ def described_by(build: OperationBuilder) -> Callable[[View], View]:
 def description_of(view: Callable[..., Any]) -> OperationBuilder | None:
     """What ``view`` is described by, through any decorators that wrap it (a rate limit's, say)."""
     while view is not None:
-        build = getattr(view, _ATTRIBUTE, None)
+        build: OperationBuilder | None = getattr(view, _ATTRIBUTE, None)
         if build is not None:
             return build
         view = getattr(view, "__wrapped__", None)  # type: ignore[assignment]

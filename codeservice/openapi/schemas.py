@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from verifiers.contract import CATEGORIES, TOKEN_TYPE
 from verifiers.decision import DECISION, USAGE_RECORD
 from verifiers.errors import RULE_REJECTIONS
 from verifiers.scenes import DetailField, SceneRegistry
@@ -22,7 +23,6 @@ from verifiers.shapes import Member
 
 from ..devices import ENROLMENT
 from ..identity import ID_TYPES, REGISTRATION
-from ..issuance import CATEGORIES, TOKEN_TYPE
 from ..keystore import ALGORITHMS
 from ..residents import LOGIN
 from ..scanning import VERIFY_REQUEST

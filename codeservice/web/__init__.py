@@ -18,7 +18,6 @@ from typing import Any
 from flask import (
     Blueprint,
     Flask,
-    Response,
     current_app,
     flash,
     get_flashed_messages,
@@ -29,12 +28,13 @@ from flask import (
     url_for,
 )
 from markupsafe import Markup
+from werkzeug.wrappers import Response  # what views return: flask's make_response and redirect's alike
 
 from verifiers.contract import CATEGORIES
 
 from .. import auth, codes, db, device_cookies, identity, residents, usage
 from ..context import data_keys, scene_registry
-from ..errors import ClientError, CodeRevoked, RateLimited, TooManyAttempts
+from ..errors import ClientError, CodeRevoked, InvalidCursor, RateLimited, TooManyAttempts
 from ..identity import ID_TYPES, REGISTRATION
 from . import csrf, history_view, i18n
 
@@ -98,7 +98,7 @@ def _template_globals() -> dict[str, Any]:
 
 def _notices() -> list[str]:
     """Flashed catalogue keys, translated (anything else is dropped)."""
-    return [i18n.translate(key) for key in get_flashed_messages() if i18n.has(key)]
+    return [i18n.translate(key) for key in get_flashed_messages() if isinstance(key, str) and i18n.has(key)]
 
 
 def _page(template: str, status: int = 200, **context: Any) -> Response:
@@ -156,7 +156,7 @@ def _error_message(error: ClientError, field_labels: dict[str, str]) -> str:
         return i18n.translate("err_too_many_attempts", minutes=minutes)
     key = f"err_{error.code}"
     if i18n.has(key):
-        return i18n.translate(key, **RULES)
+        return i18n.translate(key, None, **RULES)
     field = getattr(error, "field", None)
     if field in field_labels:
         return i18n.translate("err_invalid_field", field=field_labels[field])
@@ -288,7 +288,9 @@ def code_page() -> Response:
     if resident is None:
         return redirect(url_for("web.login"))
     now = int(time.time())
-    category = residents.code_category(resident, now, current_app.config.get("SENIOR_AGE", residents.DEFAULT_SENIOR_AGE))
+    category = residents.code_category(
+        resident, now, current_app.config.get("SENIOR_AGE", residents.DEFAULT_SENIOR_AGE)
+    )
     context: dict[str, Any] = {
         "masked_name": residents.masked_name(resident.name),
         "category": category if category in CATEGORIES else None,
@@ -347,7 +349,7 @@ def history() -> Response:
     before = request.args.get("before")
     try:
         page = usage.history(db.session(), resident.code_id, limit=HISTORY_PAGE_SIZE, before=before)
-    except usage.InvalidCursor:
+    except InvalidCursor:
         return _page(
             "message.html",
             400,

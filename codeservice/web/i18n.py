@@ -50,7 +50,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "err_invalid_id_type": "请选择证件类型。",
         "err_invalid_id_number": "证件号码无效，请核对后重新输入。",
         "err_invalid_phone": "手机号码无效，请输入 11 位中国大陆手机号码。",
-                "err_weak_password": "密码太简单：至少 {min} 个字符，不能是重复字符或连续按键，也不能包含手机号码或证件号码。",
+        "err_weak_password": (
+            "密码太简单：至少 {min} 个字符，不能是重复字符或连续按键，"
+            "也不能包含手机号码或证件号码。"
+        ),
         "err_identity_taken": "该证件已注册，请直接登录。",
         "err_phone_taken": "该手机号码已注册，请直接登录。",
         "err_bad_credentials": "手机号码或密码错误。",
@@ -191,7 +194,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "err_invalid_id_type": "Choose an ID type.",
         "err_invalid_id_number": "This ID number is not valid. Please check it and try again.",
         "err_invalid_phone": "This phone number is not valid. Enter an 11-digit mainland China mobile number.",
-                "err_weak_password": "This password is too weak: use at least {min} characters, not one repeated character or a run of keys, and not your phone or ID number.",
+        "err_weak_password": (
+            "This password is too weak: use at least {min} characters, not one repeated character or a run of keys, "
+            "and not your phone or ID number."
+        ),
         "err_identity_taken": "This ID document is already registered. Please log in.",
         "err_phone_taken": "This phone number is already registered. Please log in.",
         "err_bad_credentials": "The phone number or the password is wrong.",
@@ -200,7 +206,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "err_invalid_field": "Please check the field “{field}”.",
         "err_generic": "The request could not be completed. Please try again later.",
         "csrf_title": "Form expired",
-        "csrf_message": "This form has expired or is not valid (the security check failed). Please go back and submit it again.",
+        "csrf_message": (
+            "This form has expired or is not valid (the security check failed). Please go back and submit it again."
+        ),
         "back": "Back",
         "code_title": "My service code",
         "code_hint": "Show this code to the staff or the scanner.",
@@ -305,8 +313,8 @@ def negotiate(cookie: str | None, accept_languages: object) -> str:
         return cookie
     best = getattr(accept_languages, "best_match", None)
     if best is not None:
-        match = best(LANGUAGES)
-        if match in LANGUAGES:
+        match: str | None = best(LANGUAGES)
+        if match is not None and match in LANGUAGES:
             return match
     return DEFAULT_LANGUAGE
 

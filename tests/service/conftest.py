@@ -35,7 +35,7 @@ def postgres_schema() -> Any:
     try:
         with engine.begin() as connection:
             connection.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
-    except Exception as exc:  # noqa: BLE001 - any failure to reach it means "absent"
+    except Exception as exc:  # any failure to reach it means "absent"
         engine.dispose()
         skip_or_fail(f"PostgreSQL is not reachable at {PG_URL}: {exc.__class__.__name__}")
     yield f"{PG_URL}?options=-csearch_path%3D{schema}"
@@ -151,11 +151,15 @@ def sub(logged_in: Any) -> str:
 def a_day(client: Any, key: str, sub: str) -> list[dict[str, Any]]:
     """A resident's day: in and out of the metro, a clinic, a venue, a third-party refusal."""
     records = [
-        record(ago(hours=5), sub=sub, detail={"station": "人民广场", "direction": "in", "line": "1", "fare_cents": None}),
+        record(
+            ago(hours=5), sub=sub, detail={"station": "人民广场", "direction": "in", "line": "1", "fare_cents": None}
+        ),
         record(
             ago(hours=4),
             sub=sub,
-            detail={"station": "陆家嘴", "direction": "out", "line": "2", "fare_cents": 300, "entry_station": "人民广场"},
+            detail={
+                "station": "陆家嘴", "direction": "out", "line": "2", "fare_cents": 300, "entry_station": "人民广场"
+            },
         ),
         record(
             ago(hours=3), sub=sub, scene="clinic", ok=False, code="already_checked_in",

@@ -127,7 +127,9 @@ def test_live_code_renews_in_place(phone: Any, server: dict[str, Any], tmp_path:
     first_jti, first_exp = decision.jti, decision.exp
 
     # Renewal at refresh_after (a few seconds before exp), by the page itself.
-    page.wait_for_function("() => window.codeservice && window.codeservice.renewals >= 1", timeout=(CODE_TTL + 5) * 1000)
+    page.wait_for_function(
+        "() => window.codeservice && window.codeservice.renewals >= 1", timeout=(CODE_TTL + 5) * 1000
+    )
     renewed_at = page.evaluate("() => window.codeservice.lastRenewalAt") / 1000
     assert renewed_at <= first_exp, "the code was renewed only after it had expired"
     assert renewed_at - loaded_at >= CODE_TTL / 3, "renewed far earlier than refresh_after"

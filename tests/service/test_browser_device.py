@@ -17,7 +17,6 @@ The encoders of static/rsd.js are also run in the page on fixed inputs and
 compared byte for byte with verifiers' CBOR, Base45 and device_code.
 """
 
-# ruff: noqa: F811 (browser is test_browser's fixture, taken as a parameter)
 from __future__ import annotations
 
 import contextlib

@@ -267,7 +267,9 @@ def test_my_devices_lists_active_and_withdrawn(logged_in: Any) -> None:
     assert response.status_code == 200 and response.headers["Cache-Control"] == "no-store"
     listed = response.get_json()["devices"]
     assert [(d["device_id"], d["active"]) for d in listed] == [(first, False), (second, True)]
-    assert all(before <= d["created_at"] <= time.time() and set(d) == {"device_id", "created_at", "active"} for d in listed)
+    assert all(
+        before <= d["created_at"] <= time.time() and set(d) == {"device_id", "created_at", "active"} for d in listed
+    )
 
 
 def test_withdrawing_a_device_lists_its_credentials_as_revoked(logged_in: Any, phone: Phone) -> None:
@@ -404,7 +406,11 @@ OFF_CURVE_Y = b64url_encode((5).to_bytes(32, "big"))
     [
         ({"d": b64url_encode(b"\x01" * 32)}, "private member 'd'"),
         (
-            {"crv": "P-384", "x": b64url_encode(P384.x.to_bytes(48, "big")), "y": b64url_encode(P384.y.to_bytes(48, "big"))},
+            {
+                "crv": "P-384",
+                "x": b64url_encode(P384.x.to_bytes(48, "big")),
+                "y": b64url_encode(P384.y.to_bytes(48, "big")),
+            },
             "P-384",
         ),
         ({"kty": "OKP", "crv": "Ed25519", "x": ED25519_X, "y": None}, "'y'"),
@@ -441,7 +447,9 @@ OFF_CURVE_Y = b64url_encode((5).to_bytes(32, "big"))
         "x_a_number",
     ],
 )
-def test_a_public_key_that_will_not_do(app: Any, logged_in: Any, phone: Phone, changes: dict[str, Any], says: str) -> None:
+def test_a_public_key_that_will_not_do(
+    app: Any, logged_in: Any, phone: Phone, changes: dict[str, Any], says: str
+) -> None:
     body = error(logged_in.post(DEVICES, json={"public_key": phone.jwk(**changes)}), 400, "invalid_public_key")
     assert says in body["message"]
     with app.app_context():
@@ -479,7 +487,8 @@ def test_another_residents_device_is_not_found(client: Any, phone: Phone) -> Non
 
 
 @pytest.mark.parametrize(
-    "device_id", ["AAAAAAAAAAAAAAAA", "x" * 300, "%00", "AAAAAAAAAAAAAAA%00", "..", "a'; DROP TABLE devices; --", "é" * 16]
+    "device_id",
+    ["AAAAAAAAAAAAAAAA", "x" * 300, "%00", "AAAAAAAAAAAAAAA%00", "..", "a'; DROP TABLE devices; --", "é" * 16],
 )
 def test_an_unknown_device_is_not_found(logged_in: Any, device_id: str) -> None:
     error(refresh(logged_in, device_id), 404, "device_not_found")
@@ -524,7 +533,9 @@ def test_a_device_code_signed_by_another_key_is_refused(logged_in: Any, runner: 
     assert (decision["ok"], decision["code"], decision["form"]) == (False, "bad_signature", "device")
 
 
-def test_the_credentials_kid_follows_key_rotation(app: Any, logged_in: Any, runner: Any, keys_dir: Any, phone: Phone) -> None:
+def test_the_credentials_kid_follows_key_rotation(
+    app: Any, logged_in: Any, runner: Any, keys_dir: Any, phone: Phone
+) -> None:
     key = add_scanner(runner)[1]
     answer = enrol(logged_in, phone)
     old_kid = b64url_encode(parse_sign1(credential_of(answer)).protected[4])

@@ -159,7 +159,7 @@ def present(backend: Backend, server: Server, token: str) -> Outcome:
     try:
         answer = request(server.port, "POST", "/api/v1/verify", verify_body(token), key=backend.keys["door"])
         return Outcome(server.name, jti_of(token), token, sent, time.monotonic(), answer=answer)
-    except Exception as error:  # noqa: BLE001 - the caller judges it
+    except Exception as error:  # the caller judges it
         return Outcome(server.name, jti_of(token), token, sent, time.monotonic(), error=error)
 
 
@@ -187,7 +187,9 @@ def assert_clean_error(outcome: Outcome) -> None:
 def test_a_lost_database_connection_is_a_clean_503(backend: Backend) -> None:
     """Both ways the database can fail a request map to 503 database_unavailable with Retry-After."""
     closed = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/test?connect_timeout=2"
-    app = create_app({"DATABASE_URL": closed, "KEYS_DIR": str(backend.keys_dir), "ENV": "development", "RATE_LIMITS": "off"})
+    app = create_app(
+        {"DATABASE_URL": closed, "KEYS_DIR": str(backend.keys_dir), "ENV": "development", "RATE_LIMITS": "off"}
+    )
 
     def driver_error() -> Any:  # what the verify path's raw cursor raises after a restart
         raise psycopg.OperationalError("consuming input failed: server closed the connection unexpectedly")
@@ -199,7 +201,9 @@ def test_a_lost_database_connection_is_a_clean_503(backend: Backend) -> None:
     app.add_url_rule("/api/v1/_fault/statement", view_func=statement_error)
     client = app.test_client()
 
-    refused = client.post("/api/v1/verify", json=verify_body(backend.code()), headers={"Authorization": f"Bearer {backend.keys['door']}"})
+    refused = client.post(
+        "/api/v1/verify", json=verify_body(backend.code()), headers={"Authorization": f"Bearer {backend.keys['door']}"}
+    )
     for response in (refused, client.get("/api/v1/_fault/driver")):
         assert response.status_code == 503, response.get_data(as_text=True)
         assert response.get_json()["error"]["code"] == "database_unavailable"
@@ -294,7 +298,9 @@ class Traffic:
             return list(self.outcomes)
 
 
-def test_postgresql_restart_under_traffic_fails_cleanly_and_recovers(backend: Backend, servers: dict[str, Server]) -> None:
+def test_postgresql_restart_under_traffic_fails_cleanly_and_recovers(
+    backend: Backend, servers: dict[str, Server]
+) -> None:
     cluster = pg_cluster()
     both = [servers["A"], servers["B"]]
     with Traffic(backend, [both, both[::-1]]) as traffic:
@@ -318,7 +324,9 @@ def test_postgresql_restart_under_traffic_fails_cleanly_and_recovers(backend: Ba
         finally:
             pg_ready(60)
     outcomes = traffic.snapshot()
-    assert recovered_at is not None, Counter(o.answer.status if o.answer else type(o.error).__name__ for o in outcomes[-40:])
+    assert recovered_at is not None, Counter(
+        o.answer.status if o.answer else type(o.error).__name__ for o in outcomes[-40:]
+    )
 
     # No hang, no exception, no 500, no HTML: a 200 or a clean 503.
     errors = [o for o in outcomes if o.error is not None]

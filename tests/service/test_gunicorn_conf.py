@@ -29,11 +29,11 @@ FORBIDDEN_HEADERS = ["{cookie}i", "{authorization}i", "{x-forwarded-for}i", "{se
 class _ConfigOnly(Application):
     """gunicorn's own file loader, without parsing sys.argv or loading the app."""
 
-    def __init__(self) -> None:  # noqa: D107 - Application.__init__ would parse the command line
+    def __init__(self) -> None:  # Application.__init__ would parse the command line
         self.usage = self.prog = self.callable = None
         self.cfg = Config()
 
-    def init(self, parser, opts, args):  # noqa: ANN001 - gunicorn's signature
+    def init(self, parser, opts, args):  # gunicorn's signature
         return None
 
     def load(self):  # pragma: no cover - never called

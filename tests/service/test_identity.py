@@ -346,7 +346,10 @@ def test_valid_names(given: str, stored: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["", "   ", "\u3000", "李" * 51, "张\n三", "张\t三", "张\x00三", "张\u200b三", "\u202e张三", "张\u2028三", "张\ud800三", "\x7f"],
+    [
+        "", "   ", "\u3000", "李" * 51, "张\n三", "张\t三", "张\x00三", "张\u200b三", "\u202e张三", "张\u2028三",
+        "张\ud800三", "\x7f",
+    ],
 )
 def test_invalid_names(value: str) -> None:
     with pytest.raises(InvalidField) as caught:

@@ -121,7 +121,7 @@ def test_code_is_valid_now_for_a_live_clock(signer: Signer, sub: str) -> None:
 
 def test_signature_is_checked(signer: Signer, sub: str) -> None:
     token = issue_code(signer, sub=sub, scopes=SCOPES, category=None, now=NOW)
-    header, claims, signature = token.split(".")
+    header, _claims, signature = token.split(".")
     forged = issue_code(signer, sub=new_code_id(), scopes=SCOPES, category=None, now=NOW)
     with pytest.raises(jwt.InvalidSignatureError):
         decode(f"{header}.{forged.split('.')[1]}.{signature}", signer)

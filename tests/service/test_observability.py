@@ -196,7 +196,9 @@ def metrics_client(tmp_path: Path, keys_dir: Path, **config: Any) -> Any:
      f"Bearer {METRICS_TOKEN[:-1]}", "Bearer 令牌"],
     ids=repr,
 )
-def test_metrics_need_the_token_when_one_is_configured(tmp_path: Path, keys_dir: Path, authorization: str | None) -> None:
+def test_metrics_need_the_token_when_one_is_configured(
+    tmp_path: Path, keys_dir: Path, authorization: str | None
+) -> None:
     client = metrics_client(tmp_path, keys_dir, METRICS_TOKEN=METRICS_TOKEN)
     headers = {} if authorization is None else {"Authorization": authorization}
     for method in (client.get, client.head):

@@ -105,7 +105,9 @@ def code(runner: Any, holder: dict[str, Any], tmp_path: Path) -> str:
 def desk_key(runner: Any) -> str:
     """A staffed scanner's key (``--attended``): venue ``desk-1``, every scene."""
     result = runner.invoke(
-        args=["scanners", "add", "--venue", "desk-1", "--device", "desk", "--scenes", "clinic,transit,venue", "--attended"]
+        args=[
+            "scanners", "add", "--venue", "desk-1", "--device", "desk", "--scenes", "clinic,transit,venue", "--attended"
+        ]
     )
     assert result.exit_code == 0, result.output
     assert "staffed" in result.output
@@ -154,7 +156,8 @@ def test_the_credential_is_section_9s_paper_credential(app: Any, code: str, hold
         assert resident is not None
         row = db.session().get(Credential, cti_of(code))
     assert claims.keys() == {1, 2, 4, 6, 7, "use", "scp", "cat", "hint"}  # cat: senior, born 1950
-    assert (claims[1], claims[2], claims["use"], claims["cat"]) == (app.config["ISSUER"], resident.code_id, "paper", "senior")
+    expected = (app.config["ISSUER"], resident.code_id, "paper", "senior")
+    assert (claims[1], claims[2], claims["use"], claims["cat"]) == expected
     assert claims[4] - claims[6] == 30 * 86400
     assert abs(claims[6] - time.time()) < 60
     assert len(claims[7]) == 8
@@ -348,7 +351,8 @@ def test_the_residents_history_says_paper(
 ) -> None:
     text = issued_code(runner, holder["phone"], tmp_path / "card.pdf")
     assert verify(client, desk_key, text, "venue")["ok"]
-    assert client.post("/api/v1/session", json={"phone": holder["phone"], "password": holder["password"]}).status_code == 200
+    login = {"phone": holder["phone"], "password": holder["password"]}
+    assert client.post("/api/v1/session", json=login).status_code == 200
     records = client.get("/api/v1/me/usage").get_json()["records"]
     assert [(r["form"], r["code"]) for r in records] == [("paper", "accepted")]
     assert "check_id" not in records[0]
@@ -367,7 +371,8 @@ def test_a_forged_hint_resigned_by_another_key_is_bad_signature(
     service_kid = b64url_decode(KeyStore(keys_dir).signer().kid)
     forged = paper_code(mint_credential(claims, alg="EdDSA", kid=service_kid, sign=ed25519_key.sign))
     decision = verify(client, desk_key, forged, "venue")
-    assert (decision["ok"], decision["code"], decision["check_id"], decision["sub"]) == (False, "bad_signature", None, None)
+    outcome = (decision["ok"], decision["code"], decision["check_id"], decision["sub"])
+    assert outcome == (False, "bad_signature", None, None)
 
 
 def test_a_device_credential_behind_rsp1_is_wrong_type(client: Any, desk_key: str, keys_dir: Path) -> None:

@@ -533,7 +533,7 @@ def test_nothing_personal_is_stored_in_the_clear(app: Any, client: Any) -> None:
                 for table in ("residents", "login_throttle", "device_throttle")
             }
     assert len(tables["residents"]) == 1 and len(tables["login_throttle"]) == 1 and len(tables["device_throttle"]) == 1
-    secrets_ = plaintexts(body) + ["13900000000"]
+    secrets_ = [*plaintexts(body), "13900000000"]
     for table, rows in tables.items():
         for row in rows:
             for value in row:
@@ -575,5 +575,5 @@ def test_nothing_personal_is_logged(client: Any, caplog: pytest.LogCaptureFixtur
     assert any(record.name == "codeservice.residents" for record in caplog.records)
     assert any(record.name.startswith("sqlalchemy.engine") for record in caplog.records)
     logged = caplog.text + "".join(repr(record.args) for record in caplog.records)
-    for secret in plaintexts(body) + [WRONG_PASSWORD]:
+    for secret in [*plaintexts(body), WRONG_PASSWORD]:
         assert secret not in logged

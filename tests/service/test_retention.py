@@ -72,7 +72,9 @@ def test_prune_refuses_a_non_positive_age_or_a_naive_now(app: Any) -> None:
             prune_usage(db.session(), timedelta(days=1), NOW.replace(tzinfo=None))
 
 
-@pytest.mark.parametrize(("text", "age"), [("180d", timedelta(days=180)), ("12h", timedelta(hours=12)), ("7D", timedelta(days=7))])
+@pytest.mark.parametrize(
+    ("text", "age"), [("180d", timedelta(days=180)), ("12h", timedelta(hours=12)), ("7D", timedelta(days=7))]
+)
 def test_parse_age(text: str, age: timedelta) -> None:
     assert parse_age(text) == age
 

@@ -42,7 +42,10 @@ def test_the_registration_form_holds_the_registration_body() -> None:
 def test_a_member_knows_its_json_types() -> None:
     context = Member("context", {"type": ["object", "null"]}, required=False)
     assert (context.json_types, context.nullable) == (("object",), True)
-    assert Member("token", {"type": "string"}, "The code.").json_schema() == {"type": "string", "description": "The code."}
+    assert Member("token", {"type": "string"}, "The code.").json_schema() == {
+        "type": "string",
+        "description": "The code.",
+    }
 
 
 # -- attacks: each declared member of the wrong JSON type ------------------------------------------
@@ -91,7 +94,10 @@ def test_a_required_member_missing_or_null_is_400_missing_field(client: Any, sca
 
 def test_an_optional_member_may_be_null_or_absent(client: Any, scanner_key: str) -> None:
     headers = {"Authorization": f"Bearer {scanner_key}"}
-    for body in ({"token": "not.a.code", "scene": "clinic"}, {"token": "not.a.code", "scene": "clinic", "context": None}):
+    for body in (
+        {"token": "not.a.code", "scene": "clinic"},
+        {"token": "not.a.code", "scene": "clinic", "context": None},
+    ):
         response = client.post("/api/v1/verify", json=body, headers=headers)
         assert response.status_code == 200  # a decision, not an error: the clinic wants a context
         assert response.get_json()["code"] == "bad_context"

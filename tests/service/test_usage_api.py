@@ -128,7 +128,7 @@ def test_an_empty_batch(app: Any, client: Any, key: str) -> None:
 def test_a_full_batch_of_1000(app: Any, client: Any, key: str) -> None:
     batch = [record(timedelta(seconds=i)) for i in range(1000)]
     assert accepted(upload(client, key, batch)) == (1000, 0)
-    assert accepted(upload(client, key, batch[500:] + [record()])) == (1, 500)
+    assert accepted(upload(client, key, [*batch[500:], record()])) == (1, 500)
     assert row_count(app) == 1001
 
 
@@ -294,7 +294,12 @@ def test_a_lone_surrogate_is_invalid_json(app: Any, client: Any, key: str) -> No
     # Called directly, the service refuses it too (no UTF-8 column stores it).
     with pytest.raises(usage.InvalidUsageRecord) as refused:
         usage.validate_batch(
-            batch, scanner_id=1, venue_id="v", device_id="d", scenes={"transit": TransitScene.usage_fields}, now=datetime.now(UTC)
+            batch,
+            scanner_id=1,
+            venue_id="v",
+            device_id="d",
+            scenes={"transit": TransitScene.usage_fields},
+            now=datetime.now(UTC),
         )
     assert refused.value.field == "records[1].detail"
 

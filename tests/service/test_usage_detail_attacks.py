@@ -52,7 +52,9 @@ def refused(app: Any, response: Any, field: str) -> str:
 
 def test_attack_phishing_line_in_an_undeclared_member(app: Any, client: Any, key: str, sub: str) -> None:
     """Attack: a refusal 'explained' by a line the scene never logs, under a member name of the attacker's."""
-    sent = record(sub=sub, ok=False, code="no_entry", detail={"station": "人民广场", "direction": "out", "notice": PHISHING})
+    sent = record(
+        sub=sub, ok=False, code="no_entry", detail={"station": "人民广场", "direction": "out", "notice": PHISHING}
+    )
     message = refused(app, upload(client, key, [sent]), "detail.notice")
     assert "not a field of" in message and "station" in message  # it says what the scene does declare
 
@@ -98,7 +100,9 @@ WRONG_VALUES = [
 ]
 
 
-@pytest.mark.parametrize(("scene", "detail", "member"), WRONG_VALUES, ids=[f"{c[0]}-{c[2]}-{i}" for i, c in enumerate(WRONG_VALUES)])
+@pytest.mark.parametrize(
+    ("scene", "detail", "member"), WRONG_VALUES, ids=[f"{c[0]}-{c[2]}-{i}" for i, c in enumerate(WRONG_VALUES)]
+)
 def test_attack_wrong_type_out_of_bounds_or_outside_the_closed_set(
     app: Any, client: Any, key: str, sub: str, scene: str, detail: dict[str, Any], member: str
 ) -> None:

@@ -156,7 +156,10 @@ def test_clinic_check_in_is_accepted_with_its_department(app, logged_in, code_id
 def test_clinic_check_in_with_an_appointment_logs_its_id(logged_in, code_id, scanner_key):
     context = {"department": "cardiology", "appointments": {code_id: "APT-7", new_code_id(): "APT-8"}}
     decision = decide(logged_in, scanner_key, live_code(logged_in), "clinic", context)
-    assert (decision["code"], decision["detail"]) == ("accepted", {"department": "cardiology", "appointment_id": "APT-7"})
+    assert (decision["code"], decision["detail"]) == (
+        "accepted",
+        {"department": "cardiology", "appointment_id": "APT-7"},
+    )
 
 
 def test_clinic_no_appointment(logged_in, code_id, scanner_key):
@@ -409,7 +412,7 @@ def test_a_code_signed_by_a_key_the_service_does_not_know(client, scanner_key, m
 
 
 def test_a_tampered_code_is_bad_signature(app, keys_dir, client, scanner_key):
-    header, claims, signature = service_code(app, keys_dir).split(".")
+    header, _claims, signature = service_code(app, keys_dir).split(".")
     other = claims_of(service_code(app, keys_dir))
     forged = f"{header}.{_b64json(other)}.{signature}"
     assert decide(client, scanner_key, forged, "venue")["code"] == "bad_signature"
@@ -617,7 +620,9 @@ def test_a_json_body_that_is_not_an_object_is_400(client, scanner_key, body):
     assert_error(response, 400, "invalid_json")
 
 
-@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"])
+@pytest.mark.parametrize(
+    "content_type", [None, "text/plain", "application/x-www-form-urlencoded", "multipart/form-data"]
+)
 def test_a_body_that_is_not_json_is_415(app, client, scanner_key, content_type):
     kwargs: dict[str, Any] = {"data": '{"token": "x", "scene": "venue"}'}
     if content_type:
@@ -657,7 +662,9 @@ def test_a_signed_code_whose_ids_no_database_can_hold_is_malformed(app, keys_dir
     # Only the issuer could sign such a code; the answer is a decision all the same, never a 500.
     signer = KeyStore(keys_dir).signer()
     now = int(time.time())
-    claims = {"iss": app.config["ISSUER"], "sub": new_code_id(), "iat": now, "exp": now + 60, "jti": "j1", "scp": ["clinic"]}
+    claims = {
+        "iss": app.config["ISSUER"], "sub": new_code_id(), "iat": now, "exp": now + 60, "jti": "j1", "scp": ["clinic"]
+    }
     claims[claim] = value
     header = {"alg": signer.alg, "typ": "rsc+jwt", "kid": signer.kid}
     signing_input = ".".join(b64url_encode(json.dumps(part).encode("ascii")) for part in (header, claims))

@@ -97,14 +97,18 @@ def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     require_gunicorn("the concurrency tests")
     workdir = tmp_path_factory.mktemp(f"concurrency-{request.param}")
     if request.param == "sqlite":
-        database: contextlib.AbstractContextManager[str] = contextlib.nullcontext(f"sqlite:///{workdir / 'codeservice.db'}")
+        database: contextlib.AbstractContextManager[str] = contextlib.nullcontext(
+            f"sqlite:///{workdir / 'codeservice.db'}"
+        )
     else:
         database = private_schema("cs_conc")
     with database as database_url:
         engine = create_engine(database_url)
         try:
             keys_dir, env, keys = prepare_service(
-                database_url, workdir, (("metro", "gate-1", "transit"), ("metro", "gate-2", "transit"), ("hall", "door", "clinic,venue"))
+                database_url,
+                workdir,
+                (("metro", "gate-1", "transit"), ("metro", "gate-2", "transit"), ("hall", "door", "clinic,venue")),
             )
             flask_cli(env, workdir, "init-db")  # safe to repeat
             backend = Backend(request.param, database_url, keys_dir, workdir, engine, env, keys)
@@ -138,7 +142,7 @@ def at_once(targets: list[tuple[Server, str, dict[str, Any]]]) -> list[Answer]:
             connection.connect()
             barrier.wait(timeout=30)
             results[index] = send(connection, "POST", "/api/v1/verify", body, key=key)
-        except BaseException as exc:  # noqa: BLE001 - reported by the caller
+        except BaseException as exc:  # reported by the caller
             barrier.abort()
             results[index] = exc
         finally:
@@ -195,12 +199,20 @@ def test_one_code_presented_16_times_at_once_is_accepted_once(backend, servers, 
 
 def resident_codes(backend: Backend, count: int) -> list[str]:
     """``count`` different real codes of one newly registered resident (the service's own routes)."""
-    app = create_app({"DATABASE_URL": backend.database_url, "KEYS_DIR": str(backend.keys_dir), "ENV": "development", "RATE_LIMITS": "off"})
+    app = create_app(
+        {
+            "DATABASE_URL": backend.database_url,
+            "KEYS_DIR": str(backend.keys_dir),
+            "ENV": "development",
+            "RATE_LIMITS": "off",
+        }
+    )
     try:
         client = app.test_client()
         body = registration()
         assert client.post("/api/v1/residents", json=body).status_code == 201
-        assert client.post("/api/v1/session", json={"phone": body["phone"], "password": body["password"]}).status_code == 200
+        session = client.post("/api/v1/session", json={"phone": body["phone"], "password": body["password"]})
+        assert session.status_code == 200
         tokens = [client.get("/api/v1/code").get_json()["token"] for _ in range(count)]
     finally:
         from codeservice import db
@@ -212,7 +224,9 @@ def resident_codes(backend: Backend, count: int) -> list[str]:
 
 def test_one_residents_two_codes_at_two_gates_at_once(backend, servers):
     """Transit entry: one trip opens; the other gate sees it and refuses (passback)."""
-    rounds = [resident_codes(backend, 2)] + [[backend.code(sub=sub), backend.code(sub=sub)] for sub in (new_code_id() for _ in range(7))]
+    rounds = [resident_codes(backend, 2)] + [
+        [backend.code(sub=sub), backend.code(sub=sub)] for sub in (new_code_id() for _ in range(7))
+    ]
     for tokens in rounds:
         targets = [
             (servers["A"], backend.keys["gate-1"], {"token": tokens[0], "scene": "transit", "context": ENTRY}),
@@ -238,7 +252,9 @@ def test_16_residents_at_a_venue_of_capacity_one_at_once(backend, servers):
         ]
         results = at_once(targets)
         assert codes(results) == Counter(accepted=1, capacity_full=CLIENTS - 1)
-        count = backend.scalar(select(SceneStateEntry.value).where(SceneStateEntry.key.like(f"venue@%:count:%:{venue}")))
+        count = backend.scalar(
+            select(SceneStateEntry.value).where(SceneStateEntry.key.like(f"venue@%:count:%:{venue}"))
+        )
         assert count == 1
 
 
@@ -252,7 +268,12 @@ def test_a_code_accepted_at_instance_a_is_replayed_at_instance_b(backend, server
     first = request(servers["A"].port, "POST", "/api/v1/verify", body, key=key, timeout=REQUEST_TIMEOUT)
     assert (first.status, first.body["code"]) == (200, "accepted")
     second = request(servers["B"].port, "POST", "/api/v1/verify", body, key=key, timeout=REQUEST_TIMEOUT)
-    assert (second.status, second.body["ok"], second.body["code"], second.body["jti"]) == (200, False, "replayed", jti_of(token))
+    assert (second.status, second.body["ok"], second.body["code"], second.body["jti"]) == (
+        200,
+        False,
+        "replayed",
+        jti_of(token),
+    )
     third = request(servers["A"].port, "POST", "/api/v1/verify", body, key=key, timeout=REQUEST_TIMEOUT)
     assert third.body["code"] == "replayed"
     assert usage_for(backend, jti_of(token)) == 3
@@ -273,7 +294,9 @@ def test_a_code_presented_at_both_instances_at_once_is_accepted_once(backend, se
 def test_usage_records_carry_the_keys_venue_and_device(backend, servers):
     token = backend.code(sub=new_code_id())
     body = {"token": token, "scene": "transit", "context": ENTRY, "venue_id": "forged", "device_id": "forged"}
-    answer = request(servers["B"].port, "POST", "/api/v1/verify", body, key=backend.keys["gate-2"], timeout=REQUEST_TIMEOUT)
+    answer = request(
+        servers["B"].port, "POST", "/api/v1/verify", body, key=backend.keys["gate-2"], timeout=REQUEST_TIMEOUT
+    )
     assert (answer.status, answer.body["code"]) == (200, "accepted")
     with Session(backend.engine) as session:
         row = session.scalars(select(UsageRecord).where(UsageRecord.jti == jti_of(token))).one()
@@ -291,7 +314,8 @@ def a_paper_code(backend: Backend) -> tuple[str, str]:
         1: ISSUER, 2: new_code_id(), 4: now + 86400, 6: now, 7: cti, "use": "paper",
         "scp": ["clinic", "transit", "venue"], "hint": {"n": "张*明", "b": "0521", "i": "123X"},
     }
-    return paper_code(mint_credential(claims, alg=signer.alg, kid=b64url_decode(signer.kid), sign=signer.sign)), b64url_encode(cti)
+    credential = mint_credential(claims, alg=signer.alg, kid=b64url_decode(signer.kid), sign=signer.sign)
+    return paper_code(credential), b64url_encode(cti)
 
 
 def test_one_paper_code_presented_16_times_at_once_at_a_venue_enters_once(backend, servers):
@@ -307,7 +331,8 @@ def test_one_paper_code_presented_16_times_at_once_at_a_venue_enters_once(backen
         assert codes(results) == Counter(accepted=1, already_entered=CLIENTS - 1)
         assert {answer.body["form"] for answer in results} == {"paper"}
         assert usage_for(backend, jti) == CLIENTS
-        count = backend.scalar(select(SceneStateEntry.value).where(SceneStateEntry.key.like(f"venue@%:count:%:{venue}")))
+        count_key = SceneStateEntry.key.like(f"venue@%:count:%:{venue}")
+        count = backend.scalar(select(SceneStateEntry.value).where(count_key))
         assert count == 1
 
 

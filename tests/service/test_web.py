@@ -122,7 +122,7 @@ def test_register_by_form_logs_in_and_shows_the_code(client: Any) -> None:
     for field in ("name", "id_type", "id_number", "phone", "password"):
         assert f'name="{field}"' in page
     assert '<option value="passport"' in page and "护照" in page
-    body, response = form_register(client)
+    _body, response = form_register(client)
     assert response.status_code == 303 and response.location.endswith("/code")
     page = html(client.get("/code"))
     assert "<svg" in page and "张*明" in page
@@ -283,7 +283,7 @@ def test_code_page_in_english(client: Any, resident: dict[str, Any]) -> None:
 
 
 def test_a_senior_sees_the_category(client: Any) -> None:
-    body, _ = form_register(client, id_number=gb11643_id("310104194501010012"[:17]))
+    form_register(client, id_number=gb11643_id("310104194501010012"[:17]))
     page = html(client.get("/code"))
     assert '<span class="badge" id="category">长者</span>' in page
     assert "Senior" in html(client.get("/code", headers=EN))

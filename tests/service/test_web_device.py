@@ -1,7 +1,6 @@
 """The phone's side of device codes, through the Flask test client: what the pages, the service
 worker and the offline shell are made of (the flow itself runs in Chromium: test_browser_device.py)."""
 
-# ruff: noqa: F811 (a_day is test_history's fixture, taken as a parameter)
 from __future__ import annotations
 
 import hashlib

@@ -256,7 +256,7 @@ def test_attack_05_embedded_jwk_header(
     values = {
         "jwk": attacker.jwk,
         "x5c": [base64.b64encode(b"not really a certificate").decode()],
-        "x5t": b64url_encode(hashlib.sha1(b"cert").digest()),  # noqa: S324 - a made-up thumbprint
+        "x5t": b64url_encode(hashlib.sha1(b"cert").digest()),  # a made-up thumbprint
         "x5t#S256": b64url_encode(hashlib.sha256(b"cert").digest()),
     }
     key = ed25519_key if signed_by == "fixture-key" else attacker
@@ -505,7 +505,7 @@ def test_attack_13_huge_tokens_and_json_dos(
     transit_in: dict[str, str],
 ) -> None:
     """Attack #13: MB tokens refused before decoding; the 4096-byte bound exactly; b64/zip; deep nesting."""
-    header, claims, signature = parts(make_token())
+    header, _claims, signature = parts(make_token())
 
     # 6 MB, all base64url characters, and 6 MB of valid JSON claims: refused, and fast.
     huge = [
@@ -661,8 +661,8 @@ def test_attack_15_base64url_malleability(
     assert changed != token
     if change.startswith("noncanonical"):
         # A lenient decoder reads the same bytes: exactly the malleability refused here.
-        changed_segment = next(a for a, b in zip(changed.split("."), parts(token)) if a != b)
-        original_segment = next(b for a, b in zip(changed.split("."), parts(token)) if a != b)
+        changed_segment = next(a for a, b in zip(changed.split("."), parts(token), strict=True) if a != b)
+        original_segment = next(b for a, b in zip(changed.split("."), parts(token), strict=True) if a != b)
         lenient = base64.urlsafe_b64decode(changed_segment + "==")
         assert lenient == base64.urlsafe_b64decode(original_segment + "==")
 

@@ -141,7 +141,9 @@ def test_huge_declared_lengths_are_refused_without_allocating(head: str) -> None
 
 def test_deterministic_encoding_sorts_map_keys_by_their_bytes() -> None:
     # RFC 8949 4.2.1: bytewise order of the encoded keys: 1, 4, -1, "scp", "use"
-    assert dumps({"use": 0, -1: 0, "scp": 0, 4: 0, 1: 0}) == bytes.fromhex("a5010004002000637363700063757365 00".replace(" ", ""))
+    assert dumps({"use": 0, -1: 0, "scp": 0, 4: 0, 1: 0}) == bytes.fromhex(
+        "a5010004002000637363700063757365 00".replace(" ", "")
+    )
 
 
 cbor_values = st.recursive(

@@ -106,7 +106,8 @@ def test_a_paper_code_is_accepted_with_attended_only(check_args, ed25519_key):
     assert (decision["code"], decision["form"], decision["check_id"]) == ("accepted", "paper", HINT)
     unstaffed = run_cli(check_args(paper, scene="venue", context=VENUE_DESK))
     assert unstaffed.returncode == 1, unstaffed.stderr
-    assert (decision_of(unstaffed.stdout)["code"], decision_of(unstaffed.stdout)["check_id"]) == ("attendant_required", None)
+    refused = decision_of(unstaffed.stdout)
+    assert (refused["code"], refused["check_id"]) == ("attendant_required", None)
 
 
 def test_a_rejected_code_exits_1_with_the_decision(check_args, fresh_token):

@@ -81,7 +81,7 @@ class NotAScene:
 def test_registry_refuses_what_is_not_a_scene_class(candidate):
     registry = SceneRegistry()
 
-    with pytest.raises(SceneRegistryError, match="'odd'.*not a Scene subclass"):
+    with pytest.raises(SceneRegistryError, match=r"'odd'.*not a Scene subclass"):
         registry.register("odd", candidate)
     assert "odd" not in registry
 
@@ -277,14 +277,14 @@ def test_broken_plug_in_is_named(site):
 def test_plug_in_naming_a_missing_class_is_named(site):
     write_distribution(site, "codeservice-scene-typo", {"typo": "verifiers.scenes.venue:VenuScene"})
 
-    with pytest.raises(SceneRegistryError, match="'typo'.*verifiers.scenes.venue:VenuScene"):
+    with pytest.raises(SceneRegistryError, match=r"'typo'.*verifiers\.scenes\.venue:VenuScene"):
         SceneRegistry.from_entry_points()
 
 
 def test_plug_in_that_is_not_a_scene_is_refused(site):
     write_distribution(site, "codeservice-scene-odd", {"odd": "collections:OrderedDict"})
 
-    with pytest.raises(SceneRegistryError, match="'odd'.*not a Scene subclass"):
+    with pytest.raises(SceneRegistryError, match=r"'odd'.*not a Scene subclass"):
         SceneRegistry.from_entry_points()
 
 
@@ -350,7 +350,7 @@ def test_a_scene_that_declares_nothing_allows_only_an_empty_detail():
 def test_registry_refuses_a_malformed_declaration(fields):
     odd = type("Odd", (Undeclared,), {"usage_fields": fields})
 
-    with pytest.raises(SceneRegistryError, match="'odd'.*usage.field"):
+    with pytest.raises(SceneRegistryError, match=r"'odd'.*usage.field"):
         SceneRegistry().register("odd", odd)
 
 
@@ -391,7 +391,11 @@ FIELDS = (
         ({"fare": 1.0}, "fare", "must be an integer"),
         ({"fare": 11}, "fare", "must be an integer from 0 to 10"),
         ({"fare": -1}, "fare", "must be an integer from 0 to 10"),
-        ({"station": "A", 5: "x"}, "5", "is not a field of this scene's detail (it has station, direction, line, fare)"),
+        (
+            {"station": "A", 5: "x"},
+            "5",
+            "is not a field of this scene's detail (it has station, direction, line, fare)",
+        ),
     ],
 )
 def test_check_detail_names_the_member_and_the_problem(detail, field, problem):

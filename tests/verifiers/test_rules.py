@@ -490,7 +490,8 @@ def test_a_lifetime_of_1_to_300_is_accepted(present, make_token, lifetime):
 
 
 @pytest.mark.parametrize(
-    "issuer", ["urn:codeservice:other", "urn:codeservice:dev ", "URN:CODESERVICE:DEV", ""]  # "": a string, not malformed
+    "issuer",
+    ["urn:codeservice:other", "urn:codeservice:dev ", "URN:CODESERVICE:DEV", ""],  # "": a string, not malformed
 )
 def test_another_issuer_is_issuer_mismatch(present, make_token, issuer):
     expect(present(make_token(iss=issuer)), "issuer_mismatch")
@@ -635,7 +636,15 @@ def test_an_unknown_scene_is_checked_before_the_code(present, scene):
 
 @pytest.mark.parametrize(
     "context",
-    [{}, {"station": "人民广场"}, {"station": "人民广场", "direction": "up"}, {"station": 1, "direction": "in"}, [], "x", 1],
+    [
+        {},
+        {"station": "人民广场"},
+        {"station": "人民广场", "direction": "up"},
+        {"station": 1, "direction": "in"},
+        [],
+        "x",
+        1,
+    ],
 )
 def test_a_bad_context_is_checked_before_the_code(present, context):
     decision = expect(present("garbage", context=context), "bad_context")
@@ -695,7 +704,7 @@ def test_the_bytes_of_a_valid_code_are_malformed(present, valid):
 
 
 def test_nothing_unverified_is_reported(present, make_token, ed25519_key):
-    head, claims, signature = make_token().split(".")
+    head, _claims, signature = make_token().split(".")
     forged = f"{head}.{b64json(default_claims(sub='AAAAAAAAAAAAAAAA'))}.{signature}"
     decision = expect(present(forged), "bad_signature")
     assert (decision.sub, decision.jti, decision.exp) == (None, None, None)
@@ -773,7 +782,7 @@ def test_every_decision_yields_exactly_one_usage_record(present, make_token, ver
     expected_codes = [
         "accepted", "replayed", "malformed", "bad_context", "unknown_scene", "passback", "accepted", "malformed",
     ]  # fmt: skip
-    for count, (presentation, code) in enumerate(zip(presentations, expected_codes), start=1):
+    for count, (presentation, code) in enumerate(zip(presentations, expected_codes, strict=True), start=1):
         decision = expect(presentation(), code)
         records = verifier.pending_records()
         assert len(records) == count

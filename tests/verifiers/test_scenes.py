@@ -7,7 +7,7 @@ The verifier's day is local time, UTC+8 by default: local midnight is 16:00Z.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ DAVE = "m0Pn7VcX2bZk5LwR"
 
 DAY = 24 * 3600
 # NOW is 2026-11-18T11:06:40Z, 19:06:40 in UTC+8; that local day ends at 16:00Z.
-LOCAL_MIDNIGHT = int(datetime(2026, 11, 18, 16, 0, 0, tzinfo=timezone.utc).timestamp())
+LOCAL_MIDNIGHT = int(datetime(2026, 11, 18, 16, 0, 0, tzinfo=UTC).timestamp())
 assert NOW < LOCAL_MIDNIGHT < NOW + DAY
 
 
@@ -142,7 +142,7 @@ def test_clinic_day_is_the_local_day_utc_plus_8(present):
 
 def test_clinic_day_follows_the_configured_time_zone(make_verifier, present):
     """With tz=UTC the day turns at 00:00Z, and 16:00Z is the same day."""
-    utc = make_verifier(tz=timezone.utc)
+    utc = make_verifier(tz=UTC)
     morning = present("clinic", CARDIOLOGY, by=utc)
     after_cst_midnight = present("clinic", CARDIOLOGY, by=utc, now=LOCAL_MIDNIGHT)
     utc_midnight = LOCAL_MIDNIGHT + 8 * 3600
@@ -610,7 +610,8 @@ def test_every_detail_a_scene_logs_meets_its_declaration(verifier, present, make
         "accepted", "already_checked_in", "no_appointment", "passback", "no_entry", "already_entered",
         "capacity_full", "no_reservation", "bad_context", "scene_not_allowed",
     }
-    assert [d.detail.get("fare_cents") for d in decisions if d.detail.get("direction") == "out" and d.ok] == [300, 1200, 0]
+    fares = [d.detail.get("fare_cents") for d in decisions if d.detail.get("direction") == "out" and d.ok]
+    assert fares == [300, 1200, 0]
     for decision in decisions:
         fields = registry.usage_fields(decision.scene)
         assert fields, decision.scene

@@ -95,7 +95,9 @@ class SceneRegistry:
             try:
                 scene_class = entry_point.load()
             except Exception as exc:  # a broken plug-in must say which one
-                raise SceneRegistryError(f"scene {entry_point.name!r} ({entry_point.value}) cannot be loaded: {exc}") from exc
+                raise SceneRegistryError(
+                    f"scene {entry_point.name!r} ({entry_point.value}) cannot be loaded: {exc}"
+                ) from exc
             registry.register(entry_point.name, scene_class)
         return registry
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol, TypeGuard
 
 from ..errors import BadContext, InvalidDetail, SceneRejection
 
@@ -171,7 +171,7 @@ class Scene(ABC):
     Configuration (a fare table, say) arrives as keyword arguments.
     """
 
-    name: ClassVar[str] = ""
+    name: str = ""
     context_help: ClassVar[str] = ""
     """What the scanner puts in the context, for people: the service's API description shows it."""
     rejections: ClassVar[tuple[type[SceneRejection], ...]] = ()
@@ -205,7 +205,7 @@ class Scene(ABC):
 # Context helpers shared by scenes: each raises BadContext naming the field.
 
 
-def is_text(value: object, max_length: int = 200) -> bool:
+def is_text(value: object, max_length: int = 200) -> TypeGuard[str]:
     """A non-blank string that is also valid UTF-8 (no lone surrogates): it reaches usage records."""
     if type(value) is not str or not value.strip() or len(value) > max_length:
         return False
@@ -220,7 +220,7 @@ def required_text(context: Mapping[str, Any], name: str, *, max_length: int = 20
     value = context.get(name)
     if not is_text(value, max_length):
         raise BadContext(f"context field {name!r} must be a non-empty string of at most {max_length} characters")
-    return value  # type: ignore[return-value]
+    return value
 
 
 def optional_text(context: Mapping[str, Any], name: str, *, max_length: int = 200) -> str | None:

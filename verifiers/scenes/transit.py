@@ -102,7 +102,8 @@ class TransitScene(Scene):
         max_trip_seconds: int = DEFAULT_MAX_TRIP_SECONDS,
     ) -> None:
         if isinstance(fare_table, Mapping):
-            fare_table = FareTable(**{k: tuple(map(tuple, v)) if k == "bands" else v for k, v in fare_table.items()})
+            fields: dict[str, Any] = {k: tuple(map(tuple, v)) if k == "bands" else v for k, v in fare_table.items()}
+            fare_table = FareTable(**fields)
         self.fare_table = fare_table or FareTable()
         self.concessions = dict(DEFAULT_CONCESSIONS if concessions is None else concessions)
         self.max_trip_seconds = max_trip_seconds

@@ -57,7 +57,8 @@ class VenueScene(Scene):
     name = "venue"
     rejections = (AlreadyEntered, CapacityFull, NoReservation)
     context_help = (
-        "all optional: `venue_id` (string; the scanner's venue: a different one is refused), `capacity` (people a day), "
+        "all optional: `venue_id` (string; the scanner's venue: a different one is refused), "
+        "`capacity` (people a day), "
         '`reservations`: {sub: {"id", "party_size"}}'
     )
     usage_fields = (
