@@ -223,17 +223,25 @@ def reassign_command(id_type: str, id_number: str, phone: str, name: str, staff:
 @click.option("--phone", required=True, help="The resident's phone number.")
 @click.option("--days", type=click.IntRange(1, paper.MAX_DAYS), default=paper.DEFAULT_DAYS, show_default=True,
               help=f"How many days the paper code works (1 to {paper.MAX_DAYS}).")
-@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True), required=True,
-              help="Where to write the card to print (a PDF, ID-1 card size).")
-def paper_command(phone: str, days: int, out: str) -> None:
+@click.option("--out", "out", type=click.Path(dir_okay=False, writable=True),
+              help="Where to write the card to print (a PDF, ID-1 card size); needed unless --revoke.")
+@click.option("--revoke", is_flag=True,
+              help="Revoke the resident's paper code instead (a lost card, or one no longer needed).")
+def paper_command(phone: str, days: int, out: str | None, revoke: bool) -> None:
     """Issue a paper code for a resident without a smartphone, and its printable card.
 
     The card holds the QR, the masked name, the birth month and day (resident
     ID holders) and the ID number's last four characters, for staff to compare
     with the ID card; only staffed scanners (scanners add --attended) accept
     it. Issuing another revokes the resident's previous paper code. The
-    code's text (RSP1:...) is printed alone on the last line.
+    code's text (RSP1:...) is printed alone on the last line. With --revoke,
+    the resident's paper code is revoked and no card is issued.
     """
+    if revoke:
+        _revoke_paper(phone)
+        return
+    if out is None:
+        raise click.UsageError("--out is needed to issue a card (or --revoke to revoke one)")
     config = current_app.config
     card = Path(out)
     existed = card.exists()
@@ -261,6 +269,18 @@ def paper_command(phone: str, days: int, out: str) -> None:
         click.echo(f"The previous paper code {cti} is revoked.")
     click.echo("The code follows, alone on the last line:")
     click.echo(code.text)
+
+
+def _revoke_paper(phone: str) -> None:
+    try:
+        revoked = paper.revoke_paper_codes(db.session(), data_keys(), phone=phone, now=datetime.now(UTC))
+    except (ClientError, KeyStoreError) as exc:
+        raise click.ClickException(exc.message) from None
+    number = residents.masked_phone(identity.normalize_phone(phone))
+    if not revoked:
+        click.echo(f"The resident {number} has no live paper code: nothing revoked.")
+    for cti in revoked:
+        click.echo(f"Paper code {cti} of {number} is revoked: scanners refuse it once they have synced.")
 
 
 # -- scanners ------------------------------------------------------------------

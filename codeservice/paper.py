@@ -134,21 +134,7 @@ def issue_paper_code(
     text = paper_code(credential)
     card = render_card(text, hint=hint, expires_at=exp, serial=cti, issued_at=iat)
     issued_at = datetime.fromtimestamp(iat, UTC)
-    replaced = tuple(
-        session.scalars(
-            select(Credential.cti).where(
-                Credential.resident_id == resident.id,
-                Credential.use == PAPER,
-                Credential.revoked_at.is_(None),
-                Credential.expires_at > issued_at,
-            )
-        )
-    )
-    if replaced:
-        session.execute(
-            update(Credential).where(Credential.cti.in_(replaced)).values(revoked_at=issued_at),
-            execution_options={"synchronize_session": False},
-        )
+    replaced = _revoke_live(session, resident.id, issued_at)
     session.add(
         Credential(
             cti=cti,
@@ -181,3 +167,56 @@ def issue_paper_code(
         card=card,
     )
 
+
+def live_paper_credentials(session: Session, resident_id: int, now: datetime) -> list[Credential]:
+    """The resident's paper credentials neither revoked nor expired at ``now``, the longest-lived last."""
+    return list(
+        session.scalars(
+            select(Credential)
+            .where(
+                Credential.resident_id == resident_id,
+                Credential.use == PAPER,
+                Credential.revoked_at.is_(None),
+                Credential.expires_at > now,
+            )
+            .order_by(Credential.expires_at)
+        )
+    )
+
+
+def live_paper_until(session: Session, resident_id: int, now: datetime) -> int | None:
+    """When the resident's longest-lived live paper code expires (seconds since the epoch); None: no live card."""
+    cards = live_paper_credentials(session, resident_id, now)
+    if not cards:
+        return None
+    expires_at = cards[-1].expires_at
+    return int((expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)).timestamp())  # SQLite: naive UTC
+
+
+def revoke_paper_codes(session: Session, keys: DataKeys, *, phone: str, now: datetime) -> tuple[str, ...]:
+    """Revoke the live paper codes of the resident with this phone (a lost card, or one no longer needed); committed.
+
+    Their ``cti``s join the revocation list until a day after they expire.
+    ResidentNotFound for an unknown phone; an empty tuple when there was none.
+    """
+    resident = find_by_phone(session, keys, phone)
+    if resident is None:
+        raise ResidentNotFound()
+    session.execute(select(Resident.id).where(Resident.id == resident.id).with_for_update())
+    revoked = _revoke_live(session, resident.id, now)
+    session.commit()
+    if revoked:
+        audit_log.info("paper code%s %s of resident %d revoked", "s" if len(revoked) > 1 else "", ", ".join(revoked),
+                       resident.id)
+    return revoked
+
+
+def _revoke_live(session: Session, resident_id: int, at: datetime) -> tuple[str, ...]:
+    """Revoke (at ``at``) the resident's live paper credentials; their ctis."""
+    ctis = tuple(credential.cti for credential in live_paper_credentials(session, resident_id, at))
+    if ctis:
+        session.execute(
+            update(Credential).where(Credential.cti.in_(ctis)).values(revoked_at=at),
+            execution_options={"synchronize_session": False},
+        )
+    return ctis

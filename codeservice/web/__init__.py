@@ -32,7 +32,7 @@ from werkzeug.wrappers import Response  # what views return: flask's make_respon
 
 from verifiers.contract import CATEGORIES
 
-from .. import auth, codes, db, device_cookies, identity, residents, usage
+from .. import auth, codes, db, device_cookies, identity, paper, paper_card, residents, usage
 from ..context import data_keys, scene_registry
 from ..errors import ClientError, CodeRevoked, InvalidCursor, RateLimited, TooManyAttempts
 from ..identity import ID_TYPES, REGISTRATION
@@ -327,9 +327,16 @@ def service_worker() -> Response:
 @web.get("/devices")
 def devices_page() -> Response:
     """The resident's enrolled phones, listed and withdrawn by static/devices.js through the API."""
-    if auth.current_resident(required=False) is None:
+    resident = auth.current_resident(required=False)
+    if resident is None:
         return redirect(url_for("web.login"))
-    return _page("devices.html", my_devices_api=request.script_root + MY_DEVICES_API)
+    # A resident who later gets a phone learns that the card is still live, and how to end it.
+    expires_at = paper.live_paper_until(db.session(), resident.id, _now())
+    paper_until = None
+    if expires_at is not None:
+        last_day = paper_card.last_full_day(expires_at)
+        paper_until = (paper_card.expiry_zh if i18n.current_language() == "zh" else paper_card.expiry_en)(last_day)
+    return _page("devices.html", my_devices_api=request.script_root + MY_DEVICES_API, paper_until=paper_until)
 
 
 def _first_code() -> dict[str, Any]:

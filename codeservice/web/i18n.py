@@ -117,6 +117,9 @@ MESSAGES: dict[str, dict[str, str]] = {
         "form_paper": "纸质码",
         # devices
         "devices_title": "我的设备",
+        "paper_card_title": "纸质码",
+        "paper_card_live": "您有一张有效的纸质码（{until}）。",
+        "paper_card_help": "如已不需要或遗失，请携带身份证件到社区事务受理服务中心办理挂失；各扫码点同步后该卡即失效。",
         "devices_intro": "可以离线出示服务码的手机。撤销后，该手机的离线码不再有效。",
         "devices_loading": "正在加载…",
         "devices_noscript": "此页面需要启用 JavaScript。",
@@ -258,6 +261,10 @@ MESSAGES: dict[str, dict[str, str]] = {
         "form_device": "Device code (made offline)",
         "form_paper": "Paper code",
         "devices_title": "My devices",
+        "paper_card_title": "Paper card",
+        "paper_card_live": "You have a live paper card ({until}).",
+        "paper_card_help": "If you no longer need it or have lost it, bring your ID card to a community service "
+        "centre to have it revoked; it stops working as soon as scanners have synced.",
         "devices_intro": "Phones that can show your code offline. A withdrawn phone's offline codes stop working.",
         "devices_loading": "Loading…",
         "devices_noscript": "This page needs JavaScript.",

@@ -290,6 +290,48 @@ def test_the_previous_card_is_revoked_online_and_on_the_list(
     assert cti_of(first) in payload["credentials"]
 
 
+def test_a_lost_card_is_revoked_at_the_desk(
+    runner: Any, client: Any, holder: dict[str, Any], tmp_path: Path, desk_key: str
+) -> None:
+    text = issued_code(runner, holder["phone"], tmp_path / "card.pdf")
+    result = runner.invoke(args=["residents", "paper", "--revoke", "--phone", holder["phone"]])
+
+    assert result.exit_code == 0, result.output
+    assert f"Paper code {cti_of(text)}" in result.output and holder["phone"] not in result.output
+    assert verify(client, desk_key, text, "venue")["code"] == "revoked"
+    again = runner.invoke(args=["residents", "paper", "--revoke", "--phone", holder["phone"]])
+    assert again.exit_code == 0 and "nothing revoked" in again.output
+
+
+def test_revoking_needs_a_known_phone_and_issuing_needs_out(runner: Any, holder: dict[str, Any]) -> None:
+    unknown = runner.invoke(args=["residents", "paper", "--revoke", "--phone", "13900000000"])
+    no_out = runner.invoke(args=["residents", "paper", "--phone", holder["phone"]])
+
+    assert unknown.exit_code == 1 and "Traceback" not in unknown.output
+    assert no_out.exit_code == 2 and "--out" in no_out.output
+
+
+@pytest.mark.parametrize(
+    ("language", "says"),
+    [("zh-CN", "您有一张有效的纸质码（有效期至"), ("en", "You have a live paper card (Valid until")],
+)
+def test_the_residents_devices_page_says_a_card_is_live_until_when(
+    runner: Any, client: Any, holder: dict[str, Any], tmp_path: Path, language: str, says: str
+) -> None:
+    """Issue 13: a resident who later gets a phone learns that the card still works, and how to end it."""
+    login = {"phone": holder["phone"], "password": holder["password"]}
+    assert client.post("/api/v1/session", json=login).status_code == 200
+    headers = {"Accept-Language": language}
+    assert 'id="paper-card"' not in client.get("/devices", headers=headers).get_data(as_text=True)
+
+    issued_code(runner, holder["phone"], tmp_path / "card.pdf", "--days", "10")
+    page = client.get("/devices", headers=headers).get_data(as_text=True)
+    assert 'id="paper-card"' in page and says in page
+
+    assert runner.invoke(args=["residents", "paper", "--revoke", "--phone", holder["phone"]]).exit_code == 0
+    assert 'id="paper-card"' not in client.get("/devices", headers=headers).get_data(as_text=True)
+
+
 # -- online ---------------------------------------------------------------------------
 
 
