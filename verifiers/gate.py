@@ -193,7 +193,7 @@ class BackgroundSync:
     def sync_once(self) -> None:
         try:
             report = self.verifier.sync(self.url, self._key)
-        except Exception as exc:  # noqa: BLE001 - a sync's failure never stops the loop
+        except Exception as exc:  # any failure of a sync: it never stops the loop
             warn(f"sync failed: {exc.__class__.__name__}: {exc}")
             return
         for error in report.errors:
@@ -296,7 +296,8 @@ class Gate:
 
 
 def _install_signals(handler: Callable[[int, FrameType | None], None], wake_fd: int) -> dict[int, Any]:
-    previous: dict[int, Any] = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)}
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+    previous: dict[int, Any] = {sig: signal.signal(sig, handler) for sig in signals}
     previous[-1] = signal.set_wakeup_fd(wake_fd, warn_on_full_buffer=False)
     return previous
 
