@@ -20,6 +20,7 @@ import os
 import shlex
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from .contract import DEFAULT_ISSUER
 from .errors import VerifierError
@@ -99,11 +100,18 @@ def read_token(argument: str) -> str:
     return text[:-1] if text.endswith("\n") else text
 
 
-def check(arguments: argparse.Namespace) -> int:
+def read_context(argument: str) -> dict[str, Any] | None:
+    """``--context`` as a JSON object; None (after saying why on stderr) when it is not one."""
     try:
-        context = json_object(arguments.context.encode("utf-8", errors="surrogateescape"))
+        return json_object(argument.encode("utf-8", errors="surrogateescape"))
     except JoseFormatError as exc:
         print(f"python -m verifiers: error: --context is not a JSON object: {exc}", file=sys.stderr)
+        return None
+
+
+def check(arguments: argparse.Namespace) -> int:
+    context = read_context(arguments.context)
+    if context is None:
         return EXIT_USAGE
     try:
         keys = KeySet.from_jwks(arguments.jwks)
@@ -171,10 +179,8 @@ def open_input(path: str | None) -> int:
 
 
 def gate(arguments: argparse.Namespace) -> int:
-    try:
-        context = json_object(arguments.context.encode("utf-8", errors="surrogateescape"))
-    except JoseFormatError as exc:
-        print(f"python -m verifiers: error: --context is not a JSON object: {exc}", file=sys.stderr)
+    context = read_context(arguments.context)
+    if context is None:
         return EXIT_USAGE
     try:
         on_accept = hook_command("--on-accept", arguments.on_accept)
