@@ -8,6 +8,7 @@ service's). Tests import these from here, never from a conftest or another test.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import json
 import os
@@ -15,6 +16,7 @@ import re
 import secrets
 import shutil
 import subprocess
+import threading
 import time
 import urllib.request
 import uuid
@@ -455,6 +457,32 @@ def write_distribution(site: Path, name: str, scenes: dict[str, str], version: s
     lines = [f"[{ENTRY_POINT_GROUP}]", *(f"{scene} = {target}" for scene, target in scenes.items())]
     (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
     return dist_info
+
+
+@contextlib.contextmanager
+def served_app(config: dict[str, Any], install: Callable[[Any], Any] | None = None) -> Iterator[dict[str, Any]]:
+    """The whole service made from ``config`` (after ``install(app)``: a test's changes to it), its schema
+    migrated, served by threads on a free loopback port: yields ``{"url", "app"}``; stopped afterwards."""
+    from werkzeug.serving import make_server
+
+    from codeservice import create_app, db
+
+    app = create_app(config)
+    if install is not None:
+        install(app)
+    with app.app_context():
+        db.init_db()
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, name="codeservice-test-server", daemon=True)
+    thread.start()
+    try:
+        yield {"url": f"http://127.0.0.1:{httpd.server_port}", "app": app}
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=10)
+        with app.app_context():
+            db.engine().dispose()
 
 
 # -- a phone in Chromium ------------------------------------------------------------

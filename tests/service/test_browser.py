@@ -12,14 +12,13 @@ CODESERVICE_REQUIRE_SERVERS=1 (then it fails).
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import DEMO_PASSWORD, PHONE, api_register, log_in, read_qr, registration
+from helpers import DEMO_PASSWORD, PHONE, api_register, log_in, read_qr, registration, served_app
 
 CODE_TTL = 15
 MIN_QR_PX = 240
@@ -29,32 +28,15 @@ LEAD_SCREENSHOT = Path("/tmp/code_page.png")
 @pytest.fixture
 def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
     """The whole service on a free loopback port; yields its base URL and app."""
-    from werkzeug.serving import make_server
-
-    from codeservice import create_app, db
-
-    app = create_app(
-        {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'browser.db'}",
-            "KEYS_DIR": str(keys_dir),
-            "ENV": "development",
-            "CODE_TTL": CODE_TTL,
-            "RATE_LIMITS": "off",
-        }
-    )
-    with app.app_context():
-        db.init_db()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, name="codeservice-test-server", daemon=True)
-    thread.start()
-    try:
-        yield {"url": f"http://127.0.0.1:{httpd.server_port}", "app": app}
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
-        with app.app_context():
-            db.engine().dispose()
+    config = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'browser.db'}",
+        "KEYS_DIR": str(keys_dir),
+        "ENV": "development",
+        "CODE_TTL": CODE_TTL,
+        "RATE_LIMITS": "off",
+    }
+    with served_app(config) as running:
+        yield running
 
 
 @pytest.fixture

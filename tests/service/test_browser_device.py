@@ -23,14 +23,13 @@ import contextlib
 import json
 import secrets
 import statistics
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PHONE, api_register, log_in, read_qr
+from helpers import PHONE, api_register, log_in, read_qr, served_app
 
 from verifiers import KeySet, cbor
 from verifiers.base45 import b45decode, b45encode
@@ -72,34 +71,14 @@ def serving(
     tmp_path: Path, keys_dir: Path, install: Callable[[Any], Any] = lambda app: None
 ) -> Iterator[dict[str, Any]]:
     """The whole service, after ``install(app)`` (a test's changes to it), on a free loopback port."""
-    from werkzeug.serving import make_server
-
-    from codeservice import create_app, db
-
-    app = create_app(
-        {
-            "DATABASE_URL": f"sqlite:///{tmp_path / 'device.db'}",
-            "KEYS_DIR": str(keys_dir),
-            "ENV": "development",
-            "RATE_LIMITS": "off",
-        }
-    )
-    install(app)
-    with app.app_context():
-        db.init_db()
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(
-        target=httpd.serve_forever, name="codeservice-device-test-server", daemon=True
-    )
-    thread.start()
-    try:
-        yield {"url": f"http://127.0.0.1:{httpd.server_port}", "app": app}
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=10)
-        with app.app_context():
-            db.engine().dispose()
+    config = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'device.db'}",
+        "KEYS_DIR": str(keys_dir),
+        "ENV": "development",
+        "RATE_LIMITS": "off",
+    }
+    with served_app(config, install) as running:
+        yield running
 
 
 @pytest.fixture

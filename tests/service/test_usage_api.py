@@ -270,28 +270,22 @@ def test_a_malformed_record_refuses_the_whole_batch(
 @pytest.mark.parametrize("number", [float("nan"), float("inf"), -float("inf")], ids=repr)
 def test_numbers_json_does_not_have(app: Any, client: Any, key: str, number: float) -> None:
     # Python's json writes NaN and Infinity; the body is no JSON then, whatever record holds them.
-    batch = [record(), record(detail={"fare": number})]
-    error(upload(client, key, batch), 400, "invalid_json")
-    assert row_count(app) == 0
     # Called directly, the service refuses them too (no database stores them as JSON).
-    with pytest.raises(usage.InvalidUsageRecord) as refused:
-        usage.validate_batch(
-            batch,
-            scanner_id=1,
-            venue_id="v",
-            device_id="d",
-            scenes={"transit": TransitScene.usage_fields},
-            now=datetime.now(UTC),
-        )
-    assert refused.value.field == "records[1].detail"
+    assert_no_json_body_and_no_record(app, client, key, {"fare": number})
 
 
 def test_a_lone_surrogate_is_invalid_json(app: Any, client: Any, key: str) -> None:
     # JSON escapes one ("\\ud800"), but it is no UTF-8 text: the body is no strict JSON then.
-    batch = [record(), record(detail={"station": "\ud800"})]
+    # Called directly, the service refuses it too (no UTF-8 column stores it).
+    assert_no_json_body_and_no_record(app, client, key, {"station": "\ud800"})
+
+
+def assert_no_json_body_and_no_record(app: Any, client: Any, key: str, detail: dict[str, Any]) -> None:
+    """A batch whose second record holds ``detail`` is 400 invalid_json over HTTP, and refused by
+    validate_batch called directly (naming that record's detail); nothing is stored."""
+    batch = [record(), record(detail=detail)]
     error(upload(client, key, batch), 400, "invalid_json")
     assert row_count(app) == 0
-    # Called directly, the service refuses it too (no UTF-8 column stores it).
     with pytest.raises(usage.InvalidUsageRecord) as refused:
         usage.validate_batch(
             batch,
