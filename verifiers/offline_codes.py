@@ -46,7 +46,6 @@ from .errors import (
     AlgNotAllowed,
     BadSignature,
     Expired,
-    IssuerMismatch,
     Malformed,
     NotYetValid,
     Rejection,
@@ -55,7 +54,7 @@ from .errors import (
 )
 from .jose import b64url_encode
 from .keys import KeySet
-from .tokens import VerificationRules, VerifiedCode
+from .tokens import VerificationRules, VerifiedCode, check_times
 
 DEVICE, PAPER, ONLINE = "device", "paper", "online"
 FORMS = {DEVICE_CODE_PREFIX: DEVICE, PAPER_CODE_PREFIX: PAPER}
@@ -179,7 +178,13 @@ def check_offline_code(text: object, keys: KeySet, rules: VerificationRules, now
         raise BadSignature()
     try:
         code, device_key = _read_claims(parsed, key.kid)
-        _check_validity(code, rules, now)
+        check_times(
+            code,
+            rules,
+            now,
+            expired="the credential has expired",
+            not_yet_valid="the credential is not valid yet; check the scanner's clock",
+        )
         if parsed.presentation is not None:
             _check_presentation(parsed.presentation, device_key, code, rules, now)
     except Rejection as rejection:
@@ -277,16 +282,6 @@ def _hint(hint: object) -> dict[str, str]:
     if birthday is not None and not (len(birthday) == 4 and birthday.isascii() and birthday.isdigit()):
         raise Malformed('the hint\'s "b" is not a birth month and day "MMDD"')
     return dict(hint)
-
-
-def _check_validity(code: VerifiedCode, rules: VerificationRules, now: float) -> None:
-    """Rule 4, second part: issuer, expiry, issued-at (the credential's)."""
-    if code.iss != rules.issuer:
-        raise IssuerMismatch()
-    if now > code.exp + rules.leeway:
-        raise Expired("the credential has expired")
-    if code.iat > now + rules.leeway:
-        raise NotYetValid("the credential is not valid yet; check the scanner's clock")
 
 
 def _check_presentation(

@@ -5,8 +5,9 @@ first failing rule's :class:`~verifiers.errors.Rejection`.
 :func:`check_jws` is the JWS form's own rules (1-4), beside
 :func:`verifiers.offline_codes.check_offline_code` for section 9's forms;
 the scene (5), revocation, replay and the scene's rules (6-8) are shared by
-every form and live in :mod:`verifiers.verifier`. :func:`check_code` is
-rules 1-5 for the JWS alone.
+every form and live in :mod:`verifiers.verifier`; of those, :func:`check_scene`
+is here, and :func:`check_times` (rule 4's second part) serves section 9's
+credentials too.
 """
 
 from __future__ import annotations
@@ -191,26 +192,30 @@ def read_claims(claims: dict[str, Any], kid: str) -> VerifiedCode:
     )
 
 
-def check_times(code: VerifiedCode, rules: VerificationRules, now: float) -> None:
-    """Rule 4, second part: issuer, expiry, issued-at."""
+def check_times(
+    code: VerifiedCode,
+    rules: VerificationRules,
+    now: float,
+    *,
+    expired: str | None = None,
+    not_yet_valid: str | None = None,
+) -> None:
+    """Rule 4, second part, for every form: issuer, expiry, issued-at (a JWS's, or a credential's).
+
+    ``expired`` and ``not_yet_valid`` say it in the form's words (the rejections' defaults otherwise).
+    """
     if code.iss != rules.issuer:
         raise IssuerMismatch()
     if now > code.exp + rules.leeway:
-        raise Expired()
+        raise Expired(expired)
     if code.iat > now + rules.leeway:
-        raise NotYetValid()
+        raise NotYetValid(not_yet_valid)
 
 
 def check_scene(code: VerifiedCode, scene: str) -> None:
     """Rule 5 (section 9's rule 6, first part): the scene is one the code names in ``scp``."""
     if scene not in code.scopes:
         raise SceneNotAllowed(f"the code is not valid for {scene!r}")
-
-
-def check_validity(code: VerifiedCode, rules: VerificationRules, scene: str, now: float) -> None:
-    """Rule 4, second part (issuer, expiry, issued-at), then rule 5 (scene)."""
-    check_times(code, rules, now)
-    check_scene(code, scene)
 
 
 def check_jws(token: object, keys: KeySet, rules: VerificationRules, now: float) -> VerifiedCode:
@@ -227,17 +232,6 @@ def check_jws(token: object, keys: KeySet, rules: VerificationRules, now: float)
     code = read_claims(claims, key.kid)
     try:
         check_times(code, rules, now)
-    except Rejection as rejection:
-        rejection.verified = code
-        raise
-    return code
-
-
-def check_code(token: object, keys: KeySet, rules: VerificationRules, scene: str, now: float) -> VerifiedCode:
-    """Rules 1-5 of contract section 2 for a JWS, in order; the first failure is raised (see :func:`check_jws`)."""
-    code = check_jws(token, keys, rules, now)
-    try:
-        check_scene(code, scene)
     except Rejection as rejection:
         rejection.verified = code
         raise

@@ -31,7 +31,6 @@ from .errors import (
     Rejection,
     Replayed,
     Revoked,
-    SceneNotAllowed,
     UnknownScene,
 )
 from .keys import KeySet
@@ -47,7 +46,7 @@ from .store import (
     has_outbox,
 )
 from .sync import DEFAULT_TIMEOUT, MAX_BATCH_SIZE, sync
-from .tokens import VerificationRules, VerifiedCode, check_jws
+from .tokens import VerificationRules, VerifiedCode, check_jws, check_scene
 
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
 ACCEPTED_MESSAGE = "accepted"
@@ -223,8 +222,7 @@ class OfflineVerifier:
             parsed_context = self._parse_context(scene_module, context)
             code = FORM_CHECKS[form](token, self.keys, self.rules, now)
             # The steps every form shares, in the contract's order.
-            if scene_module.name not in code.scopes:
-                raise SceneNotAllowed(f"the code is not valid for {scene_module.name!r}")
+            check_scene(code, scene_module.name)
             if form == PAPER and not self.attended:
                 raise AttendantRequired()
             if code.sub in self.revoked:
