@@ -29,22 +29,15 @@ from verifiers.cose import cose_key_from_p256
 from verifiers.jose import JoseFormatError, b64url_decode, b64url_encode
 from verifiers.offline_codes import (
     CLAIM_CNF,
-    CLAIM_CTI,
-    CLAIM_EXP,
-    CLAIM_IAT,
-    CLAIM_ISS,
-    CLAIM_SUB,
     CNF_COSE_KEY,
-    CTI_BYTES,
     DEVICE,
-    mint_credential,
 )
 from verifiers.shapes import Member
 
+from . import credentials
 from .errors import CodeRevoked, DeviceNotFound, InvalidPublicKey
 from .keystore import Signer
-from .models import Credential, Device, Resident
-from .residents import code_category
+from .models import Credential, Device, Resident, as_utc
 
 DEVICE_ID_BYTES = 12
 """A device id is 12 random bytes: 16 base64url characters."""
@@ -235,41 +228,26 @@ def _issue(
     now: datetime,
     terms: CredentialTerms,
 ) -> IssuedCredential:
-    cti = secrets.token_bytes(CTI_BYTES)
     issued_at = int(now.timestamp())
     expires_at = issued_at + terms.ttl
-    claims: dict[Any, Any] = {
-        CLAIM_ISS: terms.issuer,
-        CLAIM_SUB: resident.code_id,
-        CLAIM_IAT: issued_at,
-        CLAIM_EXP: expires_at,
-        CLAIM_CTI: cti,
-        CLAIM_CNF: {CNF_COSE_KEY: cose_key_from_p256(public_key)},
-        "use": DEVICE,
-        "scp": list(terms.scopes),
-    }
-    category = code_category(resident, issued_at, senior_age=terms.senior_age)
-    if category is not None:
-        claims["cat"] = category
-    credential = mint_credential(claims, alg=signer.alg, kid=b64url_decode(signer.kid), sign=signer.sign)
-    cti_text = b64url_encode(cti)
-    session.add(
-        Credential(
-            cti=cti_text,
-            resident_id=resident.id,
-            device_id=device_id,
-            use=DEVICE,
-            issued_at=_time(issued_at),
-            expires_at=_time(expires_at),
-        )
+    credential, cti = credentials.mint(
+        signer,
+        resident,
+        use=DEVICE,
+        issued_at=issued_at,
+        expires_at=expires_at,
+        issuer=terms.issuer,
+        scopes=terms.scopes,
+        senior_age=terms.senior_age,
+        claims={CLAIM_CNF: {CNF_COSE_KEY: cose_key_from_p256(public_key)}},
     )
-    return IssuedCredential(device_id, credential, cti_text, issued_at, expires_at)
+    credentials.record(
+        session, resident, cti, use=DEVICE, issued_at=issued_at, expires_at=expires_at, device_id=device_id
+    )
+    return IssuedCredential(device_id, credential, cti, issued_at, expires_at)
 
 
 def epoch_seconds(value: datetime) -> int:
-    """A stored time in seconds since the epoch (SQLite hands times back naive, in UTC as stored)."""
-    return int((value.replace(tzinfo=UTC) if value.tzinfo is None else value).timestamp())
+    """A stored time in seconds since the epoch."""
+    return int(as_utc(value).timestamp())
 
-
-def _time(seconds: int) -> datetime:
-    return datetime.fromtimestamp(seconds, UTC)

@@ -7,7 +7,7 @@ are never stored in the clear: an ID number or phone is kept encrypted
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import (
@@ -24,6 +24,11 @@ from sqlalchemy import (
     false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def as_utc(value: datetime) -> datetime:
+    """A stored time as an aware UTC datetime (SQLite hands times back naive, in UTC as stored)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class Base(DeclarativeBase):

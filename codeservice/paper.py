@@ -19,24 +19,21 @@ resident's database id and the credential's ``cti``.
 from __future__ import annotations
 
 import logging
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from verifiers.jose import b64url_decode, b64url_encode
-from verifiers.offline_codes import mint_credential, paper_code
+from verifiers.offline_codes import PAPER, paper_code
 
-from . import paper_card
+from . import credentials, paper_card
 from .errors import CodeRevoked, InvalidField, ResidentNotFound
 from .keystore import Signer
-from .models import Credential, Resident
+from .models import Credential, Resident, as_utc
 from .pii import DataKeys
-from .residents import ID_NUMBER_PURPOSE, code_category, find_by_phone
+from .residents import ID_NUMBER_PURPOSE, find_by_phone
 
 __all__ = ["DEFAULT_DAYS", "MAX_DAYS", "PaperCode", "holder_hint", "issue_paper_code"]
 
@@ -44,11 +41,6 @@ audit_log = logging.getLogger("codeservice.audit")
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 180  # contract section 9: a paper credential lives at most 15552000 s
-PAPER = "paper"
-CTI_BYTES = 8
-
-# CWT claim labels (RFC 8392), as section 9's credential uses them.
-ISS, SUB, EXP, IAT, CTI = 1, 2, 4, 6, 7
 
 
 @dataclass(frozen=True)
@@ -115,37 +107,22 @@ def issue_paper_code(
     hint = holder_hint(resident, keys)
     iat = int(now.timestamp())
     exp = iat + days * 86400
-    cti_bytes = secrets.token_bytes(CTI_BYTES)
-    claims: dict[Any, Any] = {
-        ISS: issuer,
-        SUB: resident.code_id,
-        EXP: exp,
-        IAT: iat,
-        CTI: cti_bytes,
-        "use": PAPER,
-        "scp": list(scopes),
-    }
-    category = code_category(resident, iat, senior_age)
-    if category is not None:
-        claims["cat"] = category
-    claims["hint"] = hint
-    credential = mint_credential(claims, alg=signer.alg, kid=b64url_decode(signer.kid), sign=signer.sign)
-    cti = b64url_encode(cti_bytes)
+    credential, cti = credentials.mint(
+        signer,
+        resident,
+        use=PAPER,
+        issued_at=iat,
+        expires_at=exp,
+        issuer=issuer,
+        scopes=scopes,
+        senior_age=senior_age,
+        claims={"hint": hint},
+    )
     text = paper_code(credential)
     card = render_card(text, hint=hint, expires_at=exp, serial=cti, issued_at=iat)
     issued_at = datetime.fromtimestamp(iat, UTC)
     replaced = _revoke_live(session, resident.id, issued_at)
-    session.add(
-        Credential(
-            cti=cti,
-            resident_id=resident.id,
-            device_id=None,
-            use=PAPER,
-            issued_at=issued_at,
-            expires_at=issued_at + timedelta(days=days),
-            revoked_at=None,
-        )
-    )
+    credentials.record(session, resident, cti, use=PAPER, issued_at=iat, expires_at=exp)
     session.commit()
     audit_log.info(
         "paper code %s issued to resident %d, valid %d days%s",
@@ -189,8 +166,7 @@ def live_paper_until(session: Session, resident_id: int, now: datetime) -> int |
     cards = live_paper_credentials(session, resident_id, now)
     if not cards:
         return None
-    expires_at = cards[-1].expires_at
-    return int((expires_at if expires_at.tzinfo else expires_at.replace(tzinfo=UTC)).timestamp())  # SQLite: naive UTC
+    return int(as_utc(cards[-1].expires_at).timestamp())
 
 
 def revoke_paper_codes(session: Session, keys: DataKeys, *, phone: str, now: datetime) -> tuple[str, ...]:

@@ -61,7 +61,7 @@ from .errors import (
     TooManyAttempts,
 )
 from .issuance import new_code_id
-from .models import DeviceThrottle, LoginThrottle, Resident
+from .models import DeviceThrottle, LoginThrottle, Resident, as_utc
 from .pii import DataKeys
 
 __all__ = [
@@ -290,7 +290,7 @@ def _check_throttle(session: Session, key: InstrumentedAttribute[str], value: st
     row = session.execute(select(table.failures, table.locked_until).where(key == value)).first()
     if row is None or row.locked_until is None:
         return
-    locked_until = _as_utc(row.locked_until)
+    locked_until = as_utc(row.locked_until)
     if locked_until > now:
         retry_after = max(1, math.ceil((locked_until - now).total_seconds()))
         log.info("login refused: that %s is cooling down for %d s", _counted_by((key, value)), retry_after)
@@ -562,7 +562,3 @@ def _aware(now: datetime) -> datetime:
         raise ValueError("now must be a timezone-aware datetime, e.g. datetime.now(UTC)")
     return now
 
-
-def _as_utc(value: datetime) -> datetime:
-    """A stored time as an aware UTC datetime (SQLite hands times back naive, in UTC as stored)."""
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

@@ -30,7 +30,7 @@ from verifiers.jose import b64url_encode, compact_json
 from verifiers.revocations import CREDENTIALS_CLAIM, REVOCATIONS_TYPE, REVOKED_CLAIM
 
 from .keystore import Signer
-from .models import Credential, Resident
+from .models import Credential, Resident, as_utc
 
 # How long the published list may be used: short, so a revocation reaches
 # scanners within a minute or two of their sync.
@@ -73,7 +73,7 @@ def revoked_credentials(session: Session, now: datetime) -> Revoked:
         )
     )
     if departed is not None:
-        left = int((_as_utc(departed) + LISTED_AFTER_EXPIRY).timestamp())
+        left = int((as_utc(departed) + LISTED_AFTER_EXPIRY).timestamp())
         latest = left if latest is None else max(latest, left)
     return Revoked(listed.ids, latest)
 
@@ -85,7 +85,7 @@ def _listed(rows: Iterable[tuple[str, datetime | None]]) -> Revoked:
     for identifier, revoked_at in rows:
         assert revoked_at is not None  # the query selects revoked ones only
         ids.append(identifier)
-        when = int(_as_utc(revoked_at).timestamp())
+        when = int(as_utc(revoked_at).timestamp())
         latest = when if latest is None else max(latest, when)
     ids.sort()
     return Revoked(ids, latest)
@@ -109,7 +109,3 @@ def sign(signer: Signer, payload: str) -> str:
     """The compact JWS of a :func:`signing_input` made for ``signer``."""
     return f"{payload}.{b64url_encode(signer.sign(payload.encode('ascii')))}"
 
-
-def _as_utc(value: datetime) -> datetime:
-    # SQLite hands times back naive, in UTC as stored.
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
