@@ -10,6 +10,7 @@ import binascii
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -64,10 +65,24 @@ _DECODER = json.JSONDecoder(
 )
 
 
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+"""The decoder's scanner: what ``_DECODER.decode`` runs after skipping leading whitespace."""
+
+
+def _decode(text: str) -> Any:
+    """``_DECODER.decode(text)``, calling its scanner directly when ``text`` is one value with no
+    whitespace around it (every code's header and claims): the same value, the same first error."""
+    try:
+        value, end = _SCAN(text, 0)
+    except StopIteration:  # leading whitespace, or not JSON: decode() skips the one, reports the other
+        return _DECODER.decode(text)
+    return value if end == len(text) else _DECODER.decode(text)  # whitespace or data after it
+
+
 def json_object(data: bytes) -> dict[str, Any]:
     """Parse UTF-8 JSON that must be an object with no duplicate members."""
     try:
-        value = _DECODER.decode(data.decode("utf-8"))
+        value = _decode(data.decode("utf-8"))
     except JoseFormatError:
         raise
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:

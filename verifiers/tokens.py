@@ -150,16 +150,13 @@ def _is_int(value: object) -> TypeGuard[int]:
     return type(value) is int
 
 
-def _is_text(value: object) -> TypeGuard[str]:
-    return type(value) is str and value != ""
-
-
 def _is_storable_text(value: object) -> TypeGuard[str]:
-    """Text that a usage record can hold: ``sub`` and ``jti`` are stored, and PostgreSQL refuses NUL in text.
+    """Non-empty text that a usage record can hold: ``sub`` and ``jti`` are stored, and PostgreSQL refuses
+    NUL in text.
 
     (A lone surrogate never gets this far: the claims' JSON is refused for it.)
     """
-    return _is_text(value) and "\x00" not in value
+    return type(value) is str and value != "" and "\x00" not in value
 
 
 def read_claims(claims: dict[str, Any], kid: str) -> VerifiedCode:

@@ -18,6 +18,7 @@ from collections.abc import Container, Iterable, Mapping
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import quote
 
@@ -63,8 +64,8 @@ def local_day(now: float, tz: tzinfo) -> tuple[float, float, str]:
     return midnight.timestamp(), (midnight + timedelta(days=1)).timestamp(), local.date().isoformat()
 
 
-class _SceneState:
-    """One scene's view of the store at one venue: its keys, prefixed with its name and the scanner's venue.
+def state_prefix(scene_name: str, venue_id: str | None) -> str:
+    """The prefix of one scene's state keys at one venue.
 
     A scene's state is its venue's (contract section 3): a scanner never reads
     or writes another venue's entries, counts, check-ins or trips, whatever
@@ -72,12 +73,17 @@ class _SceneState:
     percent-encoded, so no venue id can spell another venue's prefix. A
     verifier made without a venue has one unnamed venue's state.
     """
+    return f"{scene_name}:" if venue_id is None else f"{scene_name}@{quote(venue_id, safe='')}:"
+
+
+class _SceneState:
+    """One scene's view of the store at one venue: its keys, prefixed by :func:`state_prefix`."""
 
     __slots__ = ("_prefix", "_transaction")
 
-    def __init__(self, transaction: Transaction, scene_name: str, venue_id: str | None) -> None:
+    def __init__(self, transaction: Transaction, prefix: str) -> None:
         self._transaction = transaction
-        self._prefix = f"{scene_name}:" if venue_id is None else f"{scene_name}@{quote(venue_id, safe='')}:"
+        self._prefix = prefix
 
     def get(self, key: str) -> Any:
         return self._transaction.get(self._prefix + key)
@@ -141,8 +147,9 @@ class OfflineVerifier:
             raise ConfigurationError("attended must be True (a staffed scanner) or False")
         self.rules = VerificationRules(issuer=issuer, algorithms=frozenset(algorithms), leeway=leeway)
         self.attended = attended
-        self.venue_id = venue_id
-        self.device_id = device_id
+        self._venue_id = venue_id
+        self._device_id = device_id
+        self._visit_defaults = MappingProxyType({"venue_id": venue_id, "device_id": device_id})
         self.tz = tz
         self.store: DecisionStore = (
             MemoryStore() if store is None else SqliteStore(store) if isinstance(store, (str, Path)) else store
@@ -160,7 +167,8 @@ class OfflineVerifier:
             raise
         self._registry = scenes if scenes is not None else SceneRegistry.from_entry_points()
         self._scene_config = dict(scene_config or {})
-        self._scenes: dict[str, Scene] = {}
+        self._scenes: dict[str, tuple[Scene, str]] = {}
+        """Each scene made so far, by name, with its state's prefix at this venue."""
         self._day: tuple[float, float, str] = (0.0, 0.0, "")
         self.revoked: Container[str] = frozenset()
         """The revoked residents' code ids (``sub``)."""
@@ -187,6 +195,16 @@ class OfflineVerifier:
             self.revoked = revoked
         if revoked_credentials is not None and not isinstance(revoked_credentials, Iterable):
             self.revoked_credentials = revoked_credentials
+
+    @property
+    def venue_id(self) -> str | None:
+        """The scanner's venue (fixed: a scene's state is its venue's)."""
+        return self._venue_id
+
+    @property
+    def device_id(self) -> str | None:
+        """The scanner's device."""
+        return self._device_id
 
     @property
     def keys_fetched_at(self) -> float | None:
@@ -216,9 +234,8 @@ class OfflineVerifier:
         now = time.time() if now is None else now
         code: VerifiedCode | None = None
         form = code_form(token)
-        scene_name = scene if type(scene) is str and scene in self._registry else None
         try:
-            scene_module = self._scene(scene)
+            scene_module, prefix = self._scene(scene)
             parsed_context = self._parse_context(scene_module, context)
             code = FORM_CHECKS[form](token, self.keys, self.rules, now)
             # The steps every form shares, in the contract's order.
@@ -229,13 +246,13 @@ class OfflineVerifier:
                 raise Revoked()
             if code.cti is not None and code.cti in self.revoked_credentials:
                 raise Revoked(f"this {form} code's credential has been withdrawn")
-            return self._decide(scene_module, parsed_context, code, now)
+            return self._decide(scene_module, prefix, parsed_context, code, now)
         except Rejection as rejection:
             code = code or rejection.verified  # type: ignore[assignment]
             decision = Decision(
                 ok=False,
                 code=rejection.code,
-                scene=scene_name,
+                scene=scene if type(scene) is str and scene in self._registry else None,
                 sub=code.sub if code else None,
                 jti=code.jti if code else None,
                 exp=code.exp if code else None,
@@ -381,13 +398,16 @@ class OfflineVerifier:
         self.freshness = replace(self.freshness, keys_fetched_at=saved.get("fetched_at"), keys_etag=saved.get("etag"))
         return keys
 
-    def _scene(self, name: object) -> Scene:
+    def _scene(self, name: object) -> tuple[Scene, str]:
+        """The scene called ``name`` (made once per verifier) and its state's prefix at this venue."""
+        made = self._scenes.get(name) if type(name) is str else None
+        if made is not None:
+            return made
         if type(name) is not str or name not in self._registry:
             raise UnknownScene(f"no installed scene is called {name!r}"[:200])
-        scene = self._scenes.get(name)
-        if scene is None:
-            scene = self._scenes[name] = self._registry.create(name, self._scene_config.get(name))
-        return scene
+        scene = self._registry.create(name, self._scene_config.get(name))
+        made = self._scenes[name] = (scene, state_prefix(name, self._venue_id))
+        return made
 
     def _parse_context(self, scene: Scene, context: object) -> Any:
         if context is None:
@@ -395,14 +415,14 @@ class OfflineVerifier:
         if type(context) is not dict:
             raise BadContext("the context must be a JSON object")
         try:
-            return scene.parse_context(context, {"venue_id": self.venue_id, "device_id": self.device_id})
+            return scene.parse_context(context, self._visit_defaults)
         except Rejection:
             raise
         except Exception as exc:  # a scene's bug must not crash a gate
             log.exception("scene %s failed to parse its context", scene.name)
             raise BadContext(f"the {scene.name} scene could not read the context") from exc
 
-    def _decide(self, scene: Scene, context: Any, code: VerifiedCode, now: float) -> Decision:
+    def _decide(self, scene: Scene, prefix: str, context: Any, code: VerifiedCode, now: float) -> Decision:
         """Replay, the scene's rules and the usage record, in one store transaction.
 
         (Section 2's rules 7 and 8, section 9's 8 and 9.) A JWS is claimed
@@ -421,7 +441,7 @@ class OfflineVerifier:
                 if not transaction.claim_jti(replay_key, jti_expires_at):
                     raise Replayed()
             record_id = new_record_id()
-            state = _SceneState(transaction, scene.name, self.venue_id)
+            state = _SceneState(transaction, prefix)
             outcome = self._scene_outcome(scene, self._visit(code, now, record_id), context, state)
             decision = Decision(
                 ok=True,
@@ -465,10 +485,10 @@ class OfflineVerifier:
             now=now,
             day=day[2],
             day_ends_at=int(day[1]),
-            venue_id=self.venue_id,
-            device_id=self.device_id,
+            venue_id=self._venue_id,
+            device_id=self._device_id,
             record_id=record_id,
         )
 
     def _record(self, decision: Decision, now: float) -> dict[str, Any]:
-        return usage_record(decision, venue_id=self.venue_id, device_id=self.device_id, decided_at=now)
+        return usage_record(decision, venue_id=self._venue_id, device_id=self._device_id, decided_at=now)
