@@ -31,21 +31,21 @@ def b45decode(text: str) -> bytes:
     whole = size - size % 3
     groups = whole // 3
     # RFC 9285 4.2: each group is c + d*45 + e*45*45. Computed for all groups
-    # at once: each digit column goes into its own 32-bit lane of one big
+    # at once: each digit column goes into its own 24-bit lane of one big
     # integer (no group's value, at most 91124, carries into the next lane).
-    lanes = bytearray(4 * groups)
-    lanes[3::4] = digits[0:whole:3]
+    lanes = bytearray(3 * groups)
+    lanes[2::3] = digits[0:whole:3]
     c = int.from_bytes(lanes, "big")
-    lanes[3::4] = digits[1:whole:3]
+    lanes[2::3] = digits[1:whole:3]
     d = int.from_bytes(lanes, "big")
-    lanes[3::4] = digits[2:whole:3]
+    lanes[2::3] = digits[2:whole:3]
     e = int.from_bytes(lanes, "big")
-    values = (c + d * 45 + e * 2025).to_bytes(4 * groups, "big")
-    if values[1::4].count(0) != groups:  # a lane over 16 bits: a group over 65535
+    values = (c + d * 45 + e * 2025).to_bytes(3 * groups, "big")
+    if values[0::3].count(0) != groups:  # a lane over 16 bits: a group over 65535
         raise Base45Error("a Base45 group decodes to more than 65535")
     data = bytearray(2 * groups)
-    data[0::2] = values[2::4]
-    data[1::2] = values[3::4]
+    data[0::2] = values[1::3]
+    data[1::2] = values[2::3]
     if whole != size:
         last = digits[whole] + digits[whole + 1] * 45
         if last > 0xFF:

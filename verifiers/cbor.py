@@ -59,6 +59,22 @@ class Simple:
 
 _FALSE, _TRUE, _NULL, _UNDEFINED = Simple(20), Simple(21), Simple(22), Simple(23)
 _ARG_SIZES = {24: 1, 25: 2, 26: 4, 27: 8}
+_MORE = object()
+"""In :data:`_ONE_BYTE`: the head's byte is not a whole item."""
+
+
+def _one_byte_item(initial: int) -> Any:
+    if initial < 24:
+        return initial  # unsigned 0..23
+    if 32 <= initial < 56:
+        return 31 - initial  # negative -1..-24
+    return {0xF4: False, 0xF5: True, 0xF6: None}.get(initial, _MORE)
+
+
+_ONE_BYTE = tuple(_one_byte_item(initial) for initial in range(256))
+"""Each head byte's item when that byte is the whole item (what :func:`_item` would return), else
+:data:`_MORE`. Arrays and maps read their small integers (map keys, COSE labels) through it without a
+call of :func:`_item` each; everything else goes through :func:`_item`."""
 
 
 def loads(data: bytes, *, max_depth: int = MAX_DEPTH) -> Any:
@@ -92,7 +108,7 @@ def _item(data: bytes, pos: int, depth: int, max_depth: int) -> tuple[Any, int]:
         end = pos + size
         if end > len(data):
             raise CborError("the CBOR ends in the middle of a head")
-        arg = int.from_bytes(data[pos:end], "big")
+        arg = data[pos] if size == 1 else int.from_bytes(data[pos:end], "big")
         pos = end
     if major == 0:
         return arg, pos
@@ -125,7 +141,11 @@ def _item(data: bytes, pos: int, depth: int, max_depth: int) -> tuple[Any, int]:
         items: list[Any] = []
         append = items.append
         for _ in range(arg):
-            value, pos = _item(data, pos, depth, max_depth)
+            value = _ONE_BYTE[data[pos]]
+            if value is _MORE:
+                value, pos = _item(data, pos, depth, max_depth)
+            else:
+                pos += 1
             append(value)
         return items, pos
     if major == 5:
@@ -133,12 +153,21 @@ def _item(data: bytes, pos: int, depth: int, max_depth: int) -> tuple[Any, int]:
             raise CborError("a map longer than the bytes left")
         result: dict[Any, Any] = {}
         for _ in range(arg):
-            key, pos = _item(data, pos, depth, max_depth)
+            key = _ONE_BYTE[data[pos]]
+            if key is _MORE:
+                key, pos = _item(data, pos, depth, max_depth)
+            else:
+                pos += 1
             if type(key) not in _PLAIN_KEYS:
                 key = _frozen(key)
             if key in result:
                 raise CborError(f"a duplicate map key {key!r}")
-            result[key], pos = _item(data, pos, depth, max_depth)
+            value = _ONE_BYTE[data[pos]]
+            if value is _MORE:
+                value, pos = _item(data, pos, depth, max_depth)
+            else:
+                pos += 1
+            result[key] = value
         return result, pos
     # major == 6
     if arg != ALLOWED_TAG:
