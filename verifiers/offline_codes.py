@@ -15,8 +15,10 @@ nothing in the code is trusted.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeGuard
 
 from . import cbor
@@ -53,7 +55,7 @@ from .errors import (
     WrongType,
 )
 from .jose import b64url_encode
-from .keys import KeySet
+from .keys import KeySet, VerificationKey
 from .tokens import VerificationRules, VerifiedCode, check_times
 
 DEVICE, PAPER, ONLINE = "device", "paper", "online"
@@ -131,8 +133,70 @@ def _sign1(item: Any, what: str, header: frozenset[int]) -> Sign1:
     return parsed
 
 
+@dataclass(frozen=True, slots=True)
+class _Trusted:
+    """A device credential whose rules 1 to 4 (first part) held: what its bytes always give again."""
+
+    key: VerificationKey
+    """The issuer key whose signature held: the very object, so a key set replaced since is a miss."""
+    credential: Sign1
+    claims: dict[Any, Any]
+    code: VerifiedCode
+    """Its claims read; ``jti`` and ``t`` are each presentation's own."""
+    device_key: Any
+
+
+DEFAULT_CREDENTIAL_CACHE_SIZE = 4096
+
+
+class CredentialCache:
+    """Device credentials already checked, by their exact bytes: bounded, the least recently used out.
+
+    A gate sees one resident's credential all day (a new presentation every
+    30 s, the same credential inside): on a hit the credential's CBOR is
+    not decoded again, its issuer signature (rule 3) not verified again and
+    its ``cnf`` point not decompressed again, since the same bytes under
+    the same key always give the same answer. Everything that can change
+    is checked at every scan: the key set and the allowed algorithms (rule
+    2: a hit counts only when the credential's ``kid`` still names the very
+    key object that verified it), the times (rule 4, second part), the
+    presentation (rule 5), and, in the verifier, revocation and replay.
+    Only credentials that passed rules 1-4 (first part) are kept.
+    """
+
+    def __init__(self, size: int = DEFAULT_CREDENTIAL_CACHE_SIZE) -> None:
+        self.size = size
+        self._entries: OrderedDict[bytes, _Trusted] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, credential: bytes) -> _Trusted | None:
+        with self._lock:
+            trusted = self._entries.get(credential)
+            if trusted is not None:
+                self._entries.move_to_end(credential)
+            return trusted
+
+    def put(self, credential: bytes, trusted: _Trusted) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._entries[credential] = trusted
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+
 def parse_offline_code(text: object) -> _Parsed:
     """Rule 1: size, prefix, strict Base45, strict CBOR at every level, the COSE shapes."""
+    form, presentation, t, data = _parse_outside(text)
+    credential, claims = _parse_credential(data)
+    return _Parsed(form, credential, claims, presentation, t)
+
+
+def _parse_outside(text: object) -> tuple[str, Sign1 | None, int | None, bytes]:
+    """Rule 1 up to the credential: ``(form, presentation, t, the credential's bytes)``."""
     if type(text) is not str:
         raise Malformed("the code is not text")
     if len(text) > MAX_TOKEN_BYTES:  # before any decoding
@@ -153,16 +217,36 @@ def parse_offline_code(text: object) -> _Parsed:
         data, t = payload[PAYLOAD_CREDENTIAL], payload[PAYLOAD_T]
         if type(data) is not bytes or not _uint(t):
             raise Malformed("the device code's credential is not a byte string or its t not an unsigned integer")
+    return form, presentation, t, data
+
+
+def _parse_credential(data: bytes) -> tuple[Sign1, dict[Any, Any]]:
+    """Rule 1, the credential: a COSE_Sign1 of section 9 whose payload is a map of claims."""
     credential = _sign1(_loads(data), "credential", _CREDENTIAL_HEADER)
     claims = _loads(credential.payload)
     if type(claims) is not dict:
         raise Malformed("the credential's payload is not a map of claims")
-    return _Parsed(form, credential, claims, presentation, t)
+    return credential, claims
 
 
-def check_offline_code(text: object, keys: KeySet, rules: VerificationRules, now: float) -> VerifiedCode:
-    """Rules 1-5 of contract section 9, in order; the first failure is raised."""
-    parsed = parse_offline_code(text)
+def check_offline_code(
+    text: object,
+    keys: KeySet,
+    rules: VerificationRules,
+    now: float,
+    credentials: CredentialCache | None = None,
+) -> VerifiedCode:
+    """Rules 1-5 of contract section 9, in order; the first failure is raised.
+
+    ``credentials``: device credentials already checked (see
+    :class:`CredentialCache`); the answer is the same with or without it.
+    """
+    form, presentation, t, data = _parse_outside(text)
+    trusted = credentials.get(data) if credentials is not None and form == DEVICE else None
+    if trusted is None:
+        parsed = _Parsed(form, *_parse_credential(data), presentation, t)
+    else:
+        parsed = _Parsed(form, trusted.credential, trusted.claims, presentation, t)
     credential = parsed.credential
     # Rule 2: the credential's algorithm, then its key.
     alg = JOSE_ALG.get(credential.protected[HEADER_ALG])
@@ -173,11 +257,19 @@ def check_offline_code(text: object, keys: KeySet, rules: VerificationRules, now
         raise UnknownKey()
     if key.alg != alg:
         raise AlgNotAllowed(f"key {key.kid} is a {key.alg} key, not {alg}")
-    # Rule 3: the issuer's signature.
-    if not key.verify(credential.signature, credential.to_be_signed()):
+    # Rule 3: the issuer's signature (held already for these bytes under this very key object: a hit).
+    if trusted is not None and trusted.key is not key:
+        trusted = None
+    if trusted is None and not key.verify(credential.signature, credential.to_be_signed()):
         raise BadSignature()
     try:
-        code, device_key = _read_claims(parsed, key.kid)
+        if trusted is None:
+            code, device_key = _read_claims(parsed, key.kid)
+            if credentials is not None and form == DEVICE:
+                credentials.put(data, _Trusted(key, credential, parsed.claims, code, device_key))
+        else:
+            code = replace(trusted.code, jti=f"{trusted.code.cti}-{t}", t=t)
+            device_key = trusted.device_key
         check_times(
             code,
             rules,

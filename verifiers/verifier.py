@@ -35,7 +35,14 @@ from .errors import (
     UnknownScene,
 )
 from .keys import KeySet
-from .offline_codes import DEVICE, ONLINE, PAPER, check_offline_code, code_form
+from .offline_codes import (
+    DEFAULT_CREDENTIAL_CACHE_SIZE,
+    ONLINE,
+    PAPER,
+    CredentialCache,
+    check_offline_code,
+    code_form,
+)
 from .scenes import Outcome, Scene, SceneRegistry, StateWrite, Visit
 from .status import Freshness, SyncReport, VerifierStatus, age
 from .store import (
@@ -51,8 +58,6 @@ from .tokens import VerificationRules, VerifiedCode, check_jws, check_scene
 
 CHINA_STANDARD_TIME = timezone(timedelta(hours=8), "CST")
 ACCEPTED_MESSAGE = "accepted"
-FORM_CHECKS = {ONLINE: check_jws, DEVICE: check_offline_code, PAPER: check_offline_code}
-"""Each form's own rules, by the form its prefix names: ``(text, keys, rules, now)`` -> VerifiedCode."""
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +124,12 @@ class OfflineVerifier:
     ``attended``: True for a staffed scanner (a desk where a person checks
     an ID card), the only kind that accepts paper codes (contract section
     8); a paper code elsewhere is ``attendant_required``.
+
+    ``credential_cache_size``: how many device credentials whose issuer
+    signature held are kept, by their bytes, so that the next presentation
+    of the same credential skips its decoding, issuer signature and point
+    decompression (every rule that can change is still checked: see
+    :class:`~verifiers.offline_codes.CredentialCache`); 0: none.
     """
 
     def __init__(
@@ -137,6 +148,7 @@ class OfflineVerifier:
         revoked_credentials: Iterable[str] | Container[str] | None = None,
         attended: bool = False,
         tz: tzinfo = CHINA_STANDARD_TIME,
+        credential_cache_size: int = DEFAULT_CREDENTIAL_CACHE_SIZE,
     ) -> None:
         unsupported = set(algorithms) - set(SUPPORTED_ALGORITHMS)
         if unsupported:
@@ -145,6 +157,10 @@ class OfflineVerifier:
             raise ConfigurationError("leeway must be an integer from 0 to 300 seconds")
         if type(attended) is not bool:
             raise ConfigurationError("attended must be True (a staffed scanner) or False")
+        if type(credential_cache_size) is not int or credential_cache_size < 0:
+            raise ConfigurationError("credential_cache_size must be an integer, 0 or more (0: no cache)")
+        self.credentials = CredentialCache(credential_cache_size)
+        """Device credentials already checked, by their bytes (:class:`~verifiers.offline_codes.CredentialCache`)."""
         self.rules = VerificationRules(issuer=issuer, algorithms=frozenset(algorithms), leeway=leeway)
         self.attended = attended
         self._venue_id = venue_id
@@ -237,7 +253,11 @@ class OfflineVerifier:
         try:
             scene_module, prefix = self._scene(scene)
             parsed_context = self._parse_context(scene_module, context)
-            code = FORM_CHECKS[form](token, self.keys, self.rules, now)
+            # The form's own rules, by the form its prefix names.
+            if form == ONLINE:
+                code = check_jws(token, self.keys, self.rules, now)
+            else:
+                code = check_offline_code(token, self.keys, self.rules, now, self.credentials)
             # The steps every form shares, in the contract's order.
             check_scene(code, scene_module.name)
             if form == PAPER and not self.attended:
