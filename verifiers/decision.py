@@ -95,10 +95,19 @@ def _utc_second(seconds: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
+_MILLISECONDS = tuple(f".{milliseconds:03d}Z" for milliseconds in range(1000))
+
+
 def rfc3339(timestamp: float) -> str:
     """UTC with milliseconds: ``2026-11-27T03:04:05.678Z``."""
     seconds = int(timestamp)
-    return f"{_utc_second(seconds)}.{int((timestamp - seconds) * 1000):03d}Z"
+    milliseconds = int((timestamp - seconds) * 1000)
+    if milliseconds < 0:  # before 1970: formatted as it always was
+        return f"{_utc_second(seconds)}.{milliseconds:03d}Z"
+    return _utc_second(seconds) + _MILLISECONDS[milliseconds]
+
+
+_VARIANT = {digit: "89ab"[int(digit, 16) & 0b11] for digit in "0123456789abcdef"}
 
 
 def new_record_id() -> str:
@@ -107,11 +116,9 @@ def new_record_id() -> str:
     Formatted by hand: ``str(uuid.uuid4())`` costs several times more, on a
     path that runs once per scan.
     """
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    h = raw.hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+    h = os.urandom(16).hex()
+    # RFC 9562: version 4 in the 13th hex digit, the variant (binary 10) in the top bits of the 17th
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
 
 
 def usage_record(

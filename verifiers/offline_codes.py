@@ -93,7 +93,7 @@ class CodeIdentity:
     exp: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Parsed:
     form: str
     credential: Sign1
@@ -133,7 +133,7 @@ def _sign1(item: Any, what: str, header: frozenset[int]) -> Sign1:
     return parsed
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class _Trusted:
     """A device credential whose rules 1 to 4 (first part) held: what its bytes always give again."""
 
