@@ -101,19 +101,17 @@ class ScanDirectory:
 
     def watch(self, engine: Engine) -> None:
         """Call :meth:`changed_here` when a transaction on ``engine`` that wrote a watched table commits."""
-        event.listen(engine, "after_execute", _note_watched_write)
-        event.listen(engine, "commit", lambda connection: self._committed(connection))
-        event.listen(engine, "rollback", lambda connection: connection.info.pop(_WROTE, None))
+        wrote = f"codeservice.scan_cache.wrote.{id(self)}"  # this directory's own note on the connection
 
-    def _committed(self, connection: Any) -> None:
-        if connection.info.pop(_WROTE, False):
-            self.changed_here()
+        def executed(connection: Any, statement: Any, *_args: Any) -> None:
+            table = getattr(statement, "table", None)
+            if getattr(statement, "is_dml", False) and getattr(table, "name", None) in WATCHED_TABLES:
+                connection.info[wrote] = True
 
+        def committed(connection: Any) -> None:
+            if connection.info.pop(wrote, False):
+                self.changed_here()
 
-_WROTE = "codeservice.scan_cache.wrote"
-
-
-def _note_watched_write(connection: Any, statement: Any, *_args: Any) -> None:
-    table = getattr(statement, "table", None)
-    if getattr(statement, "is_dml", False) and getattr(table, "name", None) in WATCHED_TABLES:
-        connection.info[_WROTE] = True
+        event.listen(engine, "after_execute", executed)
+        event.listen(engine, "commit", committed)
+        event.listen(engine, "rollback", lambda connection: connection.info.pop(wrote, None))
