@@ -40,7 +40,7 @@ WATCHED_TABLES = frozenset({"scanners", "residents", "credentials"})
 """Tables whose changes, committed through this process's engine, make its copy checked at the next decision."""
 
 
-class Revoked:
+class RevokedIds:
     """``x in revoked``, over a set the verifier asks and never copies (it copies what it can iterate)."""
 
     __slots__ = ("_ids",)

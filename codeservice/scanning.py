@@ -21,7 +21,7 @@ from verifiers.shapes import Member
 from . import db, observability
 from .context import key_store, scene_registry
 from .extensions import KEY_SET, SCAN_DIRECTORY
-from .scan_cache import Revoked, ScanDirectory
+from .scan_cache import RevokedIds, ScanDirectory
 from .scan_store import DatabaseStore, DirectoryRows, ScanConnection, ScannerRow
 
 VERIFY_REQUEST: tuple[Member, ...] = (
@@ -86,7 +86,7 @@ def verifier_for(connection: ScanConnection, scanner: ScannerRow, rows: Director
         device_id=scanner.device_id,
         scenes=scene_registry(),
         scene_config=config.get("SCENES") or {},
-        revoked=Revoked(rows.revoked_subs),  # asked, never copied
+        revoked=RevokedIds(rows.revoked_subs),  # asked, never copied
         attended=scanner.attended,  # the key's, never the request's (contract section 9, rule 6)
-        revoked_credentials=Revoked(rows.revoked_ctis),  # likewise
+        revoked_credentials=RevokedIds(rows.revoked_ctis),  # likewise
     )
