@@ -429,7 +429,11 @@ class OfflineVerifier:
             state = _SceneState(transaction, scene.name, self.venue_id)
             visit = self._visit(code, now, record_id)
             if self._reads_ahead:  # the claim and every key the scene reads, at once
-                cast(ReadAhead, transaction).read_ahead(state.keys(scene.state_keys(visit, context)))
+                try:
+                    keys = scene.state_keys(visit, context)
+                except Exception:  # a scene's bug: its decide() meets it again, and is handled there
+                    keys = []
+                cast(ReadAhead, transaction).read_ahead(state.keys(keys))
             outcome = self._scene_outcome(scene, visit, context, state)
             decision = Decision(
                 ok=True,
