@@ -57,7 +57,8 @@ def test_every_key_the_scene_reads_is_told_first(verifier, store, make_token, sc
 
 
 def test_a_refusal_before_the_scene_tells_nothing(verifier, store, make_token) -> None:
-    assert verifier.verify(make_token(now=NOW, iss="urn:other"), "clinic", {"department": "d"}, now=NOW).code != "accepted"
+    decision = verifier.verify(make_token(now=NOW, iss="urn:other"), "clinic", {"department": "d"}, now=NOW)
+    assert decision.code == "issuer_mismatch"
     assert store.told == []
 
 
