@@ -240,3 +240,17 @@ def test_a_scanner_added_by_another_process_is_found_then_known(app, client, dat
     assert (code, trips) == ("malformed", 2), sent  # the lookup of the new key, the usage record
     code, trips, sent = decided_in(wire, client, key, "not.a.code")
     assert (code, trips) == ("malformed", 1), sent
+
+
+def test_a_connection_idle_in_the_pool_is_pinged_first(app, client, keys_dir, scanner_key, wire, monkeypatch) -> None:
+    """Pre-ping only where a connection can have gone stale: here, idle longer than the (shortened) threshold."""
+    present(client, scanner_key, service_code(app, keys_dir))
+    monkeypatch.setattr(db, "IDLE_BEFORE_PING_SECONDS", 0.0)
+    code, trips, sent = decided_in(wire, client, scanner_key, service_code(app, keys_dir))
+    assert (code, trips) == ("accepted", 3), sent  # the ping, then the decision's two
+    monkeypatch.setattr(db, "IDLE_BEFORE_PING_SECONDS", 3600.0)
+    db.connection_lost(db.engine(app))  # another connection was found lost: every idle one is suspect
+    code, trips, sent = decided_in(wire, client, scanner_key, service_code(app, keys_dir))
+    assert (code, trips) == ("accepted", 3), sent
+    code, trips, sent = decided_in(wire, client, scanner_key, service_code(app, keys_dir))
+    assert (code, trips) == ("accepted", 2), sent  # used since: lent as it is
