@@ -7,9 +7,12 @@ speaks) by ``CODESERVICE_DATABASE_URL``, e.g. ``postgresql+psycopg://user@host/d
 from __future__ import annotations
 
 import fcntl
+import math
 import os
 import sqlite3
 import threading
+import time
+import weakref
 from typing import Any, cast
 
 from flask import Flask, current_app, g
@@ -37,7 +40,60 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url)
+    _ping_when_stale(engine)
+    return engine
+
+
+IDLE_BEFORE_PING_SECONDS = 5.0
+"""A pooled connection idle in the pool longer than this is pinged before it is lent; one in steady use is not."""
+_LOST_AT: weakref.WeakKeyDictionary[Engine, list[float]] = weakref.WeakKeyDictionary()
+
+
+def _ping_when_stale(engine: Engine) -> None:
+    """Pre-ping a pooled connection only where it can have gone stale, instead of on every checkout.
+
+    A connection can have gone stale when it sat idle (a server restart, a
+    proxy's or firewall's idle timeout may have closed it meanwhile), or when
+    another connection of the engine was found lost since it was last used
+    (the server went away: every connection of that time is suspect). Then it
+    is pinged (``SELECT 1``, one round trip) and, if dead, replaced by the
+    pool. A connection in steady use (the verify path under load) is lent as
+    it is: its first statement fails if the server went away that instant,
+    and the request is a clean 503 (``database_unavailable``).
+    """
+    lost_at = [-math.inf]
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None:  # connected just now
+            return
+        if time.monotonic() - idle_since < IDLE_BEFORE_PING_SECONDS and idle_since > lost_at[0]:
+            return
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:  # the pool replaces it (and tries up to three times)
+            lost_at[0] = time.monotonic()
+            raise exc.DisconnectionError() from error
+
+    def handle_error(context: Any) -> None:
+        if context.is_disconnect:
+            lost_at[0] = time.monotonic()
+
+    event.listen(engine, "checkin", checkin)
+    event.listen(engine, "checkout", checkout)
+    event.listen(engine, "handle_error", handle_error)
+    _LOST_AT[engine] = lost_at
+
+
+def connection_lost(engine: Engine) -> None:
+    """A connection of ``engine`` was found lost outside SQLAlchemy (the verify path's driver): ping the others."""
+    lost_at = _LOST_AT.get(engine)
+    if lost_at is not None:
+        lost_at[0] = time.monotonic()
 
 
 def sqlite_file(url: str) -> str | None:

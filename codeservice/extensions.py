@@ -23,3 +23,6 @@ KEY_SET = "codeservice.key_set"
 """The published keys as a verifier's key set and their fingerprint, cached by ``scanning.service_key_set``."""
 REVOCATION_LIST = "codeservice.revocation_list"
 """The last signed revocation list and its payload, cached by ``GET /api/v1/revocations``."""
+SCAN_DIRECTORY = "codeservice.scan_directory"
+"""The process's copy of the scanners and the revocation list (:class:`codeservice.scan_cache.ScanDirectory`),
+set by ``scanning.init_app``."""

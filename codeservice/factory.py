@@ -26,6 +26,7 @@ from . import (
     keystore,
     observability,
     protection,
+    scanning,
     web,
 )
 from .config import load_config
@@ -79,6 +80,7 @@ def _wire(settings: Mapping[str, Any]) -> Flask:
         hops = app.config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
     db.init_app(app)
+    scanning.init_app(app)
     observability.init_app(app)
     http.init_app(app)
     api.init_app(app)

@@ -178,3 +178,19 @@ class Credential(Base):
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class ScanDirectoryVersion(Base):
+    """One row: changed whenever a scanner, a resident's revocation or a credential's revocation changes.
+
+    Set by database triggers (migration 0009), whatever writes the change, so
+    that each process's copy of the scanners and the revocation list (the
+    verify path's :class:`~codeservice.scan_cache.ScanDirectory`) can tell it is
+    out of date by reading this one row. The value is random, never a count:
+    a row deleted and made again cannot bring back a value a process holds.
+    """
+
+    __tablename__ = "scan_directory_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    version: Mapped[int] = mapped_column(BigInteger)

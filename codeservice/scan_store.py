@@ -6,12 +6,27 @@ entries and check-ins) are shared by every worker and instance, and each
 decision's usage record is written in the same database transaction as the
 state change it depends on.
 
-Concurrency: a code's ``jti`` is claimed by inserting it (a concurrent
-claim of the same ``jti`` waits on the primary key and then finds it taken);
-a scene's state key is locked before it is read (PostgreSQL: a transaction
-advisory lock on the key; SQLite: the write transaction holds the database's
-write lock). Each scan has its own pooled driver connection
-(:class:`ScanConnection`); the request's ORM session is not involved.
+A decision is one write transaction in two steps, the shape of the
+library's :class:`~verifiers.ReadAhead` store: (1) claim the code (its
+``jti`` into ``seen_codes``; a paper code claims nothing) and lock and read
+every scene state key the scene will ask for (``Scene.state_keys``); (2)
+the scene decides in Python, then its state writes and the usage record are
+written and committed. On PostgreSQL each step is one round trip: (1) is
+``BEGIN; SELECT * FROM codeservice_claim_and_read(...)`` (migration 0009: a
+transaction advisory lock per key, taken in one order, then the values); (2)
+is one statement, the state writes as data-modifying CTEs of the usage
+INSERT, followed by ``COMMIT``. A refusal after (1) (a replay, a scene's
+rule) sends its ``ROLLBACK`` in front of its usage record, so it is two
+round trips too; a refusal before it (a bad signature, a revoked resident)
+is one. The scanner's key and the revocation list are not read here at all
+(:mod:`codeservice.scan_cache` keeps them per process).
+
+Concurrency: a concurrent claim of the same ``jti`` waits on the primary key
+and then finds it taken; a scene's state key is locked before it is read
+(PostgreSQL: the key's transaction advisory lock; SQLite: the write
+transaction holds the database's write lock). Each scan has its own pooled
+driver connection (:class:`ScanConnection`); the request's ORM session is
+not involved.
 """
 
 from __future__ import annotations
@@ -20,10 +35,10 @@ import functools
 import json
 import re
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import Engine, delete
@@ -31,7 +46,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from verifiers import StateWrite
+from verifiers import Rejection, StateWrite
+from verifiers.errors import Replayed
 
 from .models import SceneStateEntry, SeenCode
 
@@ -40,6 +56,8 @@ if TYPE_CHECKING:
 
 PURGE_EVERY = 1000
 """One verification in this many also purges expired codes and scene state (:func:`purge_expired`)."""
+REVOKED_CREDENTIALS_KEPT = timedelta(days=1)
+"""A revoked credential expired longer ago than this is refused as expired before revocation is asked."""
 
 
 def dialect_insert(session: Session, table: Any) -> Any:
@@ -55,30 +73,39 @@ def parse_rfc3339(value: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
-# The verify path talks to the database driver directly. Each scan costs a
-# handful of small statements; going through SQLAlchemy's session and
-# execution layer cost several times what the database itself spent on them. The
-# statements are written once, with :named parameters, and translated to the
-# driver's own style; values are converted here exactly as the models'
-# column types would (JSON as text, SQLite times as SQLAlchemy writes them).
+# The verify path talks to the database driver directly: going through
+# SQLAlchemy's session and execution layer cost several times what the
+# database itself spent on these few statements. They are written once, with
+# :named parameters, and translated to the driver's own style; values are
+# converted here exactly as the models' column types would (JSON as text,
+# SQLite times as SQLAlchemy writes them). sqlite3 keeps each statement
+# prepared (its statement cache, by the SQL's text).
 _STATEMENTS = {
     # SQLite only: the write transaction takes the write lock at once; whether
     # COMMIT flushes the log itself (see ScanConnection.write).
     "begin": "BEGIN IMMEDIATE",
     "no_flush_at_commit": "PRAGMA synchronous=NORMAL",
     "flush_at_commit": "PRAGMA synchronous=FULL",
+    "directory_version": "SELECT version FROM scan_directory_version WHERE id = 1",
+    "active_scanners": (
+        "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at, attended FROM scanners WHERE revoked_at IS NULL"
+    ),
+    "revoked_residents": "SELECT code_id FROM residents WHERE revoked_at IS NOT NULL",
+    "revoked_credentials": "SELECT cti FROM credentials WHERE revoked_at IS NOT NULL AND expires_at >= :cutoff",
     "scanner": (
         "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at, attended FROM scanners"
         " WHERE key_hash = :key_hash"
     ),
-    "revoked": "SELECT 1 FROM residents WHERE code_id = :sub AND revoked_at IS NOT NULL",
-    "revoked_credential": "SELECT 1 FROM credentials WHERE cti = :cti AND revoked_at IS NOT NULL",
+    "jti_taken": "SELECT 1 FROM seen_codes WHERE jti = :jti",
     "claim": (
         "INSERT INTO seen_codes (jti, expires_at) VALUES (:jti, :expires_at) ON CONFLICT (jti) DO NOTHING RETURNING jti"
     ),
     "read_state": "SELECT value FROM scene_state WHERE key = :key AND expires_at >= :now",
-    # PostgreSQL: the key's advisory lock, then its value, in one round trip (migration 0003).
-    "locked_state": "SELECT codeservice_locked_state(:key, :now)",
+    # PostgreSQL: the claim, then each key's advisory lock, then their values (migration 0009).
+    "claim_and_read": (
+        "SELECT claimed, state_values FROM codeservice_claim_and_read(:jti, :expires_at,"
+        " ARRAY(SELECT json_array_elements_text(:keys::json)), :now)"
+    ),
     "delete_state": "DELETE FROM scene_state WHERE key = :key",
     "write_state": (
         "INSERT INTO scene_state (key, value, expires_at) VALUES (:key, :value, :expires_at) "
@@ -90,14 +117,15 @@ _STATEMENTS = {
         " :decided_at, :ok, :code, :detail, :scanner_id, :online, :received_at, :form)"
     ),
 }
-_PSYCOPG_STATEMENTS = {name: re.sub(r":(\w+)", r"%(\1)s", sql) for name, sql in _STATEMENTS.items()}
+_PSYCOPG_STATEMENTS = {name: re.sub(r"(?<!:):(\w+)", r"%(\1)s", sql) for name, sql in _STATEMENTS.items()}
 
 
 @functools.cache
 def _psycopg_record(deletes: tuple[bool, ...]) -> str:
     """PostgreSQL: a decision's state writes (a delete where True) and its usage record as one statement.
 
-    Each write is a data-modifying CTE of the usage INSERT; they touch
+    Each write is a data-modifying CTE of the usage INSERT (a plain row into
+    ``usage_records``: its triggers fire as for any INSERT); they touch
     distinct keys (the caller keeps one write per key), so their order does
     not matter.
     """
@@ -127,77 +155,111 @@ class ScannerRow:
     """A staffed scanner (``scanners add --attended``): its verifier accepts paper codes."""
 
 
+@dataclass(frozen=True, slots=True)
+class DirectoryRows:
+    """What :class:`~codeservice.scan_cache.ScanDirectory` keeps: the active scanners and what is revoked."""
+
+    version: int | None
+    scanners: dict[str, ScannerRow]
+    """The active scanners by their key's hash."""
+    revoked_subs: frozenset[str]
+    revoked_ctis: frozenset[str]
+
+
 class ScanConnection:
     """A pooled driver connection for one scan, with the verify path's statements.
 
-    The reads (the scanner's key, the revocation list) run first, outside
-    any write transaction. :meth:`write` holds the one write transaction
-    (claim the ``jti``, scene state, usage record) and commits it durably:
+    :meth:`write` holds a decision's one write transaction and commits it
+    durably:
 
     - SQLite: under the :class:`~codeservice.db.SqliteWriter`'s lock, with
       ``BEGIN IMMEDIATE``, so the database's write lock is held for those few
-      statements only; committed without a flush, then the log is flushed
-      outside the lock (a group commit: see ``SqliteWriter``).
-    - PostgreSQL: the connection is in autocommit mode, so the reads cost
-      one round trip each and no transaction. The claim begins the write
-      transaction in the same round trip (``BEGIN; INSERT ...``), or, for a
-      paper code, which claims nothing, its first scene state read does
-      (:meth:`locked_state`); the
-      decision's writes end it with its ``COMMIT``: six round trips for an
-      accepted code (pool ping, scanner, revocation, claim, locked state,
-      writes) instead of eight; a rejection's usage record is one statement,
-      its own transaction. In-process this saves about 0.3 ms of wall time
-      per decision; under load on one 2-core machine the gain is inside its
-      noise, on a real network each round trip saved is one network delay.
-      (psycopg's pipeline mode, tried first, cost more client time than it
-      saved on the loopback.)
+      prepared statements only; committed without a flush (WAL,
+      ``synchronous=NORMAL``), then the log is flushed (``fdatasync``) outside
+      the lock before anyone is answered (a group commit: see ``SqliteWriter``).
+    - PostgreSQL: the connection is in autocommit mode; the decision's first
+      round trip begins the transaction (``BEGIN; SELECT * FROM
+      codeservice_claim_and_read(...)``), its second ends it (the writes and
+      the usage record, then ``COMMIT``). A transaction that fails is rolled
+      back by the ``ROLLBACK`` sent in front of the next statement (the
+      refusal's usage record), or when the connection goes back to the pool.
+      (psycopg's pipeline mode, tried for issue 4, cost more client time than
+      it saved on the loopback; several statements in one simple query cost
+      one round trip as well.)
     """
 
     def __init__(self, engine: Engine, sqlite: SqliteWriter | None, observe: Callable[[float], None]) -> None:
         self.postgres = engine.dialect.name == "postgresql"
         self._statements = _PSYCOPG_STATEMENTS if self.postgres else _STATEMENTS
         self._sqlite = sqlite
-        self._observe = observe  # the database latency metric
+        self._observe = observe  # the database latency metric: one observation per round trip
         self._connection = engine.raw_connection()
-        self._cursor = self._connection.cursor()
-        self._batch_cursor: Any = None  # PostgreSQL: several statements in one round trip
-        if sqlite is not None:
-            self.execute("no_flush_at_commit", {})  # write() flushes, outside the lock
+        self._driver = cast(Any, self._connection.driver_connection)  # a psycopg or sqlite3 connection
+        self._rollback_pending = False
         if self.postgres:
             import psycopg
 
-            self._driver = cast("psycopg.Connection[Any]", self._connection.driver_connection)
-            self._driver.autocommit = True  # reads need no transaction; claim() begins one
-            self._batch_cursor = psycopg.ClientCursor(self._driver)
+            self._driver.autocommit = True  # the first round trip of a decision begins its transaction
+            self._cursor: Any = psycopg.ClientCursor(self._driver)  # several statements in one round trip
+        else:
+            self._cursor = None
+            if sqlite is not None:
+                self._driver.execute(_STATEMENTS["no_flush_at_commit"])  # write() flushes, outside the lock
+
+    # -- statements ------------------------------------------------------------
 
     def execute(self, name: str, params: dict[str, Any]) -> Any:
         return self._run(self._statements[name], params)
 
-    def claim(self, jti: str, expires_at: int) -> bool:
-        """Claim a code's ``jti`` (False: taken); on PostgreSQL this begins the write transaction."""
-        params = {"jti": jti, "expires_at": expires_at}
-        if not self.postgres:
-            return self.execute("claim", params).fetchone() is not None
-        cursor = self._run(f"BEGIN; {_PSYCOPG_STATEMENTS['claim']}", params, self._batch_cursor)
-        cursor.nextset()
-        return cursor.fetchone() is not None
+    def _run(self, sql: str, params: dict[str, Any]) -> Any:
+        """One round trip (PostgreSQL) or one prepared statement (SQLite), observed by the latency metric.
 
-    def locked_state(self, params: dict[str, Any]) -> Any:
-        """PostgreSQL: a scene state key's value under its transaction advisory lock, inside the write transaction.
-
-        A JWS or device code's claim began that transaction; a paper code claims
-        nothing (it has no replay rule), so its first read begins it here, in
-        the same round trip: the lock must be held until the decision's writes
-        commit, or two scans of one paper code could both pass ``already_entered``.
+        PostgreSQL: a failed transaction's pending ``ROLLBACK`` goes in front,
+        in the same round trip; the cursor is left on the last statement's result.
         """
-        if self._in_transaction():
-            return self.execute("locked_state", params)
-        cursor = self._run(f"BEGIN; {_PSYCOPG_STATEMENTS['locked_state']}", params, self._batch_cursor)
-        cursor.nextset()
+        started = time.perf_counter()
+        if self.postgres:
+            cursor = self._cursor
+            if self._rollback_pending:
+                sql = "ROLLBACK; " + sql
+                self._rollback_pending = False
+            cursor.execute(sql, params)
+            while cursor.nextset():
+                pass
+        else:
+            cursor = self._driver.execute(sql, params)
+        self._observe(time.perf_counter() - started)
         return cursor
 
+    def claim_and_read(self, claim: tuple[str, int] | None, keys: Sequence[str], now: int) -> list[Any] | None:
+        """Claim ``claim``'s ``(jti, expires_at)`` (None: claim nothing), then lock and read ``keys``.
+
+        The values, in the keys' order (None for a key not set); None when
+        the code was claimed already (then nothing is locked). PostgreSQL:
+        one round trip, which begins the write transaction if none is open.
+        """
+        jti, expires_at = claim if claim is not None else (None, 0)
+        if self.postgres:
+            # The keys as one JSON text: cheaper to send than an array psycopg adapts element by element.
+            params = {"jti": jti, "expires_at": expires_at, "keys": self.json_in(keys), "now": now}
+            sql = _PSYCOPG_STATEMENTS["claim_and_read"]
+            if not self._in_transaction():
+                sql = "BEGIN; " + sql
+            claimed, values = self._run(sql, params).fetchone()
+            return values if claimed else None
+        if jti is not None and self.execute("claim", {"jti": jti, "expires_at": expires_at}).fetchone() is None:
+            return None
+        values = []
+        for key in keys:  # under the database's write lock already
+            row = self.execute("read_state", {"key": key, "now": now}).fetchone()
+            values.append(None if row is None else self.json_out(row[0]))
+        return values
+
+    def jti_taken(self, jti: str) -> bool:
+        return self.execute("jti_taken", {"jti": jti}).fetchone() is not None
+
     def record(self, writes: Iterable[StateWrite], usage: dict[str, Any]) -> None:
-        """A decision's state writes and its usage record: one statement on PostgreSQL, one each on SQLite."""
+        """A decision's state writes and its usage record: one statement on PostgreSQL (with the COMMIT)."""
         latest = list({write.key: write for write in writes}.values())  # one write per key, the last
         if not self.postgres:
             for write in latest:
@@ -214,63 +276,60 @@ class ScanConnection:
             if write.value is not None:
                 params[f"value{i}"], params[f"expires_at{i}"] = self.json_in(write.value), write.expires_at
         sql = _psycopg_record(tuple(write.value is None for write in latest))
-        if self._in_transaction():  # the write transaction's last statement, and its commit
-            self._run(f"{sql}; COMMIT", params, self._batch_cursor)
-        else:  # a rejection: one statement, its own transaction
-            self._run(sql, params)
-
-    def _run(self, sql: str, params: dict[str, Any], cursor: Any = None) -> Any:
-        """One round trip, observed by the database latency metric."""
-        cursor = cursor or self._cursor
-        started = time.perf_counter()
-        cursor.execute(sql, params)
-        self._observe(time.perf_counter() - started)
-        return cursor
+        # The write transaction's last statement and its commit; or, for a refusal
+        # before any claim or read, one statement: its own transaction.
+        self._run(f"{sql}; COMMIT" if self._in_transaction() else sql, params)
 
     @contextmanager
     def write(self) -> Iterator[None]:
         """One write transaction, committed durably if the block ends normally, else rolled back."""
         sqlite = self._sqlite
-        with sqlite or nullcontext():
-            if sqlite is not None:
-                self.execute("begin", {})
-            try:
-                yield
-            except BaseException:
-                self._rollback()
-                raise
-            if sqlite is not None:
-                self._connection.commit()
-            elif self._in_transaction():
-                self._run("COMMIT", {})
-        if sqlite is not None:
-            sqlite.flush_log()  # before the caller can answer anyone
-
-    def _rollback(self) -> None:
         if not self.postgres:
-            self._connection.rollback()
-        elif self._in_transaction():
-            self._run("ROLLBACK", {})
+            with sqlite or nullcontext():
+                if sqlite is not None:
+                    self._driver.execute(_STATEMENTS["begin"])
+                try:
+                    yield
+                except BaseException:
+                    self._driver.rollback()
+                    raise
+                self._driver.commit()
+            if sqlite is not None:
+                sqlite.flush_log()  # before the caller can answer anyone
+            return
+        try:
+            yield
+        except BaseException:
+            if self._in_transaction():
+                self._rollback_pending = True  # sent with the next statement, or by close()
+            raise
+        if self._in_transaction():  # a decision that wrote nothing after its reads (not the verifier's way)
+            self._run("COMMIT", {})
 
     def _in_transaction(self) -> bool:
         """PostgreSQL: whether a transaction is open (or failed) on the server, by the driver's last word."""
-        return self._driver.info.transaction_status != _IDLE
+        return self._driver.info.transaction_status != _IDLE and not self._rollback_pending
 
     def close(self, *, invalidate: bool = False) -> None:
-        """Back to the pool (which rolls back what is open); ``invalidate``: the connection failed, drop it."""
+        """Back to the pool as it lent it; ``invalidate``: the connection failed, drop it."""
         if not invalidate and self._sqlite is not None:
             try:
-                self.execute("flush_at_commit", {})  # as the pool's other users expect
+                self._driver.execute(_STATEMENTS["flush_at_commit"])  # as the pool's other users expect
             except Exception:  # not as expected, then not back in the pool
                 invalidate = True
         if not invalidate and self.postgres:
             try:
+                self._rollback_pending = False
+                if self._driver.info.transaction_status != _IDLE:
+                    self._run("ROLLBACK", {})  # a decision that failed otherwise than by a refusal
                 self._driver.autocommit = False  # as the pool's other users expect
-            except Exception:  # a transaction still open or the connection broken
+            except Exception:  # the connection broken
                 invalidate = True
         if invalidate:
             self._connection.invalidate()
         self._connection.close()
+
+    # -- values ----------------------------------------------------------------
 
     def json_in(self, value: Any) -> str:
         return json.dumps(value, separators=(",", ":"))
@@ -284,44 +343,91 @@ class ScanConnection:
     def time_in(self, value: datetime) -> Any:
         return value if self.postgres else value.astimezone(UTC).strftime(_SQLITE_TIME)
 
+    # -- the scanners and the revocation list (read rarely: codeservice.scan_cache) ------
+
     def scanner(self, key_hash: str) -> ScannerRow | None:
         row = self.execute("scanner", {"key_hash": key_hash}).fetchone()
-        if row is None:
-            return None
+        return None if row is None else self._scanner_row(row)
+
+    def directory_version(self) -> int | None:
+        row = self.execute("directory_version", {}).fetchone()
+        return None if row is None else int(row[0])
+
+    def directory(self, version: int | None, now: datetime) -> DirectoryRows:
+        """The active scanners and the revocation list as they are now; ``version`` read before them."""
+        scanners = {row[4]: self._scanner_row(row) for row in self.execute("active_scanners", {}).fetchall()}
+        subs = frozenset(row[0] for row in self.execute("revoked_residents", {}).fetchall())
+        cutoff = self.time_in(now - REVOKED_CREDENTIALS_KEPT)
+        ctis = frozenset(row[0] for row in self.execute("revoked_credentials", {"cutoff": cutoff}).fetchall())
+        return DirectoryRows(version, scanners, subs, ctis)
+
+    def _scanner_row(self, row: Sequence[Any]) -> ScannerRow:
         return ScannerRow(row[0], row[1], row[2], self.json_out(row[3]), row[4], row[5], bool(row[6]))
 
 
 class DatabaseStore:
-    """The verifier's :class:`~verifiers.DecisionStore` over a scan's connection.
+    """The verifier's :class:`~verifiers.DecisionStore` over a scan's connection, reading ahead.
 
     Only the decision half: each usage record is written to the database with
     its decision, so nothing waits to be uploaded, and the keys and the
     revocation list are the service's own. The verifier has no outbox.
+
+    The claim waits for the reads: :meth:`claim_jti` notes it and says yes;
+    :meth:`read_ahead` (or the first :meth:`get`, or :meth:`save` for a
+    scene that reads nothing) makes it with the reads, in the same round
+    trip, and raises :class:`~verifiers.errors.Replayed` for a code claimed
+    already, before the scene sees any state.
     """
+
+    reads_ahead = True
 
     def __init__(self, connection: ScanConnection, scanner: ScannerRow) -> None:
         self.connection = connection
         self.scanner = scanner
         self._now = 0.0
+        self._claim: tuple[str, int] | None = None
+        self._values: dict[str, Any] = {}
 
-    # -- the DecisionStore protocol, and its Transaction ---------------------
+    # -- the DecisionStore protocol, and its ReadAhead transaction --------------
 
     @contextmanager
     def transaction(self, now: float) -> Iterator[DatabaseStore]:
         self._now = now
+        self._claim = None
+        self._values = {}
         with self.connection.write():
-            yield self
+            try:
+                yield self
+            except Rejection as rejection:
+                claim, self._claim = self._claim, None
+                # Refused before the claim was made (no verifier that reads ahead does
+                # this): a code used already is ``replayed`` first, as the rules' order says.
+                if claim is not None and not isinstance(rejection, Replayed) and self.connection.jti_taken(claim[0]):
+                    raise Replayed() from rejection
+                raise
 
     def claim_jti(self, jti: str, expires_at: int) -> bool:
-        return self.connection.claim(jti, expires_at)
+        self._claim = (jti, expires_at)
+        return True  # made with the reads; Replayed then if taken
+
+    def read_ahead(self, keys: list[str]) -> None:
+        if self.connection.postgres and any("\x00" in key for key in keys):
+            # PostgreSQL's text holds no NUL: such a key fails when the scene asks for it
+            # (a bad_context decision, the scene's failure), not here.
+            keys = [key for key in keys if "\x00" not in key]
+        self._read(keys)
+
+    def _read(self, keys: list[str]) -> None:
+        claim, self._claim = self._claim, None
+        values = self.connection.claim_and_read(claim, keys, int(self._now))
+        if values is None:
+            raise Replayed()
+        self._values.update(zip(keys, values, strict=True))
 
     def get(self, key: str) -> Any:
-        connection = self.connection
-        params = {"key": key, "now": int(self._now)}
-        # SQLite: under the write lock already; PostgreSQL: the key's advisory lock, held to the commit.
-        cursor = connection.locked_state(params) if connection.postgres else connection.execute("read_state", params)
-        row = cursor.fetchone()
-        return None if row is None else connection.json_out(row[0])
+        if key not in self._values:  # a key the scene did not list: locked and read now
+            self._read([key])
+        return self._values[key]
 
     def save(
         self,
@@ -331,8 +437,9 @@ class DatabaseStore:
         jti_expires_at: int = 0,
         writes: Iterable[StateWrite] = (),
     ) -> None:
-        # ``jti`` was inserted by claim_jti in this same transaction.
         connection = self.connection
+        if self._claim is not None:  # a scene that read no state: the claim alone
+            self._read([])
         scanner = self.scanner
         connection.record(
             writes,
@@ -353,26 +460,6 @@ class DatabaseStore:
                 "form": record.get("form", "online"),
             },
         )
-
-
-class RevokedResidents:
-    """``sub in revoked``: the live revocation list, read from the residents table."""
-
-    def __init__(self, connection: ScanConnection) -> None:
-        self.connection = connection
-
-    def __contains__(self, sub: object) -> bool:
-        return self.connection.execute("revoked", {"sub": sub}).fetchone() is not None
-
-
-class RevokedCredentials:
-    """``cti in revoked``: the revoked device and paper credentials, read from the credentials table by its key."""
-
-    def __init__(self, connection: ScanConnection) -> None:
-        self.connection = connection
-
-    def __contains__(self, cti: object) -> bool:
-        return self.connection.execute("revoked_credential", {"cti": cti}).fetchone() is not None
 
 
 def purge_expired(session: Session, now: float | None = None) -> None:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from .errors import InvalidField, NotFound, ScannerKeyInvalid
 from .models import Scanner
-from .scan_store import ScanConnection, ScannerRow
+from .scan_cache import ScanDirectory
+from .scan_store import DirectoryRows, ScanConnection, ScannerRow
 
 KEY_PREFIX = "csk_"  # recognisable in logs and secret scanners; never logged by us
 MAX_NAME = 100
@@ -80,14 +81,16 @@ def revoke_scanner(session: Session, scanner_id: int, *, now: datetime) -> Scann
     return scanner
 
 
-def authenticate(connection: ScanConnection, authorization: str | None) -> ScannerRow:
-    """The scanner named by ``Authorization: Bearer <key>``; 401 otherwise."""
+def authenticate(
+    directory: ScanDirectory, rows: DirectoryRows, connection: ScanConnection, authorization: str | None
+) -> ScannerRow:
+    """The scanner named by ``Authorization: Bearer <key>`` (from the process's copy, ``rows``); 401 otherwise."""
     key = bearer_key(authorization)
     if key is None:
         raise ScannerKeyInvalid("send the scanner's key as Authorization: Bearer <key>")
     key_hash = hash_key(key)
-    scanner = connection.scanner(key_hash)  # on every scan: straight to the driver
+    scanner = directory.scanner(connection, rows, key_hash)
     # The lookup is by hash; compare again in constant time all the same.
-    if scanner is None or not hmac.compare_digest(scanner.key_hash, key_hash) or scanner.revoked_at is not None:
+    if scanner is None or not hmac.compare_digest(scanner.key_hash, key_hash):
         raise ScannerKeyInvalid()
     return scanner

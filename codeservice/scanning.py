@@ -3,7 +3,8 @@
 The service does not re-implement a rule: it runs :class:`verifiers.OfflineVerifier`
 with a :class:`~codeservice.scan_store.DatabaseStore` (the database adapter,
 which has the verify path's statements and its concurrency), on the app's
-engine, keys, scenes and configuration.
+engine, keys, scenes and configuration, and the process's copy of the
+scanners and the revocation list (:class:`~codeservice.scan_cache.ScanDirectory`).
 """
 
 from __future__ import annotations
@@ -12,21 +13,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import cast
 
-from flask import current_app
+from flask import Flask, current_app
 
 from verifiers import KeySet, OfflineVerifier
 from verifiers.shapes import Member
 
 from . import db, observability
 from .context import key_store, scene_registry
-from .extensions import KEY_SET
-from .scan_store import (
-    DatabaseStore,
-    RevokedCredentials,
-    RevokedResidents,
-    ScanConnection,
-    ScannerRow,
-)
+from .extensions import KEY_SET, SCAN_DIRECTORY
+from .scan_cache import RevokedIds, ScanDirectory
+from .scan_store import DatabaseStore, DirectoryRows, ScanConnection, ScannerRow
 
 VERIFY_REQUEST: tuple[Member, ...] = (
     Member("token", {"type": "string"}, "The code as scanned: any string (a malformed one is a decision)."),
@@ -41,6 +37,17 @@ VERIFY_REQUEST: tuple[Member, ...] = (
 """A verification (``POST /api/v1/verify``)."""
 
 
+def init_app(app: Flask) -> None:
+    """The process's copy of the scanners and the revocation list, told of changes made through the app's engine."""
+    directory = ScanDirectory()
+    directory.watch(db.engine(app))
+    app.extensions[SCAN_DIRECTORY] = directory
+
+
+def scan_directory() -> ScanDirectory:
+    return cast(ScanDirectory, current_app.extensions[SCAN_DIRECTORY])
+
+
 @contextmanager
 def scan_connection() -> Iterator[ScanConnection]:
     """The current app's :class:`ScanConnection`, returned to the pool at the end of the block."""
@@ -48,7 +55,10 @@ def scan_connection() -> Iterator[ScanConnection]:
     try:
         yield connection
     except BaseException as error:
-        connection.close(invalidate=db.is_connection_error(error))
+        lost = db.is_connection_error(error)
+        if lost:
+            db.connection_lost(db.engine())
+        connection.close(invalidate=lost)
         raise
     connection.close()
 
@@ -64,7 +74,8 @@ def service_key_set() -> KeySet:
     return cast(KeySet, cache["key_set"])
 
 
-def verifier_for(connection: ScanConnection, scanner: ScannerRow) -> OfflineVerifier:
+def verifier_for(connection: ScanConnection, scanner: ScannerRow, rows: DirectoryRows) -> OfflineVerifier:
+    """The verifier of one scan: ``rows`` is the process's copy of the revocation list (:class:`ScanDirectory`)."""
     config = current_app.config
     return OfflineVerifier(
         service_key_set(),
@@ -75,7 +86,7 @@ def verifier_for(connection: ScanConnection, scanner: ScannerRow) -> OfflineVeri
         device_id=scanner.device_id,
         scenes=scene_registry(),
         scene_config=config.get("SCENES") or {},
-        revoked=RevokedResidents(connection),  # asked at each verification, never copied
+        revoked=RevokedIds(rows.revoked_subs),  # asked, never copied
         attended=scanner.attended,  # the key's, never the request's (contract section 9, rule 6)
-        revoked_credentials=RevokedCredentials(connection),  # likewise, by the credential's primary key
+        revoked_credentials=RevokedIds(rows.revoked_ctis),  # likewise
     )

@@ -28,7 +28,7 @@ from .scenes import (
     declared_detail,
 )
 from .status import Freshness, SyncReport, VerifierStatus
-from .store import DecisionStore, Outbox, Store, Transaction
+from .store import DecisionStore, Outbox, ReadAhead, Store, Transaction
 from .sync import SyncableVerifier
 from .verifier import OfflineVerifier
 
@@ -45,6 +45,7 @@ __all__ = [
     "OfflineVerifier",
     "Outbox",
     "Outcome",
+    "ReadAhead",
     "Rejection",
     "RevocationList",
     "RevocationListError",

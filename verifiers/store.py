@@ -70,9 +70,25 @@ class DecisionStore(Protocol):
 
     All the service's verifier has (its store writes each record straight to
     the database); an offline verifier's store is also an :class:`Outbox`.
+
+    A store whose class sets ``reads_ahead = True`` (the service's) yields
+    transactions that are also :class:`ReadAhead`.
     """
 
     def transaction(self, now: float) -> AbstractContextManager[Transaction]: ...
+
+
+class ReadAhead(Transaction, Protocol):
+    """A transaction told, before the scene decides, every state key the scene will read.
+
+    The verifier calls :meth:`read_ahead` once per accepted-so-far decision,
+    after :meth:`~Transaction.claim_jti` and before the scene's first
+    :meth:`~Transaction.get`, so that a store across a network can make the
+    claim and read every key in one round trip. It may raise
+    :class:`~verifiers.errors.Replayed` for a claim it finds taken then.
+    """
+
+    def read_ahead(self, keys: list[str]) -> None: ...
 
 
 @runtime_checkable

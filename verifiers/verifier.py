@@ -19,7 +19,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone, tzinfo
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 from .contract import DEFAULT_ISSUER, DEVICE_CODE_VALIDITY_SECONDS, SUPPORTED_ALGORITHMS
@@ -49,6 +49,7 @@ from .store import (
     DecisionStore,
     MemoryStore,
     Outbox,
+    ReadAhead,
     SqliteStore,
     Transaction,
     has_outbox,
@@ -92,6 +93,9 @@ class _SceneState:
 
     def get(self, key: str) -> Any:
         return self._transaction.get(self._prefix + key)
+
+    def keys(self, keys: Iterable[str]) -> list[str]:
+        return [self._prefix + key for key in keys]
 
     def scoped(self, writes: Iterable[StateWrite]) -> list[StateWrite]:
         return [StateWrite(self._prefix + w.key, w.value, w.expires_at) for w in writes]
@@ -172,6 +176,7 @@ class OfflineVerifier:
         )
         self.outbox: Outbox | None = self.store if has_outbox(self.store) else None
         """The same object as ``store`` when it keeps an outbox; None for a decision-only store."""
+        self._reads_ahead = getattr(self.store, "reads_ahead", False) is True  # the service's database
         self._sync_lock = threading.Lock()
         self.freshness = Freshness()
         """When the service last confirmed the key set and revocation list; changed by set_keys/set_revocations."""
@@ -462,7 +467,14 @@ class OfflineVerifier:
                     raise Replayed()
             record_id = new_record_id()
             state = _SceneState(transaction, prefix)
-            outcome = self._scene_outcome(scene, self._visit(code, now, record_id), context, state)
+            visit = self._visit(code, now, record_id)
+            if self._reads_ahead:  # the claim and every key the scene reads, at once
+                try:
+                    keys = scene.state_keys(visit, context)
+                except Exception:  # a scene's bug: its decide() meets it again, and is handled there
+                    keys = []
+                cast(ReadAhead, transaction).read_ahead(state.keys(keys))
+            outcome = self._scene_outcome(scene, visit, context, state)
             decision = Decision(
                 ok=True,
                 code="accepted",

@@ -13,17 +13,19 @@ from ..http import json_body
 from ..openapi.operations import SCANNER_SCHEME, described_by, operation
 from ..openapi.schemas import json_content, ref
 from ..scan_store import PURGE_EVERY, ScanConnection, ScannerRow, purge_expired
-from ..scanning import VERIFY_REQUEST, scan_connection, verifier_for
+from ..scanning import VERIFY_REQUEST, scan_connection, scan_directory, verifier_for
 from .blueprint import api
 
 
 def current_scanner(connection: ScanConnection | None = None) -> ScannerRow:
-    """The scanner whose key the request carries (401 otherwise), read on ``connection`` or a short-lived one."""
-    authorization = request.headers.get("Authorization")
-    if connection is not None:
-        return scanners.authenticate(connection, authorization)
-    with scan_connection() as own:
-        return scanners.authenticate(own, authorization)
+    """The scanner whose key the request carries (401 otherwise), known to the process or read on ``connection``."""
+    if connection is None:
+        with scan_connection() as own:
+            return current_scanner(own)
+    directory = scan_directory()
+    return scanners.authenticate(
+        directory, directory.fresh(connection), connection, request.headers.get("Authorization")
+    )
 
 
 def _verify_operation(_app: Flask) -> dict[str, Any]:
@@ -55,12 +57,14 @@ def _verify_operation(_app: Flask) -> dict[str, Any]:
 @described_by(_verify_operation)
 def verify() -> Any:
     """A decision for any token, as 200; the usage is logged with it."""
+    directory = scan_directory()
     with scan_connection() as connection:
-        scanner = current_scanner(connection)
+        rows = directory.fresh(connection)  # the scanners and the revocation list, at most 2 s old
+        scanner = scanners.authenticate(directory, rows, connection, request.headers.get("Authorization"))
         body = json_body(VERIFY_REQUEST)
         if body["scene"] not in scanner.scenes:
             raise SceneNotPermitted(f"this scanner's key may verify {', '.join(scanner.scenes)} only")
-        decision = verifier_for(connection, scanner).verify(body["token"], body["scene"], body.get("context"))
+        decision = verifier_for(connection, scanner, rows).verify(body["token"], body["scene"], body.get("context"))
     observability.record_verify_decision(body["scene"], decision.code)
     if random.random() < 1 / PURGE_EVERY:  # housekeeping, not security
         purge_expired(db.session())

@@ -1,10 +1,13 @@
 """The verify path's round trips on PostgreSQL, and what it leaves in the pool.
 
-The scan connection runs in autocommit mode: the reads (scanner key,
-revocation) are one round trip each, the claim begins the write transaction
-in its own round trip and the decision's writes end it with the COMMIT. Each
-round trip is one observation of the database latency metric, so counting
-those counts round trips (the pool's ping on checkout is not among them).
+The scan connection runs in autocommit mode: the scanner's key and the
+revocation list are the process's copy (codeservice.scan_cache, checked here
+beforehand), the claim and the scene state's locked reads begin the write
+transaction in one round trip and the decision's writes end it with the
+COMMIT. Each round trip is one observation of the database latency metric,
+so counting those counts round trips (the pool's ping on checkout is not
+among them; tests/service/test_verify_round_trips.py counts the protocol's
+own messages).
 """
 
 from __future__ import annotations
@@ -28,7 +31,11 @@ def database_url(postgres_schema: str) -> str:
 
 
 @pytest.fixture
-def round_trips(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+def round_trips(app: Any, monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    with app.app_context(), scanning.scan_connection() as connection:  # the process's copy, loaded
+        directory = scanning.scan_directory()
+        directory.fresh(connection)
+        monkeypatch.setattr(directory, "max_age", 3600.0)  # and kept for the test
     observed: list[float] = []
     monkeypatch.setattr(scanning.observability, "database_latency", lambda: observed.append)
     return observed
@@ -46,16 +53,16 @@ def count(app: Any, model: Any) -> int:
         return db.session().scalar(select(func.count()).select_from(model)) or 0
 
 
-def test_an_accepted_code_costs_five_round_trips(app, client, keys_dir, scanner_key, round_trips) -> None:
+def test_an_accepted_code_costs_two_round_trips(app, client, keys_dir, scanner_key, round_trips) -> None:
     assert present(client, scanner_key, service_code(app, keys_dir))["code"] == "accepted"
-    # scanner, revocation, BEGIN + claim, locked state, writes + usage + COMMIT
-    assert len(round_trips) == 5
+    # BEGIN + claim + locked state, writes + usage + COMMIT
+    assert len(round_trips) == 2
     assert count(app, UsageRecord) == 1 and count(app, SeenCode) == 1
 
 
-def test_a_rejection_is_one_statement_after_the_reads(app, client, scanner_key, round_trips) -> None:
+def test_a_rejection_is_one_statement(app, client, scanner_key, round_trips) -> None:
     assert present(client, scanner_key, "not.a.code")["code"] == "malformed"
-    assert len(round_trips) == 2  # scanner; the usage record in its own transaction
+    assert len(round_trips) == 1  # the usage record in its own transaction
     assert count(app, UsageRecord) == 1
 
 
@@ -64,8 +71,8 @@ def test_a_replay_rolls_back_its_claim_and_logs_the_decision(app, client, keys_d
     present(client, scanner_key, token)
     round_trips.clear()
     assert present(client, scanner_key, token)["code"] == "replayed"
-    # scanner, revocation, BEGIN + claim (taken), ROLLBACK, the usage record
-    assert len(round_trips) == 5
+    # BEGIN + claim (taken), ROLLBACK + the usage record
+    assert len(round_trips) == 2
     assert count(app, UsageRecord) == 2 and count(app, SeenCode) == 1
 
 

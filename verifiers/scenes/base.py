@@ -201,6 +201,37 @@ class Scene(ABC):
     def decide(self, visit: Visit, context: Any, state: SceneState) -> Outcome:
         """Apply the scene's rules in order; raise a SceneRejection subclass on the first failure."""
 
+    def state_keys(self, visit: Visit, context: Any) -> list[str]:
+        """The state keys :meth:`decide` reads for this visit, so that a store can read them all at once.
+
+        A store that reads ahead (the service's database: one round trip
+        for the claim and every key) asks this before :meth:`decide`; a key
+        :meth:`decide` then asks for that is not here costs that store one
+        more read, never a wrong answer. By default the keys :meth:`decide`
+        asks for when nothing is stored (a scene is a pure rule over its
+        state, so running it on empty state changes nothing); a scene whose
+        keys depend on what it reads may list them itself.
+        """
+        asked = _KeysAsked()
+        try:
+            self.decide(visit, context, asked)
+        except Exception:  # a refusal, or a scene's bug: decide() meets it again and it is handled there
+            pass
+        return asked.keys
+
+
+class _KeysAsked:
+    """A scene's state holding nothing, noting each key asked for (:meth:`Scene.state_keys`)."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def get(self, key: str) -> Any:
+        self.keys.append(key)
+        return None
+
 
 # Context helpers shared by scenes: each raises BadContext naming the field.
 
