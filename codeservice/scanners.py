@@ -85,7 +85,11 @@ def authenticate(connection: ScanConnection, authorization: str | None) -> Scann
     key = bearer_key(authorization)
     if key is None:
         raise ScannerKeyInvalid("send the scanner's key as Authorization: Bearer <key>")
-    key_hash = hash_key(key)
+    return scanner_by_hash(connection, hash_key(key))
+
+
+def scanner_by_hash(connection: ScanConnection, key_hash: str) -> ScannerRow:
+    """The live scanner whose key hashes to ``key_hash`` (a key, or a scanner session); 401 otherwise."""
     scanner = connection.scanner(key_hash)  # on every scan: straight to the driver
     # The lookup is by hash; compare again in constant time all the same.
     if scanner is None or not hmac.compare_digest(scanner.key_hash, key_hash) or scanner.revoked_at is not None:

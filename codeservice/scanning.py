@@ -8,24 +8,29 @@ engine, keys, scenes and configuration.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import cast
 
 from flask import current_app
 
-from verifiers import KeySet, OfflineVerifier
+from verifiers import Decision, KeySet, OfflineVerifier
 from verifiers.shapes import Member
 
 from . import db, observability
 from .context import key_store, scene_registry
+from .errors import SceneNotPermitted
 from .extensions import KEY_SET
+from .http import json_body
 from .scan_store import (
+    PURGE_EVERY,
     DatabaseStore,
     RevokedCredentials,
     RevokedResidents,
     ScanConnection,
     ScannerRow,
+    purge_expired,
 )
 
 VERIFY_REQUEST: tuple[Member, ...] = (
@@ -79,3 +84,24 @@ def verifier_for(connection: ScanConnection, scanner: ScannerRow) -> OfflineVeri
         attended=scanner.attended,  # the key's, never the request's (contract section 9, rule 6)
         revoked_credentials=RevokedCredentials(connection),  # likewise, by the credential's primary key
     )
+
+
+def verify_request(authenticate: Callable[[ScanConnection], ScannerRow]) -> tuple[ScannerRow, Decision]:
+    """The decision for this request's verify body (:data:`VERIFY_REQUEST`), by the scanner ``authenticate`` finds.
+
+    The one path of ``POST /api/v1/verify`` (a key in ``Authorization``) and
+    of the ``/scanner`` page (a scanner session): the scanner is read on the
+    scan's own connection, then the body, then the scene is checked against
+    the scanner's, and the decision is made and logged with its venue,
+    device and staffing.
+    """
+    with scan_connection() as connection:
+        scanner = authenticate(connection)
+        body = json_body(VERIFY_REQUEST)
+        if body["scene"] not in scanner.scenes:
+            raise SceneNotPermitted(f"this scanner's key may verify {', '.join(scanner.scenes)} only")
+        decision = verifier_for(connection, scanner).verify(body["token"], body["scene"], body.get("context"))
+    observability.record_verify_decision(body["scene"], decision.code)
+    if random.random() < 1 / PURGE_EVERY:  # housekeeping, not security
+        purge_expired(db.session())
+    return scanner, decision

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from flask import Flask, jsonify, request
 
-from .. import db, observability, scanners
-from ..errors import SceneNotPermitted
-from ..http import json_body
+from .. import scanners
 from ..openapi.operations import SCANNER_SCHEME, described_by, operation
 from ..openapi.schemas import json_content, ref
-from ..scan_store import PURGE_EVERY, ScanConnection, ScannerRow, purge_expired
-from ..scanning import VERIFY_REQUEST, scan_connection, verifier_for
+from ..scan_store import ScanConnection, ScannerRow
+from ..scanning import scan_connection, verify_request
 from .blueprint import api
 
 
@@ -55,13 +52,5 @@ def _verify_operation(_app: Flask) -> dict[str, Any]:
 @described_by(_verify_operation)
 def verify() -> Any:
     """A decision for any token, as 200; the usage is logged with it."""
-    with scan_connection() as connection:
-        scanner = current_scanner(connection)
-        body = json_body(VERIFY_REQUEST)
-        if body["scene"] not in scanner.scenes:
-            raise SceneNotPermitted(f"this scanner's key may verify {', '.join(scanner.scenes)} only")
-        decision = verifier_for(connection, scanner).verify(body["token"], body["scene"], body.get("context"))
-    observability.record_verify_decision(body["scene"], decision.code)
-    if random.random() < 1 / PURGE_EVERY:  # housekeeping, not security
-        purge_expired(db.session())
+    _scanner, decision = verify_request(current_scanner)
     return jsonify(decision.to_dict())
