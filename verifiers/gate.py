@@ -20,7 +20,12 @@ one decision as JSON per line, in order, flushed at once. Around it:
   failed sync is logged and tried again at the next turn.
 
 ``SIGTERM`` (and ``SIGINT``) finish the decision in hand and end the loop;
-``SIGUSR1`` prints how old the key set and revocation list are (as at start).
+``SIGUSR1`` prints how old the key set and revocation list are and the
+clock offset last measured (as at start). Each sync measures the service's
+clock from its answers' ``Date`` (to about a second) and warns when this
+machine's differs by more than :data:`MAX_CLOCK_OFFSET`; it also reports the
+gate's health to the service with the upload (``Codeservice-Verifier-Status``,
+:mod:`verifiers.sync`).
 Every decision is in the store's outbox before its line is printed. A key
 set given with ``--jwks`` is kept in the store too (:func:`keep_keys`), so a
 gate restarted without it goes on verifying.
@@ -36,6 +41,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
@@ -43,6 +49,7 @@ from typing import Any
 
 from .decision import Decision
 from .keys import KeySet
+from .sync import CLOCK_META
 from .verifier import OfflineVerifier
 
 MAX_LINE_BYTES = 8192
@@ -52,6 +59,8 @@ DEFAULT_SYNC_EVERY = 60.0
 DEFAULT_HOOK_TIMEOUT = 10.0
 HOOK_QUEUE_SIZE = 64
 DECISION_ENV = "CODESERVICE_DECISION"
+MAX_CLOCK_OFFSET = 30.0
+"""Seconds this machine's clock may differ from the service's before each sync warns."""
 PROG = "python -m verifiers gate"
 
 _stderr_lock = threading.Lock()
@@ -200,6 +209,13 @@ class BackgroundSync:
             warn(f"sync: {error}")
         if report.ok:
             warn(f"synced: {report.uploaded} records uploaded, {report.duplicates} already held")
+        offset = report.clock_offset_seconds
+        if offset is not None and abs(offset) > MAX_CLOCK_OFFSET:
+            warn(
+                f"warning: this machine's clock is {abs(offset):.0f} s "
+                f"{'behind' if offset > 0 else 'ahead of'} the service's (more than {MAX_CLOCK_OFFSET:g} s): "
+                "codes may be refused as expired or not yet valid; set the clock (NTP)"
+            )
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -218,8 +234,10 @@ def keep_keys(verifier: OfflineVerifier, keys: KeySet) -> None:
         verifier.set_keys(keys)
 
 
-def status_line(verifier: OfflineVerifier) -> str:
+def status_line(verifier: OfflineVerifier, now: float | None = None) -> str:
+    """The keys' and revocation list's ages and the clock offset last measured, for standard error."""
     status = verifier.status()
+    now = time.time() if now is None else now
 
     def how_old(seconds: float | None) -> str:
         return "never confirmed by the service" if seconds is None else f"{seconds:.0f} s old"
@@ -227,8 +245,20 @@ def status_line(verifier: OfflineVerifier) -> str:
     revoked = "" if status.revoked is None else f" ({status.revoked} code ids)"
     return (
         f"keys {', '.join(status.kids)}: {how_old(status.keys_age_seconds)}; "
-        f"revocation list{revoked}: {how_old(status.revocations_age_seconds)}"
+        f"revocation list{revoked}: {how_old(status.revocations_age_seconds)}; "
+        f"{clock_text(verifier, now)}"
     )
+
+
+def clock_text(verifier: OfflineVerifier, now: float) -> str:
+    """``clock offset +2 s (service minus this machine, measured 30 s ago)``, from the store's last sync."""
+    clock: Any = verifier.outbox.get_meta(CLOCK_META) if verifier.outbox is not None else None
+    try:
+        offset, measured_at = float(clock["offset"]), float(clock["measured_at"])
+    except (TypeError, KeyError, ValueError):
+        return "clock offset unknown (no sync yet)"
+    since = max(0.0, now - measured_at)
+    return f"clock offset {offset:+.0f} s (service minus this machine, measured {since:.0f} s ago)"
 
 
 @dataclass
