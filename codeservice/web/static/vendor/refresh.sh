@@ -1,7 +1,8 @@
 #!/bin/sh
-# Refresh the vendored QR encoder from the npm registry (run by hand, then review the diff).
+# Refresh the vendored QR encoder (qrcode-generator, for /code) and decoder (jsQR, for /scanner) from the
+# npm registry (run by hand, then review the diff).
 #
-#   codeservice/web/static/vendor/refresh.sh [VERSION]
+#   codeservice/web/static/vendor/refresh.sh [QRCODE_GENERATOR_VERSION [JSQR_VERSION]]
 #
 # `npm pack` fetches the package's tarball and checks it against the
 # registry's integrity hash; only the package's own distributed file,
