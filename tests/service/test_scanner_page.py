@@ -14,8 +14,12 @@ from typing import Any
 import pytest
 from helpers import (
     CSRF_FIELD,
+    EN,
+    ZH,
     add_scanner,
+    assert_self_contained,
     error,
+    html,
     scanner_sign_in,
     scanner_verify,
     service_code,
@@ -54,6 +58,21 @@ def test_signed_out_the_page_is_the_sign_in_form(client: Any) -> None:
     page = client.get("/scanner").get_data(as_text=True)
     assert 'action="/scanner/session"' in page and 'method="post"' in page
     assert 'name="key"' in page and 'type="password"' in page
+
+
+def test_both_pages_are_self_contained_in_both_languages(client: Any, scanner: tuple[int, str]) -> None:
+    """No inline script, handler or style (the pages' strict CSP), nothing from outside; Chinese and English."""
+    pages = {f"signed out {lang}": client.get("/scanner", headers=lang) for lang in (ZH, EN)}
+    scanner_sign_in(client, scanner[1])
+    pages.update({f"scanning {lang}": client.get("/scanner", headers=lang) for lang in (ZH, EN)})
+    for where, response in pages.items():
+        page = html(response)
+        assert page.startswith("<!doctype html>"), where
+        assert_self_contained(page, where)
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["Cache-Control"] == "no-store"
+    assert "扫码核验" in html(pages[f"scanning {ZH}"]) and "Scanner" in html(pages[f"scanning {EN}"])
+    assert "/static/vendor/jsqr/jsQR.js" in html(pages[f"scanning {EN}"])
 
 
 def test_the_key_becomes_an_httponly_strict_cookie_of_its_own(client: Any, scanner: tuple[int, str]) -> None:
