@@ -222,6 +222,13 @@ class ScannerKeyInvalid(ClientError):
     default_message = "the scanner key is missing, unknown or revoked"
 
 
+class ScannerCsrfFailed(Forbidden):
+    """A ``/scanner`` call without its scanner session's CSRF token."""
+
+    code = "csrf_failed"
+    default_message = "send the scanner session's CSRF token in the X-CSRF-Token header"
+
+
 class SceneNotPermitted(Forbidden):
     code = "scene_not_permitted"
     default_message = "this scanner's key does not name this scene"

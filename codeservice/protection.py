@@ -3,11 +3,11 @@
 The limits are declared here by endpoint name (not by decorators in the route
 modules), with Flask-Limiter:
 
-- login (10/minute per client address): ``POST /api/v1/session``, ``POST /login``;
+- login (10/minute per client address): ``POST /api/v1/session``, ``POST /login``, ``POST /scanner/session``;
 - register (5/minute per address): ``POST /api/v1/residents``, ``POST /register``;
 - code (60/minute per logged-in resident, else per address): ``GET /api/v1/code``,
   ``GET /api/v1/code.png``, ``GET /code``;
-- verify (1200/minute per scanner key hash): ``POST /api/v1/verify``.
+- verify (1200/minute per scanner key hash): ``POST /api/v1/verify``, ``POST /scanner/verify``.
 
 The endpoints of one budget share it (a web login and an API login count
 against the same 10). Verify is keyed by the scanner rather than the address:
@@ -35,6 +35,7 @@ from flask_limiter.errors import RateLimitExceeded
 from flask_limiter.util import get_remote_address
 from limits import parse_many
 
+from . import scanner_sessions
 from .auth import session_resident
 from .errors import ConfigError, RateLimited
 from .http import error_response
@@ -69,9 +70,11 @@ def _by_resident() -> str:
 
 
 def _by_scanner() -> str:
-    """The scanner key's hash (as :mod:`codeservice.scanners` stores it), else the address."""
+    """The scanner key's hash (as :mod:`codeservice.scanners` stores it; a ``/scanner`` session names it), else
+    the address."""
     key = bearer_key(request.headers.get("Authorization"))
-    return _by_address() if key is None else "scanner:" + hash_key(key)
+    key_hash = hash_key(key) if key is not None else scanner_sessions.presented_key_hash()
+    return _by_address() if key_hash is None else "scanner:" + key_hash
 
 
 @dataclass(frozen=True)
@@ -85,7 +88,7 @@ class Budget:
 # Budget name (the shared scope) -> where it applies. The limit itself is the
 # configuration value ``config_key`` (``CODESERVICE_RATE_LIMIT_LOGIN=20/minute``).
 LIMITS: dict[str, Budget] = {
-    "login": Budget("RATE_LIMIT_LOGIN", ("api.log_in", "web.login"), _by_address, ("POST",)),
+    "login": Budget("RATE_LIMIT_LOGIN", ("api.log_in", "web.login", "web.scanner.sign_in"), _by_address, ("POST",)),
     "register": Budget("RATE_LIMIT_REGISTER", ("api.register", "web.register"), _by_address, ("POST",)),
     "code": Budget(
         "RATE_LIMIT_CODE",
@@ -101,7 +104,7 @@ LIMITS: dict[str, Budget] = {
         _by_resident,
         ("GET", "POST", "DELETE"),
     ),
-    "verify": Budget("RATE_LIMIT_VERIFY", ("api.verify",), _by_scanner, ("POST",)),
+    "verify": Budget("RATE_LIMIT_VERIFY", ("api.verify", "web.scanner.verify"), _by_scanner, ("POST",)),
 }
 
 

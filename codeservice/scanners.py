@@ -88,7 +88,13 @@ def authenticate(
     key = bearer_key(authorization)
     if key is None:
         raise ScannerKeyInvalid("send the scanner's key as Authorization: Bearer <key>")
-    key_hash = hash_key(key)
+    return scanner_by_hash(directory, rows, connection, hash_key(key))
+
+
+def scanner_by_hash(
+    directory: ScanDirectory, rows: DirectoryRows, connection: ScanConnection, key_hash: str
+) -> ScannerRow:
+    """The live scanner whose key hashes to ``key_hash`` (a key, or a scanner session), from the copy; 401 otherwise."""
     scanner = directory.scanner(connection, rows, key_hash)
     # The lookup is by hash; compare again in constant time all the same.
     if scanner is None or not hmac.compare_digest(scanner.key_hash, key_hash):

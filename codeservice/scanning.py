@@ -9,20 +9,23 @@ scanners and the revocation list (:class:`~codeservice.scan_cache.ScanDirectory`
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import random
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import cast
 
 from flask import Flask, current_app
 
-from verifiers import KeySet, OfflineVerifier
+from verifiers import Decision, KeySet, OfflineVerifier
 from verifiers.shapes import Member
 
 from . import db, observability
 from .context import key_store, scene_registry
+from .errors import SceneNotPermitted
 from .extensions import KEY_SET, SCAN_DIRECTORY
+from .http import json_body
 from .scan_cache import RevokedIds, ScanDirectory
-from .scan_store import DatabaseStore, DirectoryRows, ScanConnection, ScannerRow
+from .scan_store import PURGE_EVERY, DatabaseStore, DirectoryRows, ScanConnection, ScannerRow, purge_expired
 
 VERIFY_REQUEST: tuple[Member, ...] = (
     Member("token", {"type": "string"}, "The code as scanned: any string (a malformed one is a decision)."),
@@ -90,3 +93,30 @@ def verifier_for(connection: ScanConnection, scanner: ScannerRow, rows: Director
         attended=scanner.attended,  # the key's, never the request's (contract section 9, rule 6)
         revoked_credentials=RevokedIds(rows.revoked_ctis),  # likewise
     )
+
+
+ScannerLookup = Callable[[ScanDirectory, DirectoryRows, ScanConnection], ScannerRow]
+"""Finds the request's scanner (by its key, or its scanner session) in the process's copy; 401 otherwise."""
+
+
+def verify_request(authenticate: ScannerLookup) -> tuple[ScannerRow, Decision]:
+    """The decision for this request's verify body (:data:`VERIFY_REQUEST`), by the scanner ``authenticate`` finds.
+
+    The one path of ``POST /api/v1/verify`` (a key in ``Authorization``) and
+    of the ``/scanner`` page (a scanner session): the scanner is read on the
+    scan's own connection, then the body, then the scene is checked against
+    the scanner's, and the decision is made and logged with its venue,
+    device and staffing.
+    """
+    directory = scan_directory()
+    with scan_connection() as connection:
+        rows = directory.fresh(connection)  # the scanners and the revocation list, at most 2 s old
+        scanner = authenticate(directory, rows, connection)
+        body = json_body(VERIFY_REQUEST)
+        if body["scene"] not in scanner.scenes:
+            raise SceneNotPermitted(f"this scanner's key may verify {', '.join(scanner.scenes)} only")
+        decision = verifier_for(connection, scanner, rows).verify(body["token"], body["scene"], body.get("context"))
+    observability.record_verify_decision(body["scene"], decision.code)
+    if random.random() < 1 / PURGE_EVERY:  # housekeeping, not security
+        purge_expired(db.session())
+    return scanner, decision

@@ -58,16 +58,17 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, String, Table, bindparam, literal, select, text, tuple_
+from sqlalchemy import CursorResult, String, Table, bindparam, func, literal, select, text, tuple_
 from sqlalchemy.orm import Session
 
 from verifiers import DetailField, InvalidDetail, check_detail, declared_detail
 from verifiers.contract import FORMS
 from verifiers.decision import USAGE_RECORD, USAGE_RECORD_FIELDS
 from verifiers.shapes import Member
+from verifiers.verifier import CHINA_STANDARD_TIME
 
 from .errors import BatchTooLarge, InvalidCursor, InvalidLimit, InvalidUsageRecord
 from .models import UsageRecord
@@ -399,6 +400,33 @@ def history(session: Session, sub: str, *, limit: int = DEFAULT_LIMIT, before: s
     more = len(rows) > limit
     rows = rows[:limit]
     return HistoryPage(rows, encode_cursor(rows[-1]) if more else None)
+
+
+@dataclass(frozen=True)
+class DayCounts:
+    """A scanner's decisions since local midnight."""
+
+    accepted: int
+    refused: int
+    since: datetime
+
+
+def local_midnight(now: datetime, tz: tzinfo = CHINA_STANDARD_TIME) -> datetime:
+    """The start of ``now``'s local day (China Standard Time, as the scenes' days), in UTC."""
+    local = now.astimezone(tz)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def scanner_day_counts(session: Session, scanner_id: int, now: datetime) -> DayCounts:
+    """How many of ``scanner_id``'s decisions since local midnight were accepted and refused (online and uploaded)."""
+    since = local_midnight(now)
+    query = (
+        select(_USAGE.c.ok, func.count())
+        .where(_USAGE.c.scanner_id == scanner_id, _USAGE.c.decided_at >= literal(since, _USAGE.c.decided_at.type))
+        .group_by(_USAGE.c.ok)
+    )
+    counts = {bool(ok): int(count) for ok, count in session.execute(query)}
+    return DayCounts(counts.get(True, 0), counts.get(False, 0), since)
 
 
 def utc(value: datetime) -> datetime:

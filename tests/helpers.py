@@ -340,7 +340,7 @@ def sub_of(token: str) -> str:
 
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}  # Flask adds them to every GET / every route
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-PAGE_BLUEPRINTS = {"web"}  # HTML pages and their static files: not the JSON API
+PAGE_BLUEPRINTS = {"web", "web.scanner"}  # HTML pages, their static files and /scanner's own calls: not the JSON API
 CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
@@ -536,3 +536,30 @@ def read_qr(page: Any) -> str:
 
 def ago(**delta: float) -> timedelta:
     return timedelta(**delta)
+
+
+# -- the browser scanner (/scanner) ---------------------------------------------------
+
+CSRF_FIELD = re.compile(r'name="csrf_token" value="([^"]+)"')
+SCANNER_CSRF = re.compile(r'name="csrf-token" content="([^"]+)"')
+
+
+def scanner_sign_in(client: Any, key: str) -> str:
+    """Sign the test client in at /scanner with ``key``; the scanner session's CSRF token."""
+    page = client.get("/scanner")
+    match = CSRF_FIELD.search(page.get_data(as_text=True))
+    assert match, page.get_data(as_text=True)[:300]
+    response = client.post("/scanner/session", data={"key": key, "csrf_token": match.group(1)})
+    assert response.status_code == 303, response.get_data(as_text=True)[:300]
+    scanning = client.get("/scanner")
+    token = SCANNER_CSRF.search(scanning.get_data(as_text=True))
+    assert token, scanning.get_data(as_text=True)[:300]
+    return token.group(1)
+
+
+def scanner_verify(client: Any, csrf: str | None, token: str, scene: str, context: Any = None, **headers: str) -> Any:
+    """``POST /scanner/verify`` as the page sends it."""
+    if csrf is not None:
+        headers["X-CSRF-Token"] = csrf
+    body = {"token": token, "scene": scene, "context": context if context is not None else {}}
+    return client.post("/scanner/verify", json=body, headers=headers)

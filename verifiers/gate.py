@@ -3,8 +3,12 @@
 A QR reader types each code followed by Enter, or writes lines on a serial
 port; the gate reads them one at a time, verifies each offline with its
 :class:`~verifiers.verifier.OfflineVerifier` (a durable store), and prints
-one decision as JSON per line, in order, flushed at once. Around it:
+one decision as JSON per line, in order (flushed as below). Around it:
 
+- Decision lines are flushed once the input in hand is decided (a reader's
+  lone scan at once; lines that arrive together, from a pipe, every
+  :data:`FLUSH_EVERY`), which saves a write per line where it counts. The
+  store has each decision before its line is written, flushed or not.
 - :class:`LineSplitter` cuts the input into lines (one trailing ``\\r\\n`` or
   ``\\n`` stripped) without ever holding more than :data:`MAX_LINE_BYTES` of
   one line: a longer line is decided on its first bytes (malformed) and the
@@ -20,7 +24,12 @@ one decision as JSON per line, in order, flushed at once. Around it:
   failed sync is logged and tried again at the next turn.
 
 ``SIGTERM`` (and ``SIGINT``) finish the decision in hand and end the loop;
-``SIGUSR1`` prints how old the key set and revocation list are (as at start).
+``SIGUSR1`` prints how old the key set and revocation list are and the
+clock offset last measured (as at start). Each sync measures the service's
+clock from its answers' ``Date`` (to about a second) and warns when this
+machine's differs by more than :data:`MAX_CLOCK_OFFSET`; it also reports the
+gate's health to the service with the upload (``Codeservice-Verifier-Status``,
+:mod:`verifiers.sync`).
 Every decision is in the store's outbox before its line is printed. A key
 set given with ``--jwks`` is kept in the store too (:func:`keep_keys`), so a
 gate restarted without it goes on verifying.
@@ -36,6 +45,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import FrameType
@@ -43,15 +53,20 @@ from typing import Any
 
 from .decision import Decision
 from .keys import KeySet
+from .sync import CLOCK_META
 from .verifier import OfflineVerifier
 
 MAX_LINE_BYTES = 8192
 """The longest line kept (twice the longest code, contract section 9): beyond it, malformed."""
 READ_CHUNK = 65536
+FLUSH_EVERY = 32
+"""Decisions written before a flush when many lines arrive at once (a pipe); a lone scan is flushed at once."""
 DEFAULT_SYNC_EVERY = 60.0
 DEFAULT_HOOK_TIMEOUT = 10.0
 HOOK_QUEUE_SIZE = 64
 DECISION_ENV = "CODESERVICE_DECISION"
+MAX_CLOCK_OFFSET = 30.0
+"""Seconds this machine's clock may differ from the service's before each sync warns."""
 PROG = "python -m verifiers gate"
 
 _stderr_lock = threading.Lock()
@@ -116,9 +131,13 @@ def is_blank(line: bytes) -> bool:
     return not line.strip()
 
 
+# UTF-8 whatever the terminal's locale: station names are often Chinese. One encoder for every line
+# (json.dumps with arguments builds a new one per call).
+_encode_json = json.JSONEncoder(ensure_ascii=False).encode
+
+
 def decision_line(decision: Decision) -> bytes:
-    # UTF-8 whatever the terminal's locale: station names are often Chinese.
-    return json.dumps(decision.to_dict(), ensure_ascii=False).encode("utf-8") + b"\n"
+    return _encode_json(decision.to_dict()).encode("utf-8") + b"\n"
 
 
 class HookRunner:
@@ -200,6 +219,13 @@ class BackgroundSync:
             warn(f"sync: {error}")
         if report.ok:
             warn(f"synced: {report.uploaded} records uploaded, {report.duplicates} already held")
+        offset = report.clock_offset_seconds
+        if offset is not None and abs(offset) > MAX_CLOCK_OFFSET:
+            warn(
+                f"warning: this machine's clock is {abs(offset):.0f} s "
+                f"{'behind' if offset > 0 else 'ahead of'} the service's (more than {MAX_CLOCK_OFFSET:g} s): "
+                "codes may be refused as expired or not yet valid; set the clock (NTP)"
+            )
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -218,8 +244,10 @@ def keep_keys(verifier: OfflineVerifier, keys: KeySet) -> None:
         verifier.set_keys(keys)
 
 
-def status_line(verifier: OfflineVerifier) -> str:
+def status_line(verifier: OfflineVerifier, now: float | None = None) -> str:
+    """The keys' and revocation list's ages and the clock offset last measured, for standard error."""
     status = verifier.status()
+    now = time.time() if now is None else now
 
     def how_old(seconds: float | None) -> str:
         return "never confirmed by the service" if seconds is None else f"{seconds:.0f} s old"
@@ -227,8 +255,20 @@ def status_line(verifier: OfflineVerifier) -> str:
     revoked = "" if status.revoked is None else f" ({status.revoked} code ids)"
     return (
         f"keys {', '.join(status.kids)}: {how_old(status.keys_age_seconds)}; "
-        f"revocation list{revoked}: {how_old(status.revocations_age_seconds)}"
+        f"revocation list{revoked}: {how_old(status.revocations_age_seconds)}; "
+        f"{clock_text(verifier, now)}"
     )
+
+
+def clock_text(verifier: OfflineVerifier, now: float) -> str:
+    """``clock offset +2 s (service minus this machine, measured 30 s ago)``, from the store's last sync."""
+    clock: Any = verifier.outbox.get_meta(CLOCK_META) if verifier.outbox is not None else None
+    try:
+        offset, measured_at = float(clock["offset"]), float(clock["measured_at"])
+    except (TypeError, KeyError, ValueError):
+        return "clock offset unknown (no sync yet)"
+    since = max(0.0, now - measured_at)
+    return f"clock offset {offset:+.0f} s (service minus this machine, measured {since:.0f} s ago)"
 
 
 @dataclass
@@ -270,10 +310,13 @@ class Gate:
                 continue
             data = os.read(self.fd, READ_CHUNK)
             lines = self.splitter.feed(data) if data else self.splitter.finish()
-            for line in lines:
-                if self._stopping:  # finish the decision in hand, no more
-                    break
-                self._decide(line)
+            try:
+                for line in lines:
+                    if self._stopping:  # finish the decision in hand, no more
+                        break
+                    self._decide(line)
+            finally:
+                self.out.flush()  # before waiting for more input (or stopping): nothing is held back
             if not data:
                 return
 
@@ -284,7 +327,8 @@ class Gate:
         self.decided += 1
         output = decision_line(decision)
         self.out.write(output)
-        self.out.flush()
+        if self.decided % FLUSH_EVERY == 0:
+            self.out.flush()
         if self.hooks is not None:
             self.hooks.submit(decision, output)
 

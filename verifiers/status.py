@@ -56,6 +56,11 @@ class SyncReport:
     """Seconds since the key set was last confirmed by the service; None: never (keys given by hand)."""
     revocations_age_seconds: float | None = None
     """Seconds since the revocation list was last confirmed; None: never."""
+    clock_offset_seconds: float | None = None
+    """The service's clock minus this machine's, measured in this sync from the answers' ``Date``
+    (good to about a second); None when no answer had one."""
+    clock_round_trip: float | None = None
+    """The round trip, in seconds, of the answer the clock offset was taken from."""
 
     @property
     def ok(self) -> bool:

@@ -216,6 +216,11 @@ class MemoryStore(_InMemoryReads):
         with self._lock:
             return [record for _, record in zip(range(limit), self._outbox.values(), strict=False)]
 
+    def pending_count(self) -> int:
+        """How many records wait for the service (a sync's health report says so)."""
+        with self._lock:
+            return len(self._outbox)
+
     def mark_synced(self, record_ids: Iterable[str]) -> None:
         with self._lock:
             for record_id in record_ids:
@@ -404,6 +409,13 @@ class SqliteStore(_InMemoryReads):
             self.flush()
             rows = self._db.execute("SELECT record FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [json.loads(row[0]) for row in rows]
+
+    def pending_count(self) -> int:
+        """How many records wait for the service (a sync's health report says so)."""
+        with self._lock:
+            self.flush()
+            row = self._db.execute("SELECT count(*) FROM outbox").fetchone()
+        return int(row[0])
 
     def mark_synced(self, record_ids: Iterable[str]) -> None:
         """The service acknowledged these records: they leave the outbox."""

@@ -19,6 +19,17 @@ signed by the issuer's current key, so the key set comes first):
    wrong with the scanner as a whole (its clock, its key), and the upload
    stops there instead of setting everything aside.
 
+Every upload request carries the verifier's health, for the operators'
+console: ``Codeservice-Verifier-Status: keys-age=120, revocations-age=30,
+clock-offset=-2, pending=5``, an RFC 8941 dictionary of integers (seconds;
+``clock-offset`` is the service's clock minus this machine's, measured in
+this sync from the answers' ``Date`` header, good to about a second;
+``pending`` the outbox's records before that request; a member that is not
+known is left out). A sync with an empty outbox still sends one upload, an
+empty batch, so the service hears from every verifier at every sync. The
+offset is also kept in the store (``clock`` meta) and in
+:attr:`SyncReport.clock_offset_seconds`.
+
 Nothing about the network raises (the service down, a connection cut, a
 timeout, a 5xx, an answer that is not what it should be): each problem is a
 line in :attr:`SyncReport.errors`, and whatever was not acknowledged is still
@@ -35,6 +46,8 @@ http to a loopback address; redirects are not followed.
 
 from __future__ import annotations
 
+import datetime
+import email.utils
 import http.client
 import json
 import logging
@@ -71,6 +84,10 @@ MAX_SET_ASIDE = 10
 DEFAULT_TIMEOUT = 10
 MAX_ANSWER_BYTES = 64 * 1024
 USER_AGENT = "verifiers-sync/1"
+STATUS_HEADER = "Codeservice-Verifier-Status"
+"""The verifier's health, sent with every usage upload (:func:`status_header`)."""
+CLOCK_META = "clock"
+"""The store's record of the last clock measure: ``{"offset": seconds, "measured_at": epoch}``."""
 _RECORD_FIELD = re.compile(r"records\[(\d+)\]")
 
 
@@ -121,6 +138,9 @@ class _Answer:
     status: int
     headers: Mapping[str, str] | Message[str, str]
     body: bytes
+    sent_at: float = 0.0
+    """Local time when the request went out, and when the answer's headers arrived: the clock's measure."""
+    received_at: float = 0.0
 
 
 def _exchange(
@@ -138,17 +158,20 @@ def _exchange(
         method="POST" if body is not None else "GET",
         headers={"User-Agent": USER_AGENT, **headers},
     )
+    sent_at = time.time()
     try:
         try:
             with opener(url).open(request, timeout=timeout) as response:
-                return _Answer(response.status, response.headers, response.read(limit + 1))
+                received_at = time.time()
+                return _Answer(response.status, response.headers, response.read(limit + 1), sent_at, received_at)
         except urllib.error.HTTPError as error:  # 3xx, 4xx, 5xx: an answer all the same
+            received_at = time.time()
             try:
                 data = error.fp.read(limit + 1) if error.fp is not None else b""
             finally:
                 if error.fp is not None:
                     error.fp.close()
-            return _Answer(error.code, error.headers or {}, data)
+            return _Answer(error.code, error.headers or {}, data, sent_at, received_at)
     except (OSError, http.client.HTTPException, ValueError) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         if isinstance(reason, str):
@@ -167,6 +190,43 @@ def _service_error(answer: _Answer) -> str:
     if answer.status in (429, 503) and answer.headers.get("Retry-After"):
         text += f" (retry after {answer.headers['Retry-After']} s)"
     return text
+
+
+def _note_clock(report: SyncReport, answer: _Answer) -> None:
+    """The service's clock from the answer's ``Date`` (RFC 9110 section 6.6.1), kept if the best yet.
+
+    ``Date`` has a resolution of one second and is the time the answer was
+    made, somewhere between sending and receiving: the offset is taken from
+    the middle of the second it names to the middle of the round trip, so it
+    is good to about half a second plus half the round trip. Of a sync's
+    answers, the one with the shortest round trip gives it.
+    """
+    value = answer.headers.get("Date")
+    if not value or not answer.received_at:
+        return
+    try:
+        served = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return
+    if served.tzinfo is None:  # RFC 9110: "-0000" or no zone at all; a Date is GMT anyway
+        served = served.replace(tzinfo=datetime.UTC)
+    round_trip = max(0.0, answer.received_at - answer.sent_at)
+    if report.clock_round_trip is not None and report.clock_round_trip <= round_trip:
+        return
+    report.clock_round_trip = round_trip
+    report.clock_offset_seconds = served.timestamp() + 0.5 - (answer.sent_at + answer.received_at) / 2
+
+
+def status_header(members: Mapping[str, float | None]) -> str:
+    """``keys-age=120, revocations-age=30, clock-offset=-2, pending=5``: an RFC 8941 dictionary of integers.
+
+    A member whose value is unknown (None) is left out; values are rounded to
+    whole seconds (or records) and kept within RFC 8941's 15 digits.
+    """
+    limit = 999_999_999_999_999
+    return ", ".join(
+        f"{name}={max(-limit, min(limit, round(value)))}" for name, value in members.items() if value is not None
+    )
 
 
 # -- the steps -----------------------------------------------------------------
@@ -205,10 +265,12 @@ def sync(
     report = SyncReport()
     _refresh_keys(verifier, base, timeout, now, report)
     _refresh_revocations(verifier, base, timeout, now, report)
-    _upload(outbox, base, key.strip(), batch_size, timeout, now, report)
     freshness = verifier.freshness
     report.keys_age_seconds = age(freshness.keys_fetched_at, now)
     report.revocations_age_seconds = age(freshness.revocations_fetched_at, now)
+    _upload(outbox, base, key.strip(), batch_size, timeout, now, report)
+    if report.clock_offset_seconds is not None:
+        outbox.set_meta(CLOCK_META, {"offset": report.clock_offset_seconds, "measured_at": now})
     for error in report.errors:
         log.warning("sync with %s: %s", base, error)
     return report
@@ -226,6 +288,7 @@ def _fetch_if_changed(
     except _Unreachable as exc:
         report.errors.append(f"{what}: the service is unreachable ({exc}); keeping the cached copy")
         return None
+    _note_clock(report, answer)
     if answer.status == 200 or (answer.status == 304 and etag):
         return answer
     report.errors.append(f"{what}: {url} answered {_service_error(answer)}; keeping the cached copy")
@@ -312,13 +375,31 @@ def _upload(
     url = base + USAGE_PATH
     headers = {"Content-Type": "application/json", "Accept": "application/json", "Authorization": f"Bearer {key}"}
     size = batch_size
+    pending_count = getattr(outbox, "pending_count", None)  # an outbox of one's own may not count
+    first = True
     while True:
         batch = outbox.pending_records(size)
-        if not batch:
+        if not batch and not first:
             return
+        # The first POST goes even with nothing to upload: the service hears from this verifier at every sync.
+        first = False
+        health = status_header(
+            {
+                "keys-age": report.keys_age_seconds,
+                "revocations-age": report.revocations_age_seconds,
+                "clock-offset": report.clock_offset_seconds,
+                "pending": pending_count() if callable(pending_count) else None,
+            }
+        )
         body = json.dumps({"records": batch}, separators=(",", ":")).encode("utf-8")
         try:
-            answer = _exchange(url, timeout=timeout, limit=MAX_ANSWER_BYTES, headers=headers, body=body)
+            answer = _exchange(
+                url,
+                timeout=timeout,
+                limit=MAX_ANSWER_BYTES,
+                headers={**headers, STATUS_HEADER: health} if health else headers,
+                body=body,
+            )
         except _Unreachable as exc:
             report.errors.append(
                 f"upload: no answer to a batch of {len(batch)} records ({exc}); "
@@ -349,6 +430,9 @@ def _upload(
                 f"upload: the service's answer to a batch of {len(batch)} records does not acknowledge "
                 f"each of them ({answer.body[:200]!r}); they stay in the outbox"
             )
+            return
+        _note_clock(report, answer)
+        if not batch:
             return
         outbox.mark_synced([record["id"] for record in batch])
         report.uploaded += counts[0]

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import random
 from typing import Any
 
 from flask import Flask, jsonify, request
 
-from .. import db, observability, scanners
-from ..errors import SceneNotPermitted
-from ..http import json_body
+from .. import scanners
 from ..openapi.operations import SCANNER_SCHEME, described_by, operation
 from ..openapi.schemas import json_content, ref
-from ..scan_store import PURGE_EVERY, ScanConnection, ScannerRow, purge_expired
-from ..scanning import VERIFY_REQUEST, scan_connection, scan_directory, verifier_for
+from ..scan_cache import ScanDirectory
+from ..scan_store import DirectoryRows, ScanConnection, ScannerRow
+from ..scanning import scan_connection, scan_directory, verify_request
 from .blueprint import api
 
 
@@ -23,9 +21,11 @@ def current_scanner(connection: ScanConnection | None = None) -> ScannerRow:
         with scan_connection() as own:
             return current_scanner(own)
     directory = scan_directory()
-    return scanners.authenticate(
-        directory, directory.fresh(connection), connection, request.headers.get("Authorization")
-    )
+    return _bearer_scanner(directory, directory.fresh(connection), connection)
+
+
+def _bearer_scanner(directory: ScanDirectory, rows: DirectoryRows, connection: ScanConnection) -> ScannerRow:
+    return scanners.authenticate(directory, rows, connection, request.headers.get("Authorization"))
 
 
 def _verify_operation(_app: Flask) -> dict[str, Any]:
@@ -57,15 +57,5 @@ def _verify_operation(_app: Flask) -> dict[str, Any]:
 @described_by(_verify_operation)
 def verify() -> Any:
     """A decision for any token, as 200; the usage is logged with it."""
-    directory = scan_directory()
-    with scan_connection() as connection:
-        rows = directory.fresh(connection)  # the scanners and the revocation list, at most 2 s old
-        scanner = scanners.authenticate(directory, rows, connection, request.headers.get("Authorization"))
-        body = json_body(VERIFY_REQUEST)
-        if body["scene"] not in scanner.scenes:
-            raise SceneNotPermitted(f"this scanner's key may verify {', '.join(scanner.scenes)} only")
-        decision = verifier_for(connection, scanner, rows).verify(body["token"], body["scene"], body.get("context"))
-    observability.record_verify_decision(body["scene"], decision.code)
-    if random.random() < 1 / PURGE_EVERY:  # housekeeping, not security
-        purge_expired(db.session())
+    _scanner, decision = verify_request(_bearer_scanner)
     return jsonify(decision.to_dict())

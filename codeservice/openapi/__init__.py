@@ -9,8 +9,11 @@ configuration. ``tests/test_openapi.py`` checks that every JSON route is
 described and nothing else; ``tests/test_error_shape.py`` that every error a
 route sends is listed under its status.
 
-The HTML pages (``/register``, ``/login``, ``/code``, ``/history``) are not
-part of it: their views are not described.
+The HTML pages (``/register``, ``/login``, ``/code``, ``/history``,
+``/devices``, ``/scanner``) are not part of it: their views are not
+described, nor the scanner page's own calls (``POST /scanner/session``,
+``/scanner/logout``, ``/scanner/verify``: a session cookie and CSRF token, not
+the API's key; the last takes ``POST /api/v1/verify``'s body).
 """
 
 from __future__ import annotations

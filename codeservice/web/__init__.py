@@ -37,6 +37,7 @@ from ..context import data_keys, scene_registry
 from ..errors import ClientError, CodeRevoked, InvalidCursor, RateLimited, TooManyAttempts
 from ..identity import ID_TYPES, REGISTRATION
 from . import csrf, history_view, i18n
+from .scanner import scanner_pages
 
 web = Blueprint(
     "web",
@@ -72,6 +73,10 @@ PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
+
+
+# /scanner, nested: the pages' language, templates and headers, its own session and CSRF.
+web.register_blueprint(scanner_pages)
 
 
 def init_app(app: Flask) -> None:
@@ -129,7 +134,7 @@ def _page_headers(response: Response) -> Response:
 
 @web.before_request
 def _check_csrf() -> Response | None:
-    if request.method == "POST" and not csrf.is_valid():
+    if request.method == "POST" and request.blueprint != "web.scanner" and not csrf.is_valid():
         return _page(
             "message.html",
             400,

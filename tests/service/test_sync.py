@@ -409,7 +409,8 @@ def test_the_syncing_process_killed_midway(
     app: Any, verifier: OfflineVerifier, store_path: Path, scanner_key: str, tmp_path: Path
 ) -> None:
     total = 5000
-    hold = HoldUpload(app, hold_at=10)
+    # The first sync's upload is the empty report-in of a verifier with nothing to upload; then the child's 10th.
+    hold = HoldUpload(app, hold_at=11)
     live = LiveServer(hold)
     try:
         assert verifier.sync(live.url, scanner_key).ok  # caches the key set in the store

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Refresh the vendored QR encoder from the npm registry (run by hand, then review the diff).
+# Refresh the vendored QR encoder (qrcode-generator, for /code) and decoder (jsQR, for /scanner) from the
+# npm registry (run by hand, then review the diff).
 #
-#   codeservice/web/static/vendor/refresh.sh [VERSION]
+#   codeservice/web/static/vendor/refresh.sh [QRCODE_GENERATOR_VERSION [JSQR_VERSION]]
 #
 # `npm pack` fetches the package's tarball and checks it against the
 # registry's integrity hash; only the package's own distributed file,
@@ -62,3 +63,34 @@ upstream: https://github.com/kazuhikoarase/qrcode-generator
 refreshed by: codeservice/web/static/vendor/refresh.sh $VERSION
 VENDOR_TEXT
 echo "vendored $NAME $VERSION into $DEST"
+
+# The QR decoder of /scanner: jsQR, the package's own UMD build dist/jsQR.js
+# (defines the global `jsQR`; pure JavaScript, so the pages' CSP needs no
+# 'wasm-unsafe-eval'), unmodified, with the package's LICENSE (Apache-2.0).
+#
+#   codeservice/web/static/vendor/refresh.sh [QRCODE_GENERATOR_VERSION [JSQR_VERSION]]
+JSQR=jsqr
+JSQR_VERSION=${2:-1.4.0}
+JSQR_DEST="$HERE/$JSQR"
+cd "$WORK"
+rm -rf package
+npm pack --silent "$JSQR@$JSQR_VERSION" >/dev/null
+JSQR_TARBALL="$JSQR-$JSQR_VERSION.tgz"
+JSQR_INTEGRITY=$(npm view "$JSQR@$JSQR_VERSION" dist.integrity)
+JSQR_LICENSE=$(npm view "$JSQR@$JSQR_VERSION" license)
+tar xzf "$JSQR_TARBALL"
+test "$(node -p "require('./package/package.json').version")" = "$JSQR_VERSION"
+mkdir -p "$JSQR_DEST"
+cp package/dist/jsQR.js "$JSQR_DEST/jsQR.js"
+cp package/LICENSE "$JSQR_DEST/LICENSE"
+cat > "$JSQR_DEST/VENDOR.txt" <<VENDOR_TEXT
+name: $JSQR
+version: $JSQR_VERSION
+licence: $JSQR_LICENSE (see LICENSE, the package's own)
+source: https://www.npmjs.com/package/$JSQR ($JSQR_TARBALL, dist/jsQR.js, unmodified)
+integrity: $JSQR_INTEGRITY
+sha256 of jsQR.js: $(sha256sum "$JSQR_DEST/jsQR.js" | cut -d' ' -f1)
+upstream: https://github.com/cozmo/jsQR
+refreshed by: codeservice/web/static/vendor/refresh.sh <qrcode-generator version> $JSQR_VERSION
+VENDOR_TEXT
+echo "vendored $JSQR $JSQR_VERSION into $JSQR_DEST"
