@@ -101,7 +101,10 @@ def _sqlite_dimensions(r: str) -> str:
     """The same on SQLite, ``d`` being the record's detail when it is valid JSON (else '{}')."""
 
     def text(name: str, size: int) -> str:
-        return f"CASE WHEN json_type(d, '$.{name}') = 'text' THEN substr(json_extract(d, '$.{name}'), 1, {size}) ELSE '' END"
+        return (
+            f"CASE WHEN json_type(d, '$.{name}') = 'text' "
+            f"THEN substr(json_extract(d, '$.{name}'), 1, {size}) ELSE '' END"
+        )
 
     def number(name: str) -> str:
         return (
@@ -243,7 +246,8 @@ def install_rollup(bind: sa.Connection) -> None:
 
 def downgrade() -> None:
     bind = op.get_bind()
-    op.execute("DROP TRIGGER IF EXISTS usage_hourly_add" + (" ON usage_records" if bind.dialect.name == "postgresql" else ""))
+    on_table = " ON usage_records" if bind.dialect.name == "postgresql" else ""
+    op.execute("DROP TRIGGER IF EXISTS usage_hourly_add" + on_table)
     if bind.dialect.name == "postgresql":
         op.execute("DROP FUNCTION IF EXISTS usage_hourly_add()")
     op.drop_table("usage_hourly")
