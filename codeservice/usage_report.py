@@ -347,13 +347,21 @@ def _records(session: Session, window: DayWindow, venues: Sequence[str] | None) 
     yield from session.execute(query.execution_options(yield_per=STREAM_BATCH))
 
 
+def _utc_text(moment: datetime) -> str:
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _local_text(moment: datetime, window: DayWindow) -> str:
+    """The local time as spreadsheets read a date and time: ``2026-12-01 09:30:00``."""
+    return window.local(moment).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def _record_values(record: Row[Any], window: DayWindow, detail_fields: Sequence[str]) -> list[Any]:
-    decided = as_utc(record.decided_at)
     detail = record.detail if isinstance(record.detail, dict) else {}
     values: list[Any] = [
         record.id,
-        decided.isoformat().replace("+00:00", "Z"),
-        window.local(decided).isoformat(),
+        _utc_text(record.decided_at),
+        _local_text(record.decided_at, window),
         record.scene,
         record.venue_id,
         record.device_id,
@@ -364,9 +372,72 @@ def _record_values(record: Row[Any], window: DayWindow, detail_fields: Sequence[
     ]
     for name in detail_fields:
         value = detail.get(name)
-        values.append(value if value is None or (isinstance(value, (str, int)) and not isinstance(value, bool)) else
-                      json.dumps(value, ensure_ascii=False))
+        values.append(value if value is None or isinstance(value, str) else json.dumps(value, ensure_ascii=False))
     return values
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell's text: null empty, booleans ``true``/``false``, text neutralised."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(neutralise(value))
+
+
+# PostgreSQL writes the records' CSV itself (COPY ... TO STDOUT), each cell made as _cell makes it:
+# an order of magnitude faster than rows through Python for a day of a busy line.
+def _safe_sql(expression: str) -> str:
+    return (
+        f"CASE WHEN left({expression}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) "
+        f"THEN chr(39) || {expression} ELSE coalesce({expression}, '') END"
+    )
+
+
+def _copy_statement(detail_fields: Sequence[str], venues: Sequence[str] | None) -> str:
+    # The detail is parsed once per record (json_to_record), each member as text: a JSON string as
+    # its value, any other value as its JSON text, as _record_values writes them.
+    names = [f'"{name.replace(chr(34), chr(34) * 2)}"' for name in detail_fields]
+    columns = [
+        "r.id",
+        """to_char(r.decided_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",
+        "to_char(r.decided_at AT TIME ZONE %(zone)s, 'YYYY-MM-DD HH24:MI:SS')",
+        *(_safe_sql(f"r.{name}") for name in ("scene", "venue_id", "device_id", "form")),
+        "CASE WHEN r.ok THEN 'true' ELSE 'false' END",
+        _safe_sql("r.code"),
+        "CASE WHEN r.online THEN 'true' ELSE 'false' END",
+        *(_safe_sql(f"d.{name}") for name in names),
+    ]
+    detail = (
+        ", json_to_record(CASE WHEN json_typeof(r.detail) = 'object' THEN r.detail ELSE '{}' END) AS d("
+        + ", ".join(f"{name} text" for name in names)
+        + ")"
+        if names
+        else ""
+    )
+    venue_clause = " AND r.venue_id = ANY(%(venues)s)" if venues is not None else ""
+    return (
+        f"COPY (SELECT {', '.join(columns)} FROM {UsageRecord.__tablename__} AS r{detail} "
+        f"WHERE r.decided_at >= %(start)s AND r.decided_at < %(end)s{venue_clause} ORDER BY r.decided_at, r.id) "
+        "TO STDOUT WITH (FORMAT csv, FORCE_QUOTE *)"
+    )
+
+
+def _copied_rows(
+    session: Session, window: DayWindow, venues: Sequence[str] | None, detail_fields: Sequence[str]
+) -> Iterator[str]:
+    parameters: dict[str, Any] = {"zone": window.zone.key, "start": window.start, "end": window.end}
+    if venues is not None:
+        parameters["venues"] = list(venues)
+    driver: Any = session.connection().connection.driver_connection  # psycopg's Connection
+    with driver.cursor() as cursor, cursor.copy(_copy_statement(detail_fields, venues), parameters) as copy:
+        pieces: list[bytes] = []
+        for data in copy:  # a row per message
+            pieces.append(bytes(data))
+            if len(pieces) >= 2000:
+                yield b"".join(pieces).decode("utf-8")
+                pieces.clear()
+        yield b"".join(pieces).decode("utf-8")
 
 
 def csv_report(
@@ -381,11 +452,14 @@ def csv_report(
 
     ``detail_fields``: the detail members given a column each (the installed
     scenes' declared ones). ``bom``: start with U+FEFF, so that Excel opens
-    the UTF-8 as UTF-8 (without it, Excel in a Chinese locale reads GBK).
-    Booleans are ``true``/``false``; nulls are empty cells.
+    the UTF-8 as UTF-8 (without it, Excel in a Chinese locale reads GBK and
+    shows station names as mojibake; LibreOffice and Python's ``utf-8-sig``
+    read it either way). Every cell is quoted; booleans are
+    ``true``/``false``; nulls are empty cells; times are UTC (RFC 3339) and
+    local (``YYYY-MM-DD HH:MM:SS``, a spreadsheet's date and time).
     """
     buffer = io.StringIO()
-    writer = csv.writer(buffer, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n")
+    writer = csv.writer(buffer, quoting=csv.QUOTE_ALL, lineterminator="\n")
 
     def flush() -> str:
         text = buffer.getvalue()
@@ -393,37 +467,48 @@ def csv_report(
         buffer.truncate()
         return text
 
-    def row(values: Sequence[Any]) -> None:
-        writer.writerow(
-            ["" if value is None else ("true" if value else "false") if isinstance(value, bool) else neutralise(value)
-             for value in values]
-        )
-
     if bom:
         buffer.write("\ufeff")
-    row([*RECORD_COLUMNS, *detail_fields])
-    for count, record in enumerate(_records(session, window, venues), 1):
-        row(_record_values(record, window, detail_fields))
-        if count % 1000 == 0:
-            yield flush()
-    writer.writerow([])
-    row(CLEARING_COLUMNS)
+    writer.writerow([*RECORD_COLUMNS, *detail_fields])
+    if session.get_bind().dialect.name == "postgresql":
+        yield flush()
+        yield from _copied_rows(session, window, venues, detail_fields)
+    else:
+        for count, record in enumerate(_records(session, window, venues), 1):
+            writer.writerow([_cell(value) for value in _record_values(record, window, detail_fields)])
+            if count % 1000 == 0:
+                yield flush()
+    buffer.write("\n")
+    writer.writerow(CLEARING_COLUMNS)
     for line in clearing(session, window, venues):
-        row(line.cells())
+        writer.writerow([_cell(value) for value in line.cells()])
     yield flush()
 
 
 def json_report(
     session: Session, window: DayWindow, venues: Sequence[str] | None, detail_fields: Sequence[str]
 ) -> Iterator[str]:
-    """The day as one JSON object, in pieces: ``{"day", "timezone", "venues", "records": [...], "clearing": [...]}``."""
+    """The day as one JSON object, in pieces: ``{"day", "timezone", "venues", "records": [...], "clearing": [...]}``.
+
+    Values are as stored (JSON has no formulas to neutralise); ``detail`` is the record's.
+    """
     head = {"day": window.day.isoformat(), "timezone": window.zone.key, "venues": list(venues) if venues else None}
     yield json.dumps(head, ensure_ascii=False)[:-1] + ', "records": ['
     pieces: list[str] = []
     for count, record in enumerate(_records(session, window, venues)):
-        values = _record_values(record, window, detail_fields)
-        item = dict(zip(RECORD_COLUMNS, values[: len(RECORD_COLUMNS)], strict=True))
-        item["detail"] = record.detail if isinstance(record.detail, dict) else {}
+        item = {
+            "id": record.id,
+            "decided_at": _utc_text(record.decided_at),
+            "local_time": _local_text(record.decided_at, window),
+            "scene": record.scene,
+            "venue_id": record.venue_id,
+            "device_id": record.device_id,
+            "form": record.form,
+            "ok": record.ok,
+            "code": record.code,
+            "online": record.online,
+            "detail": record.detail if isinstance(record.detail, dict) else {},
+        }
         pieces.append(("," if count else "") + json.dumps(item, ensure_ascii=False))
         if len(pieces) >= 1000:
             yield "".join(pieces)

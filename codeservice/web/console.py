@@ -36,6 +36,7 @@ from flask import (
 )
 from markupsafe import Markup
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from verifiers.contract import CATEGORIES
@@ -226,7 +227,7 @@ def export() -> Response:
     chunks = usage_report.csv_report(session, window, venues, fields)
     name = f"usage-{window.day.isoformat()}" + (f"-{venue}" if venue else "") + ".csv"
     ascii_name = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_" for ch in name)
-    response = Response(stream_with_context(_stream(chunks)), mimetype="text/csv")
+    response = Response(stream_with_context(_stream(chunks, session)), mimetype="text/csv")
     response.headers["Content-Type"] = "text/csv; charset=utf-8"
     response.headers["Content-Disposition"] = (
         f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
@@ -234,9 +235,13 @@ def export() -> Response:
     return response
 
 
-def _stream(chunks: Iterator[str]) -> Iterator[bytes]:
-    for chunk in chunks:
-        yield chunk.encode("utf-8")
+def _stream(chunks: Iterator[str], session: Session) -> Iterator[bytes]:
+    """The chunks as UTF-8; the session's transaction ends with the last (on SQLite it holds the write lock)."""
+    try:
+        for chunk in chunks:
+            yield chunk.encode("utf-8")
+    finally:
+        session.close()
 
 
 def _venue_choices(operator: Operator) -> list[str]:
