@@ -58,8 +58,13 @@ def _username(value: str) -> str:
     return username
 
 
-def add_operator(session: Session, username: str, venues: Iterable[str], *, now: datetime) -> tuple[Operator, str]:
-    """A new operator and its first password (to show once); committed. ``venues`` empty: every venue."""
+def add_operator(
+    session: Session, username: str, venues: Iterable[str], *, now: datetime, password: str | None = None
+) -> tuple[Operator, str]:
+    """A new operator and its first password (to show once); committed. ``venues`` empty: every venue.
+
+    ``password``: a chosen one, not to be changed at the first login (``./dev run``'s demo operator).
+    """
     name = _username(username)
     named = []
     for venue in venues:
@@ -69,11 +74,12 @@ def add_operator(session: Session, username: str, venues: Iterable[str], *, now:
             named.append(venue)
     if session.scalar(select(Operator.id).where(Operator.username == name)) is not None:
         raise OperatorExists()
-    password = secrets.token_urlsafe(12)  # 96 bits; changed at the first login anyway
+    chosen = password is not None
+    password = password if password is not None else secrets.token_urlsafe(12)  # 96 bits; changed at first login
     operator = Operator(
         username=name,
         password_hash=generate_password_hash(password),
-        must_change_password=True,
+        must_change_password=not chosen,
         venues=named,
         auth_epoch=0,
         created_at=now.astimezone(UTC),

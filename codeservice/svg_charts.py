@@ -31,14 +31,15 @@ class Series:
 
 
 def nice_max(value: float) -> float:
-    """A round top for an axis at or above ``value`` (1, 2, 5 times a power of ten)."""
-    if value <= 0:
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(value))
-    for step in (1, 2, 5, 10):
-        if value <= step * power:
-            return float(step * power)
-    return 10 * power
+    """A top for an axis at or above ``value``: four ticks of a round step (1, 2, 2.5 or 5 times a power of ten)."""
+    if value <= 4:
+        return 4.0
+    quarter = value / 4
+    power = 10.0 ** math.floor(math.log10(quarter))
+    for step in (1, 2, 2.5, 5, 10):
+        if quarter <= step * power and (step * power).is_integer():
+            return 4 * step * power
+    return 40 * power
 
 
 def _number(value: float) -> str:
@@ -113,7 +114,7 @@ def bar_chart(
     legend = [s.name for s in series] if len(series) > 1 else []
     parts, plot = _frame(title, top, unit, legend, chart_id)
     step = (WIDTH - LEFT - RIGHT) / max(1, len(labels))
-    width = max(2.0, step * 0.7)
+    width = min(64.0, max(2.0, step * 0.7))
     parts.append('<g class="bars">')
     for index, label in enumerate(labels):
         base = 0.0
