@@ -19,9 +19,9 @@ from codeservice import create_app, db, scanners
 from codeservice.demo import (
     DEMO_DEVICE,
     DEMO_OPERATOR,
-    DEMO_USAGE_RECORDS,
     DEMO_RESIDENT,
     DEMO_SCANNER_FILE,
+    DEMO_USAGE_RECORDS,
     DEMO_VENUE,
     prepare,
 )
