@@ -130,50 +130,19 @@ def seed(args: argparse.Namespace) -> None:
 
     from codeservice import db
 
-    admin = sa.create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {args.schema} CASCADE"))
-        connection.execute(sa.text(f"CREATE SCHEMA {args.schema}"))
-    admin.dispose()
+    if not args.resume:
+        admin = sa.create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            connection.execute(sa.text(f"DROP SCHEMA IF EXISTS {args.schema} CASCADE"))
+            connection.execute(sa.text(f"CREATE SCHEMA {args.schema}"))
+        admin.dispose()
     app = build_app(pg_url(args.pg_url, args.schema), args.keys_dir)
     with app.app_context():
         db.init_db()
         engine = db.engine()
         now = datetime.now(UTC)
-        with engine.begin() as connection:
-            scanners = []
-            for number in range(1, STATIONS * GATES_PER_STATION + 1):
-                scanners.append((number, "metro-1", f"gate-{number:03d}", '["transit"]', False))
-            number = STATIONS * GATES_PER_STATION
-            for venue in range(1, VENUES + 1):
-                for desk in (1, 2):
-                    number += 1
-                    scanners.append((number, f"venue-{venue:03d}", f"desk-{desk}", '["venue"]', desk == 1))
-            for clinic in range(1, CLINICS + 1):
-                for desk in (1, 2):
-                    number += 1
-                    scanners.append((number, f"clinic-{clinic:02d}", f"desk-{desk}", '["clinic"]', True))
-            connection.execute(
-                sa.text(
-                    "INSERT INTO scanners (id, venue_id, device_id, scenes, key_hash, key_hint, created_at, attended) "
-                    "VALUES (:id, :venue, :device, CAST(:scenes AS json), :key_hash, "
-                    "'bench', :now, :attended)"
-                ),
-                [
-                    {"id": i, "venue": v, "device": d, "scenes": s, "now": now, "attended": a,
-                     "key_hash": hashlib.sha256(f"bench-{i}".encode()).hexdigest()}
-                    for i, v, d, s, a in scanners
-                ],
-            )
-            connection.execute(sa.text("SELECT setval('scanners_id_seq', :n)"), {"n": number})
-            connection.execute(
-                sa.text(
-                    "INSERT INTO scanner_health (scanner_id, last_upload_at, reported_at, keys_age, revocations_age, "
-                    "clock_offset, pending) SELECT id, :now, :now, 60 * (id % 50), 30 * (id % 7), (id % 5) - 2, id % 9 "
-                    "FROM scanners WHERE id % 3 = 0"
-                ),
-                {"now": now},
-            )
+        if not args.resume:
+            _scanners(engine, now)
         per_day = args.records // args.days
         first = args.end_day - timedelta(days=args.days - 1)
         started = time.perf_counter()
@@ -184,6 +153,11 @@ def seed(args: argparse.Namespace) -> None:
             count = per_day + (args.records - per_day * args.days if offset == args.days - 1 else 0)
             t0 = time.perf_counter()
             with engine.begin() as connection:
+                if args.resume and connection.execute(
+                    sa.text("SELECT 1 FROM usage_records WHERE decided_at >= :start AND decided_at < :end LIMIT 1"),
+                    {"start": start, "end": start + timedelta(hours=18)},
+                ).first():
+                    continue  # seeded by the run that was interrupted
                 connection.execute(
                     sa.text(DAY_SQL),
                     {"n": count, "start": start, "day": day.isoformat(), "venues": VENUES, "clinics": CLINICS,
@@ -200,6 +174,46 @@ def seed(args: argparse.Namespace) -> None:
                         "pg_size_pretty(pg_total_relation_size('usage_hourly'))")
             ).one()
         print(f"usage_records {size[0]}; usage_hourly {rows:,} rows, {size[1]}")
+
+
+def _scanners(engine: Any, now: datetime) -> None:
+    """The metro gates, venue doors and clinic desks, with a health report for every third."""
+    import sqlalchemy as sa
+
+    with engine.begin() as connection:
+        scanners = []
+        for number in range(1, STATIONS * GATES_PER_STATION + 1):
+            scanners.append((number, "metro-1", f"gate-{number:03d}", '["transit"]', False))
+        number = STATIONS * GATES_PER_STATION
+        for venue in range(1, VENUES + 1):
+            for desk in (1, 2):
+                number += 1
+                scanners.append((number, f"venue-{venue:03d}", f"desk-{desk}", '["venue"]', desk == 1))
+        for clinic in range(1, CLINICS + 1):
+            for desk in (1, 2):
+                number += 1
+                scanners.append((number, f"clinic-{clinic:02d}", f"desk-{desk}", '["clinic"]', True))
+        connection.execute(
+            sa.text(
+                "INSERT INTO scanners (id, venue_id, device_id, scenes, key_hash, key_hint, created_at, attended) "
+                "VALUES (:id, :venue, :device, CAST(:scenes AS json), :key_hash, "
+                "'bench', :now, :attended)"
+            ),
+            [
+                {"id": i, "venue": v, "device": d, "scenes": s, "now": now, "attended": a,
+                 "key_hash": hashlib.sha256(f"bench-{i}".encode()).hexdigest()}
+                for i, v, d, s, a in scanners
+            ],
+        )
+        connection.execute(sa.text("SELECT setval('scanners_id_seq', :n)"), {"n": number})
+        connection.execute(
+            sa.text(
+                "INSERT INTO scanner_health (scanner_id, last_upload_at, reported_at, keys_age, revocations_age, "
+                "clock_offset, pending) SELECT id, :now, :now, 60 * (id % 50), 30 * (id % 7), (id % 5) - 2, id % 9 "
+                "FROM scanners WHERE id % 3 = 0"
+            ),
+            {"now": now},
+        )
 
 
 def measure(args: argparse.Namespace) -> None:
@@ -326,6 +340,7 @@ def main() -> int:
     parser.add_argument("--keys-dir", type=Path, default=Path("/tmp/console-bench-keys"))
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--measure-only", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="seed only the days the schema lacks (a run cut short)")
     parser.add_argument("--no-explain", dest="explain", action="store_false")
     args = parser.parse_args()
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", args.schema):

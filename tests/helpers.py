@@ -340,7 +340,7 @@ def sub_of(token: str) -> str:
 
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}  # Flask adds them to every GET / every route
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-PAGE_BLUEPRINTS = {"web"}  # HTML pages and their static files: not the JSON API
+PAGE_BLUEPRINTS = {"web", "console"}  # HTML pages and their static files: not the JSON API
 CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
