@@ -312,15 +312,15 @@ def measure(args: argparse.Namespace) -> None:
                     print("\n--", re.sub(r"\s+", " ", statement)[:300])
                     print(plan)
                 window = usage_report.day_window(day, zone)
-                for venue_clause, params in (("", {}), (" AND venue_id = %(v)s", {"v": "venue-007"})):
+                for venues in (None, ["venue-007"]):
+                    copy = usage_report._copy_statement(FIELDS, venues)
+                    select = copy[len("COPY ("): copy.rindex(") TO STDOUT")]
+                    params: dict[str, Any] = {"zone": zone, "start": window.start, "end": window.end}
+                    if venues:
+                        params["venues"] = venues
                     with raw.cursor() as cursor:
-                        cursor.execute(
-                            "EXPLAIN (ANALYZE, BUFFERS) SELECT id, decided_at, scene, venue_id, device_id, form, ok, "
-                            "code, online, detail FROM usage_records WHERE decided_at >= %(s)s AND decided_at < %(e)s"
-                            + venue_clause + " ORDER BY decided_at, id",
-                            {"s": window.start, "e": window.end, **params},
-                        )
-                        print("\n-- the report's records" + (" of one venue" if params else ""))
+                        cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + select, params)
+                        print("\n-- the report's records (the COPY's query)" + (f" of {venues[0]}" if venues else ""))
                         print("\n".join(row[0] for row in cursor.fetchall()))
                 raw.rollback()
 

@@ -348,7 +348,10 @@ def _records(session: Session, window: DayWindow, venues: Sequence[str] | None) 
 
 
 def _utc_text(moment: datetime) -> str:
-    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC, the fraction only when there is one and without trailing zeros (as PostgreSQL prints it)."""
+    utc = as_utc(moment)
+    fraction = f".{utc.microsecond:06d}".rstrip("0") if utc.microsecond else ""
+    return utc.strftime("%Y-%m-%dT%H:%M:%S") + fraction + "Z"
 
 
 def _local_text(moment: datetime, window: DayWindow) -> str:
@@ -388,8 +391,9 @@ def _cell(value: Any) -> str:
 # PostgreSQL writes the records' CSV itself (COPY ... TO STDOUT), each cell made as _cell makes it:
 # an order of magnitude faster than rows through Python for a day of a busy line.
 def _safe_sql(expression: str) -> str:
+    # ascii() of the first character: several times cheaper per row than left() compared with a list
     return (
-        f"CASE WHEN left({expression}, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) "
+        f"CASE WHEN ascii({expression}) IN (61, 43, 45, 64, 9, 13) "  # = + - @ tab CR
         f"THEN chr(39) || {expression} ELSE coalesce({expression}, '') END"
     )
 
@@ -400,8 +404,9 @@ def _copy_statement(detail_fields: Sequence[str], venues: Sequence[str] | None) 
     names = [f'"{name.replace(chr(34), chr(34) * 2)}"' for name in detail_fields]
     columns = [
         "r.id",
-        """to_char(r.decided_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')""",
-        "to_char(r.decided_at AT TIME ZONE %(zone)s, 'YYYY-MM-DD HH24:MI:SS')",
+        # casts, not to_char (which costs a second a busy day): the same text as _utc_text and _local_text
+        "replace((r.decided_at AT TIME ZONE 'UTC')::text, ' ', 'T') || 'Z'",
+        "date_trunc('second', r.decided_at AT TIME ZONE %(zone)s)::text",
         *(_safe_sql(f"r.{name}") for name in ("scene", "venue_id", "device_id", "form")),
         "CASE WHEN r.ok THEN 'true' ELSE 'false' END",
         _safe_sql("r.code"),

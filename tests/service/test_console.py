@@ -313,6 +313,8 @@ def test_the_export_holds_the_records_and_the_clearing(
     assert ids == expected
     first = records[1]
     assert first[2] == f"{day_records['day']} 08:10:00" and first[3] == "transit" and first[7] == "true"
+    uploaded = datetime.fromisoformat(day_records["gate"][0]["decided_at"].replace("Z", "+00:00"))
+    assert first[1].endswith("Z") and datetime.fromisoformat(first[1].replace("Z", "+00:00")) == uploaded
     station = header.index("station")
     assert first[station] == "S1"
     assert clearing[0] == ["line", "station", "entries", "trips", "fare_cents", "concession_senior",
