@@ -430,3 +430,44 @@ def test_a_later_upload_without_a_report_keeps_the_last_one(app: Any, client: An
     with app.app_context():
         health = db.session().get(ScannerHealth, scanner_id)
         assert health is not None and (health.keys_age, health.pending) == (10, 3)
+
+
+# -- the roll-up, whatever inserts the records ------------------------------------
+
+
+def test_the_roll_up_counts_records_inserted_by_any_path(app: Any) -> None:
+    """Raw SQL on the driver (a data-modifying CTE on PostgreSQL), odd details included: counted, never refused."""
+    import uuid
+
+    from sqlalchemy import text
+
+    from codeservice import db, usage_report
+
+    day = the_day()
+    at = local_moment(day, 7, 30).astimezone(UTC)
+    details = [
+        '{"station": "S9", "direction": "out", "line": "2", "fare_cents": 400, "category": "child"}',
+        '{"station": "S9", "direction": "out", "line": "2", "fare_cents": "abc", "category": 7}',
+        "[1, 2]",
+        '"just text"',
+        '{"station": {"nested": true}, "direction": "out", "fare_cents": -5}',
+    ]
+    with app.app_context():
+        engine = db.engine()
+        postgres = engine.dialect.name == "postgresql"
+        insert = (
+            "INSERT INTO usage_records (id, scene, venue_id, device_id, sub, jti, decided_at, ok, code, detail, "
+            "scanner_id, online, received_at, form) VALUES (:id, 'transit', 'metro-2', 'g', NULL, NULL, :at, true, "
+            "'accepted', " + ("CAST(:detail AS json)" if postgres else ":detail") + ", NULL, true, :at, 'online')"
+        )
+        statement = f"WITH added AS ({insert} RETURNING id) SELECT count(*) FROM added" if postgres else insert
+        with engine.begin() as connection:
+            for detail in details:
+                connection.execute(text(statement), {"id": str(uuid.uuid4()), "at": at, "detail": detail})
+        figures = usage_report.figures(
+            db.session(), usage_report.day_window(day, "Asia/Shanghai"), ["metro-2"], now=datetime.now(UTC)
+        )
+    assert figures.total == 5
+    by_station = {row.station: row for row in figures.transit}
+    assert by_station["S9"].trips == 2 and by_station["S9"].fare_cents == 400  # "abc" is no fare
+    assert by_station["S9"].concessions == {"child": 1}  # 7 is no category

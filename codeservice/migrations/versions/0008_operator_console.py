@@ -42,11 +42,21 @@ COLUMNS = f"{KEY}, shard, records, fare_cents, people, capacity"
 
 
 def _postgresql_dimensions(r: str) -> str:
-    """The roll-up's key and measures of a record ``r``, on PostgreSQL (detail is ``json``)."""
-    number = r"json_typeof({r}.detail->'{name}') = 'number' AND ({r}.detail->>'{name}') ~ '^[0-9]{{1,12}}$'"
-    fare = number.format(r=r, name="fare_cents")
-    party = number.format(r=r, name="party_size")
-    capacity = number.format(r=r, name="capacity")
+    """The roll-up's key and measures of a record ``r``, on PostgreSQL: ``j`` is its detail as jsonb, parsed once.
+
+    As on SQLite, a text member counts only when it is a JSON string, a number only when a JSON integer
+    of at most 12 digits: a detail of any other shape is counted with blanks, never refused.
+    """
+
+    def text(name: str, size: int) -> str:
+        return f"CASE WHEN jsonb_typeof(j->'{name}') = 'string' THEN left(j->>'{name}', {size}) ELSE '' END"
+
+    def number(name: str) -> str:
+        return (
+            f"CASE WHEN jsonb_typeof(j->'{name}') = 'number' AND (j->>'{name}') ~ '^[0-9]{{1,12}}$' "
+            f"THEN (j->>'{name}')::bigint END"
+        )
+
     return f"""
         (floor(extract(epoch FROM {r}.decided_at) / 3600) * 3600)::bigint AS hour_start,
         coalesce({r}.venue_id, '') AS venue_id,
@@ -54,25 +64,26 @@ def _postgresql_dimensions(r: str) -> str:
         coalesce({r}.form, 'online') AS form,
         {r}.ok AS ok,
         {r}.code AS code,
-        CASE WHEN {r}.scene = 'transit' THEN left(coalesce({r}.detail->>'line', ''), 200) ELSE '' END AS line,
-        CASE WHEN {r}.scene = 'transit' THEN left(coalesce({r}.detail->>'station', ''), 200) ELSE '' END AS station,
-        CASE WHEN {r}.scene = 'transit' THEN left(coalesce({r}.detail->>'direction', ''), 8) ELSE '' END AS direction,
-        CASE WHEN {r}.scene = 'transit' AND {r}.ok
-             THEN left(coalesce({r}.detail->>'category', ''), 16) ELSE '' END AS category,
-        CASE WHEN {r}.scene = 'clinic' THEN left(coalesce({r}.detail->>'department', ''), 200) ELSE '' END
-            AS department,
-        CASE WHEN {r}.scene = 'transit' AND {r}.ok AND {fare} THEN ({r}.detail->>'fare_cents')::bigint END AS fare,
-        CASE WHEN {r}.scene = 'venue' AND {r}.ok
-             THEN CASE WHEN {party} THEN ({r}.detail->>'party_size')::bigint ELSE 1 END END AS people,
-        CASE WHEN {r}.scene = 'venue' AND {capacity} THEN ({r}.detail->>'capacity')::bigint END AS capacity
+        CASE WHEN {r}.scene = 'transit' THEN {text("line", 200)} ELSE '' END AS line,
+        CASE WHEN {r}.scene = 'transit' THEN {text("station", 200)} ELSE '' END AS station,
+        CASE WHEN {r}.scene = 'transit' THEN {text("direction", 8)} ELSE '' END AS direction,
+        CASE WHEN {r}.scene = 'transit' AND {r}.ok THEN {text("category", 16)} ELSE '' END AS category,
+        CASE WHEN {r}.scene = 'clinic' THEN {text("department", 200)} ELSE '' END AS department,
+        CASE WHEN {r}.scene = 'transit' AND {r}.ok THEN {number("fare_cents")} END AS fare,
+        CASE WHEN {r}.scene = 'venue' AND {r}.ok THEN coalesce({number("party_size")}, 1) END AS people,
+        CASE WHEN {r}.scene = 'venue' THEN {number("capacity")} END AS capacity
     """
+
+
+_POSTGRESQL_DETAIL = "CASE WHEN json_typeof({r}.detail) = 'object' THEN {r}.detail::jsonb ELSE '{{}}'::jsonb END AS j"
 
 
 def _postgresql_rollup(source: str, shard: str) -> str:
     return f"""
         INSERT INTO usage_hourly AS h ({COLUMNS})
         SELECT {KEY}, {shard}, count(*), coalesce(sum(fare), 0), coalesce(sum(people), 0), max(capacity)
-        FROM (SELECT {_postgresql_dimensions("r")} FROM {source} AS r) AS d
+        FROM (SELECT {_postgresql_dimensions("r")}
+              FROM (SELECT s.*, {_POSTGRESQL_DETAIL.format(r="s")} FROM {source} AS s) AS r) AS d
         GROUP BY {KEY}
         ORDER BY {KEY}
         ON CONFLICT ({KEY}, shard) DO UPDATE SET
