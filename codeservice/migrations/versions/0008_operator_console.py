@@ -75,7 +75,11 @@ def _postgresql_dimensions(r: str) -> str:
     """
 
 
-_POSTGRESQL_DETAIL = "CASE WHEN json_typeof({r}.detail) = 'object' THEN {r}.detail::jsonb ELSE '{{}}'::jsonb END AS j"
+# A detail holding an escaped NUL (json keeps it, jsonb and text cannot) is counted with blanks, never refused.
+_POSTGRESQL_DETAIL = (
+    "CASE WHEN json_typeof({r}.detail) = 'object' AND strpos({r}.detail::text, '\\u0000') = 0 "
+    "THEN {r}.detail::jsonb ELSE '{{}}'::jsonb END AS j"
+)
 
 
 def _postgresql_rollup(source: str, shard: str) -> str:
