@@ -12,7 +12,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import AppGroup, with_appcontext
 
-from . import db, identity, paper, residents, retention, scanners
+from . import db, identity, operators, paper, residents, retention, scanners, usage_report
 from .context import data_keys, key_store, scene_registry
 from .errors import ClientError, ConfigError, KeyStoreError
 from .keystore import ALGORITHMS, KeyInfo, KeyStore
@@ -27,6 +27,7 @@ def init_app(app: Flask) -> None:
     app.cli.add_command(residents_cli)
     app.cli.add_command(scanners_cli)
     app.cli.add_command(usage_cli)
+    app.cli.add_command(operators_cli)
 
 
 @click.command("init-db")
@@ -367,3 +368,82 @@ def usage_prune_command(older_than: timedelta) -> None:
     now = datetime.now(UTC)
     removed = retention.prune_usage(db.session(), older_than, now)
     click.echo(f"Removed {removed} usage records decided before {now - older_than:%Y-%m-%dT%H:%M:%SZ}.")
+
+
+@usage_cli.command("report")
+@click.option("--day", required=True, help="The local day, YYYY-MM-DD (in CODESERVICE_TIMEZONE).")
+@click.option("--venue", default=None, help="Only this venue's records [default: every venue].")
+@click.option("--format", "output_format", type=click.Choice(["csv", "json"]), default="csv", show_default=True)
+def usage_report_command(day: str, venue: str | None, output_format: str) -> None:
+    """The day's usage records and the transit clearing summary, on standard output.
+
+    CSV: the records (a header row, then one row each), a blank row, then the
+    clearing (per line and station: entries, trips, fares in cents, concession
+    trips by category); UTF-8 with a byte order mark, for spreadsheets. JSON:
+    one object with "records" and "clearing". A day without records is an
+    empty report.
+    """
+    try:
+        when = usage_report.parse_day(day)
+    except ClientError as exc:
+        raise click.BadParameter(f"{day!r}: {exc.message}", param_hint="--day") from None
+    window = usage_report.day_window(when, current_app.config["TIMEZONE"])
+    registry = scene_registry()
+    fields = usage_report.detail_columns(
+        [[field.name for field in registry.usage_fields(name)] for name in registry.names()]
+    )
+    venues = [venue] if venue else None
+    session = db.session()
+    chunks = (
+        usage_report.csv_report(session, window, venues, fields)
+        if output_format == "csv"
+        else usage_report.json_report(session, window, venues, fields)
+    )
+    for chunk in chunks:
+        click.echo(chunk.encode("utf-8"), nl=False)  # bytes: UTF-8 whatever the locale
+
+
+# -- operators -----------------------------------------------------------------
+
+operators_cli = AppGroup("operators", help="Manage the operator console's accounts.")
+
+
+@operators_cli.command("add")
+@click.option("--username", required=True, help="The operator's username (a-z, 0-9, '.', '_', '-').")
+@click.option("--venue", "venues", multiple=True, help="A venue the operator sees (repeat); none: every venue.")
+def operators_add_command(username: str, venues: tuple[str, ...]) -> None:
+    """Create an operator; the first password is printed once, alone on the last line, to change at first login."""
+    try:
+        operator, password = operators.add_operator(db.session(), username, venues, now=datetime.now(UTC))
+    except ClientError as exc:
+        raise click.ClickException(exc.message) from None
+    seen = ", ".join(operator.venues) if operator.venues else "every venue"
+    click.echo(f"Operator {operator.username}: sees {seen}; log in at /console/login.")
+    click.echo("The first password follows; it is shown only now and must be changed at the first login:")
+    click.echo(password)
+
+
+@operators_cli.command("list")
+def operators_list_command() -> None:
+    """List the operators and the venues each sees (never a password)."""
+    rows = [("USERNAME", "VENUES", "PASSWORD", "CREATED")]
+    for operator in operators.list_operators(db.session()):
+        rows.append(
+            (operator.username, ",".join(operator.venues) or "(all)",
+             "first (to change)" if operator.must_change_password else "set",
+             operator.created_at.strftime("%Y-%m-%d"))
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+@operators_cli.command("remove")
+@click.argument("username")
+def operators_remove_command(username: str) -> None:
+    """Delete an operator's account; their sessions end."""
+    try:
+        operators.remove_operator(db.session(), username)
+    except ClientError as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"Operator {username.strip().lower()} removed.")

@@ -16,6 +16,7 @@ from verifiers.contract import MAX_LIFETIME_SECONDS as MAX_TTL
 from .errors import ConfigError
 from .issuance import MIN_TTL
 from .keystore import ALGORITHMS
+from .usage_report import check_zone
 
 ENV_PREFIX = "CODESERVICE_"
 
@@ -46,6 +47,9 @@ DEFAULTS: dict[str, Any] = {
     "LOGIN_MAX_FAILURES": 5,
     "LOGIN_COOLDOWN": 900,
     "LOG_LEVEL": "INFO",
+    # codeservice.usage_report: the zone whose calendar days the console and `usage report` count
+    # (whole hours from UTC: the roll-up counts by UTC hour)
+    "TIMEZONE": "Asia/Shanghai",
     # codeservice.observability: when set, /metrics wants `Authorization: Bearer <token>`
     "METRICS_TOKEN": None,
     # Reverse proxies in front of the service that set X-Forwarded-For/-Proto
@@ -100,6 +104,11 @@ def _validate(config: Mapping[str, Any]) -> None:
     for name in ("SENIOR_AGE", "LOGIN_MAX_FAILURES", "LOGIN_COOLDOWN", "DEVICES_PER_RESIDENT"):
         if type(config[name]) is not int or config[name] < 1:
             raise ConfigError(f"{name} must be a positive integer, got {config[name]!r}")
+    try:
+        check_zone(str(config["TIMEZONE"]))
+    except (ValueError, KeyError, OSError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ConfigError(f"TIMEZONE must be an IANA time zone whole hours from UTC, got {config['TIMEZONE']!r}: "
+                          f"{exc}") from None
     alg = config["SIGNING_ALG"]
     if alg not in ALGORITHMS:
         raise ConfigError(f"SIGNING_ALG must be one of {', '.join(ALGORITHMS)}, got {alg!r}")

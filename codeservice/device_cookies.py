@@ -21,7 +21,7 @@ from . import residents
 from .context import data_keys
 from .models import Resident
 
-__all__ = ["DEVICE_COOKIE_MAX_AGE", "cookie_name", "presented", "remember"]
+__all__ = ["DEVICE_COOKIE_MAX_AGE", "cookie_name", "presented", "remember", "set_device_cookie"]
 
 NAME = "codeservice_device"
 DEVICE_COOKIE_MAX_AGE = 365 * 24 * 3600
@@ -32,16 +32,21 @@ def cookie_name() -> str:
     return f"__Host-{NAME}" if current_app.config["SESSION_COOKIE_SECURE"] else NAME
 
 
-def presented() -> str | None:
-    """The device cookie this request carries, unchecked (None without one)."""
-    return request.cookies.get(cookie_name())
+def presented(name: str | None = None) -> str | None:
+    """The device cookie this request carries, unchecked (None without one); ``name``: another login's."""
+    return request.cookies.get(name or cookie_name())
 
 
 def remember(response: Response, resident: Resident) -> None:
     """Set a fresh device cookie for ``resident`` on ``response``: call it at every successful login."""
+    set_device_cookie(response, cookie_name(), residents.new_device_cookie(data_keys(), resident))
+
+
+def set_device_cookie(response: Response, name: str, value: str) -> None:
+    """A device cookie ``name`` (the residents' or the console's login) with the attributes above."""
     response.set_cookie(
-        cookie_name(),
-        residents.new_device_cookie(data_keys(), resident),
+        name,
+        value,
         max_age=DEVICE_COOKIE_MAX_AGE,
         path="/",
         secure=current_app.config["SESSION_COOKIE_SECURE"],

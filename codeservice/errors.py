@@ -248,3 +248,30 @@ class DatabaseUnavailable(ServiceUnavailable):
 
     code = "database_unavailable"
     default_message = "the database is temporarily unavailable; try again shortly"
+
+
+# Operators and their console (:mod:`codeservice.operators`, :mod:`codeservice.usage_report`).
+
+
+class OperatorNotFound(NotFound):
+    code = "operator_not_found"
+    default_message = "no operator has this username"
+
+
+class OperatorExists(Conflict):
+    code = "operator_exists"
+    default_message = "an operator with this username exists already"
+
+
+class InvalidDay(ClientError):
+    """A day that is not ``YYYY-MM-DD`` (the console's ``day``, ``usage report --day``)."""
+
+    code = "invalid_day"
+    default_message = "the day must be a date written YYYY-MM-DD"
+
+
+class VenueNotVisible(NotFound):
+    """A venue the operator may not see (or no such venue): the same answer for both."""
+
+    code = "venue_not_found"
+    default_message = "no such venue among this operator's"

@@ -8,12 +8,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import click
-from flask import Flask, Request
+from flask import Flask, Request, has_request_context, request
 from flask.sessions import (
     SecureCookieSession,
     SecureCookieSessionInterface,
     SessionMixin,
 )
+from itsdangerous import URLSafeTimedSerializer
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import (
@@ -25,6 +26,7 @@ from . import (
     http,
     keystore,
     observability,
+    operator_auth,
     protection,
     scanning,
     web,
@@ -32,6 +34,7 @@ from . import (
 from .config import load_config
 from .errors import ConfigError, KeyStoreError
 from .pii import DataKeys
+from .web import console
 
 __all__ = ["MAX_BODY_BYTES", "create_app"]
 
@@ -85,6 +88,7 @@ def _wire(settings: Mapping[str, Any]) -> Flask:
     http.init_app(app)
     api.init_app(app)
     web.init_app(app)
+    console.init_app(app)
     protection.init_app(app)
     cli.init_app(app)
     return app
@@ -95,6 +99,11 @@ class CookieSessions(SecureCookieSessionInterface):
 
     Scanners and the public endpoints never send one, and building the
     signer was a sizeable share of a small request's time.
+
+    Under ``/console`` the session is the operator's, a cookie of its own
+    (:mod:`codeservice.operator_auth`): another name, signed with another
+    salt, SameSite=Strict. The resident's cookie is never read there, and
+    the operator's nowhere else, so neither session reaches the other's pages.
     """
 
     def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
@@ -102,11 +111,36 @@ class CookieSessions(SecureCookieSessionInterface):
             return self.session_class()
         return super().open_session(app, request)
 
+    def get_cookie_name(self, app: Flask) -> str:
+        if _in_console():
+            return operator_auth.cookie_name(secure=app.config["SESSION_COOKIE_SECURE"])
+        return super().get_cookie_name(app)
+
+    def get_cookie_samesite(self, app: Flask) -> str | None:
+        return "Strict" if _in_console() else super().get_cookie_samesite(app)
+
+    def get_signing_serializer(self, app: Flask) -> URLSafeTimedSerializer | None:
+        if not _in_console():
+            return super().get_signing_serializer(app)
+        if not app.secret_key:
+            return None
+        keys = [*(app.config.get("SECRET_KEY_FALLBACKS") or ()), app.secret_key]  # the current key last
+        return URLSafeTimedSerializer(
+            keys,
+            salt=operator_auth.COOKIE_SALT,
+            serializer=self.serializer,
+            signer_kwargs={"key_derivation": self.key_derivation, "digest_method": self.digest_method},
+        )
+
     def get_expiration_time(self, app: Flask, session: SessionMixin) -> datetime | None:
         """The sliding expiry, but never past the login's absolute end."""
         expires = super().get_expiration_time(app, session)
-        ends_at = auth.session_ends_at(session)
+        ends_at = operator_auth.session_ends_at(session) if _in_console() else auth.session_ends_at(session)
         return min(expires, ends_at) if expires is not None and ends_at is not None else expires
+
+
+def _in_console() -> bool:
+    return has_request_context() and operator_auth.is_console_path(request.path)
 
 
 def _session_secret(app: Flask) -> str | None:

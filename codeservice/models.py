@@ -108,7 +108,12 @@ class UsageRecord(Base):
     """One decision, online or synced from an offline verifier (contract section 5)."""
 
     __tablename__ = "usage_records"
-    __table_args__ = (Index("ix_usage_records_sub_decided", "sub", "decided_at", "id"),)
+    __table_args__ = (
+        Index("ix_usage_records_sub_decided", "sub", "decided_at", "id"),
+        # The console's exports of one venue's day, and a scanner's last decision (migration 0008).
+        Index("ix_usage_records_venue_decided", "venue_id", "decided_at"),
+        Index("ix_usage_records_scanner_decided", "scanner_id", "decided_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     """The record's UUID: the idempotency key of uploads."""
@@ -194,3 +199,72 @@ class ScanDirectoryVersion(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     version: Mapped[int] = mapped_column(BigInteger)
+
+
+class Operator(Base):
+    """An account of the operator console (``/console``): every venue's data, or only the venues named."""
+
+    __tablename__ = "operators"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(255))
+    must_change_password: Mapped[bool] = mapped_column(Boolean, default=True)
+    """Set by ``operators add`` (its first password is printed once): the console asks for a new one first."""
+    venues: Mapped[list[str]]
+    """The venues this operator sees; empty: every venue."""
+    auth_epoch: Mapped[int] = mapped_column(Integer, default=0)
+    """Bumped on logout and password change: older copies of the session cookie stop working."""
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class ScannerHealth(Base):
+    """What an offline scanner last told about itself, with its last upload (``POST /api/v1/usage``)."""
+
+    __tablename__ = "scanner_health"
+
+    scanner_id: Mapped[int] = mapped_column(ForeignKey("scanners.id", ondelete="CASCADE"), primary_key=True)
+    last_upload_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    """When the last ``Codeservice-Verifier-Status`` header that could be read arrived; the ages are as of then."""
+    keys_age: Mapped[int | None] = mapped_column(BigInteger)
+    revocations_age: Mapped[int | None] = mapped_column(BigInteger)
+    clock_offset: Mapped[int | None] = mapped_column(BigInteger)
+    pending: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class UsageHourly(Base):
+    """The usage records counted by UTC hour and what the console groups by: filled by a database trigger.
+
+    Migration 0008's triggers on ``usage_records`` add every inserted record
+    here, whatever inserts it (the verify path, uploads, a bulk load), so
+    the console reads an hour's few rows instead of its thousands of records.
+    Text dimensions are '' rather than null so that they are part of the key.
+    ``shard`` spreads concurrent writers (PostgreSQL: the backend's pid
+    modulo 8) over rows of their own, so two scans of the same kind in the
+    same hour never wait for each other's commit; readers sum over it.
+    """
+
+    __tablename__ = "usage_hourly"
+
+    hour_start: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    """The hour's start, in seconds since the epoch (UTC)."""
+    venue_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    scene: Mapped[str] = mapped_column(String(64), primary_key=True)
+    form: Mapped[str] = mapped_column(String(8), primary_key=True)
+    ok: Mapped[bool] = mapped_column(Boolean, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    line: Mapped[str] = mapped_column(String(200), primary_key=True)
+    station: Mapped[str] = mapped_column(String(200), primary_key=True)
+    direction: Mapped[str] = mapped_column(String(8), primary_key=True)
+    category: Mapped[str] = mapped_column(String(16), primary_key=True)
+    """transit: the concession category the fare was computed with ('' for the full fare)."""
+    department: Mapped[str] = mapped_column(String(200), primary_key=True)
+    """clinic: the department."""
+    shard: Mapped[int] = mapped_column(Integer, primary_key=True)
+    records: Mapped[int] = mapped_column(BigInteger)
+    fare_cents: Mapped[int] = mapped_column(BigInteger)
+    people: Mapped[int] = mapped_column(BigInteger)
+    """venue: the people let in (a reservation's party counts whole)."""
+    capacity: Mapped[int | None] = mapped_column(BigInteger)
+    """venue: the largest capacity a scan of this hour was checked against."""

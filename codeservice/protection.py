@@ -3,7 +3,8 @@
 The limits are declared here by endpoint name (not by decorators in the route
 modules), with Flask-Limiter:
 
-- login (10/minute per client address): ``POST /api/v1/session``, ``POST /login``, ``POST /scanner/session``;
+- login (10/minute per client address): ``POST /api/v1/session``, ``POST /login``, ``POST /scanner/session``,
+  ``POST /console/login``;
 - register (5/minute per address): ``POST /api/v1/residents``, ``POST /register``;
 - code (60/minute per logged-in resident, else per address): ``GET /api/v1/code``,
   ``GET /api/v1/code.png``, ``GET /code``;
@@ -88,7 +89,12 @@ class Budget:
 # Budget name (the shared scope) -> where it applies. The limit itself is the
 # configuration value ``config_key`` (``CODESERVICE_RATE_LIMIT_LOGIN=20/minute``).
 LIMITS: dict[str, Budget] = {
-    "login": Budget("RATE_LIMIT_LOGIN", ("api.log_in", "web.login", "web.scanner.sign_in"), _by_address, ("POST",)),
+    "login": Budget(
+        "RATE_LIMIT_LOGIN",
+        ("api.log_in", "web.login", "web.scanner.sign_in", "console.login"),
+        _by_address,
+        ("POST",),
+    ),
     "register": Budget("RATE_LIMIT_REGISTER", ("api.register", "web.register"), _by_address, ("POST",)),
     "code": Budget(
         "RATE_LIMIT_CODE",

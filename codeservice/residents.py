@@ -74,6 +74,8 @@ __all__ = [
     "age_on",
     "authenticate",
     "code_category",
+    "device_cookie_for",
+    "dummy_password_check",
     "find_by_phone",
     "masked_name",
     "masked_phone",
@@ -82,6 +84,8 @@ __all__ = [
     "register",
     "revoke",
     "set_category",
+    "settle_attempt",
+    "throttled_attempt",
 ]
 
 log = logging.getLogger(__name__)
@@ -214,31 +218,68 @@ def authenticate(
     candidate = identity.normalize_password(password) if identity.is_utf8_text(password) else None
 
     phone_hash = keys.lookup_hash(normalized_phone, purpose=PHONE_PURPOSE) if normalized_phone else None
-    counter = _failure_counter(keys, phone_hash, device_cookie)
-    if counter is not None:
-        _check_throttle(session, *counter, now)
+    counter = throttled_attempt(session, keys, phone_hash, device_cookie, now=now)
     resident = (
         session.scalar(select(Resident).where(Resident.phone_hash == phone_hash)) if phone_hash is not None else None
     )
     if resident is not None and candidate is not None:
         ok = check_password_hash(resident.password_hash, candidate)
     else:
-        check_password_hash(_dummy_password_hash(), candidate or "")
+        dummy_password_check(candidate or "")
         ok = False
+    settle_attempt(session, counter, ok, now=now, max_failures=max_failures, cooldown_seconds=cooldown_seconds)
+    assert resident is not None
+    log.info("resident %d logged in (counted by %s)", resident.id, _counted_by(counter) if counter else "-")
+    return resident
 
+
+# A failure counter: the key column of LoginThrottle or DeviceThrottle, and the key.
+FailureCounter = tuple[InstrumentedAttribute[str], str]
+
+
+def throttled_attempt(
+    session: Session, keys: DataKeys, account_hash: str | None, device_cookie: str | None, *, now: datetime
+) -> FailureCounter | None:
+    """Before checking a password: what the attempt counts against, after refusing it during a cool-down.
+
+    ``account_hash``: the keyed hash naming the account tried (a phone's, or
+    another kind of account's with a purpose of its own), None when nothing
+    can match. Raises TooManyAttempts while that counter cools down. Then
+    check the password and call :func:`settle_attempt`. Operators' logins
+    (:mod:`codeservice.operators`) are throttled by the same two counters.
+    """
+    counter = _failure_counter(keys, account_hash, device_cookie)
+    if counter is not None:
+        _check_throttle(session, *counter, _aware(now))
+    return counter
+
+
+def settle_attempt(
+    session: Session,
+    counter: FailureCounter | None,
+    ok: bool,
+    *,
+    now: datetime,
+    max_failures: int = DEFAULT_MAX_FAILURES,
+    cooldown_seconds: int = DEFAULT_COOLDOWN_SECONDS,
+) -> None:
+    """After checking the password: a failure counted (BadCredentials raised), or the count cleared; committed."""
     if not ok:
         if counter is not None:
             failures = _record_failure(
-                session, *counter, now=now, max_failures=max_failures, cooldown_seconds=cooldown_seconds
+                session, *counter, now=_aware(now), max_failures=max_failures, cooldown_seconds=cooldown_seconds
             )
             log.info("failed login (%d in a row for that %s)", failures, _counted_by(counter))
         raise BadCredentials()
-    assert resident is not None and counter is not None
+    assert counter is not None
     key, value = counter
     session.execute(delete(_table(key)).where(key == value), execution_options={"synchronize_session": False})
     session.commit()
-    log.info("resident %d logged in (counted by %s)", resident.id, _counted_by(counter))
-    return resident
+
+
+def dummy_password_check(candidate: str) -> None:
+    """The work of a password check when there is no account: an unknown name costs what a wrong password does."""
+    check_password_hash(_dummy_password_hash(), candidate)
 
 
 def new_device_cookie(keys: DataKeys, resident: Resident) -> str:
@@ -247,12 +288,13 @@ def new_device_cookie(keys: DataKeys, resident: Resident) -> str:
     The MAC (HMAC-SHA256 with the service's data key) binds a fresh random
     nonce to the phone's keyed hash; nothing in the cookie names the resident.
     """
+    return device_cookie_for(keys, resident.phone_hash)
+
+
+def device_cookie_for(keys: DataKeys, account_hash: str) -> str:
+    """A device cookie for the account whose keyed hash is ``account_hash`` (see :func:`throttled_attempt`)."""
     nonce = secrets.token_urlsafe(16)
-    return f"{nonce}.{_device_mac(keys, resident.phone_hash, nonce)}"
-
-
-# A failure counter: the key column of LoginThrottle or DeviceThrottle, and the key.
-FailureCounter = tuple[InstrumentedAttribute[str], str]
+    return f"{nonce}.{_device_mac(keys, account_hash, nonce)}"
 
 
 def _failure_counter(keys: DataKeys, phone_hash: str | None, device_cookie: str | None) -> FailureCounter | None:

@@ -9,7 +9,7 @@ from typing import cast
 from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
-from .models import UsageRecord
+from .models import UsageHourly, UsageRecord
 
 __all__ = ["BATCH_SIZE", "parse_age", "prune_usage"]
 
@@ -32,7 +32,9 @@ def parse_age(text: str) -> timedelta:
 def prune_usage(session: Session, older_than: timedelta, now: datetime, *, batch_size: int = BATCH_SIZE) -> int:
     """Delete the usage records decided before ``now - older_than``; how many were deleted.
 
-    One transaction per batch of at most ``batch_size`` rows.
+    One transaction per batch of at most ``batch_size`` rows. The console's
+    hourly roll-up goes with them, for the whole hours before the cutoff
+    (the hour it falls in keeps the count of its records pruned).
     """
     if older_than <= timedelta(0):
         raise ValueError("older_than must be positive")
@@ -48,4 +50,7 @@ def prune_usage(session: Session, older_than: timedelta, now: datetime, *, batch
         session.commit()
         removed += count
         if count < batch_size:
+            hour = int(cutoff.timestamp()) // 3600 * 3600
+            session.execute(delete(UsageHourly).where(UsageHourly.hour_start < hour))
+            session.commit()
             return removed

@@ -23,7 +23,7 @@ import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -340,7 +340,7 @@ def sub_of(token: str) -> str:
 
 IMPLICIT_METHODS = {"HEAD", "OPTIONS"}  # Flask adds them to every GET / every route
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-PAGE_BLUEPRINTS = {"web", "web.scanner"}  # HTML pages, their static files and /scanner's own calls: not the JSON API
+PAGE_BLUEPRINTS = {"web", "web.scanner", "console"}  # HTML pages, their static files, /scanner's calls: not JSON API
 CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 
@@ -563,3 +563,44 @@ def scanner_verify(client: Any, csrf: str | None, token: str, scene: str, contex
         headers["X-CSRF-Token"] = csrf
     body = {"token": token, "scene": scene, "context": context if context is not None else {}}
     return client.post("/scanner/verify", json=body, headers=headers)
+
+
+# -- the operator console ----------------------------------------------------------------
+
+CONSOLE_PASSWORD = "console-pass-2026-q4"
+
+
+def add_operator(runner: Any, username: str, *venues: str) -> str:
+    """``operators add``: the first password (the last line of the output)."""
+    arguments = ["operators", "add", "--username", username]
+    for venue in venues:
+        arguments += ["--venue", venue]
+    result = runner.invoke(args=arguments)
+    assert result.exit_code == 0, result.output
+    return result.output.strip().splitlines()[-1]
+
+
+def console_form(client: Any, path: str, fields: dict[str, str]) -> Any:
+    """GET the form at ``path`` for its CSRF token, then POST ``fields`` with it."""
+    page = client.get(path).get_data(as_text=True)
+    match = CSRF_FIELD.search(page)
+    assert match, page[:500]
+    return client.post(path, data={"csrf_token": match.group(1), **fields})
+
+
+def console_log_in(client: Any, username: str, first_password: str, password: str = CONSOLE_PASSWORD) -> Any:
+    """Log in to the console with the first password and set ``password``; the client, logged in."""
+    response = console_form(client, "/console/login", {"username": username, "password": first_password})
+    assert response.status_code == 303 and response.headers["Location"].endswith("/console/password"), response
+    response = console_form(
+        client, "/console/password", {"current_password": first_password, "new_password": password}
+    )
+    assert response.status_code == 303 and response.headers["Location"].endswith("/console"), response
+    return client
+
+
+def local_moment(day: date, hour: int, minute: int, zone: str = "Asia/Shanghai") -> datetime:
+    """``day`` at ``hour:minute`` in ``zone``, as an aware datetime."""
+    from zoneinfo import ZoneInfo
+
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo(zone))

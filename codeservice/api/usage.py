@@ -17,7 +17,7 @@ from typing import Any
 
 from flask import Flask, jsonify, request
 
-from .. import auth, db, observability, usage
+from .. import auth, db, observability, scanner_health, usage
 from ..context import scene_registry
 from ..http import json_body
 from ..openapi.operations import SCANNER_SCHEME, SESSION_SCHEME, described_by, operation
@@ -51,7 +51,24 @@ def _upload_usage_operation(_app: Flask) -> dict[str, Any]:
         auth=SCANNER_SCHEME,
         request_schema="UsageBatch",
         database=True,
-        description="A record is attributed to the uploading key's venue and device, whatever it says.",
+        description=(
+            "A record is attributed to the uploading key's venue and device, whatever it says. "
+            "An offline verifier's sync may send `Codeservice-Verifier-Status` (an RFC 8941 dictionary of "
+            "integers, in seconds: `keys-age`, `revocations-age`, `clock-offset`, and `pending` records); "
+            "it is kept for the operator console, and a field that does not read is ignored, never refused."
+        ),
+        parameters=[
+            {
+                "name": scanner_health.HEADER,
+                "in": "header",
+                "required": False,
+                "description": (
+                    "The offline verifier's state at the sync (RFC 8941 dictionary of integers, seconds): "
+                    "`keys-age=120, revocations-age=30, clock-offset=-2, pending=5`; any member may be absent."
+                ),
+                "schema": {"type": "string"},
+            }
+        ],
     )
 
 
@@ -61,6 +78,10 @@ def _upload_usage_operation(_app: Flask) -> dict[str, Any]:
 def upload_usage() -> Any:
     session = db.session()
     scanner = current_scanner()
+    # The console's scanner table: this upload's time and the sync's own report, whatever the batch holds.
+    scanner_health.note_upload(
+        session, scanner.id, request.headers.get(scanner_health.HEADER), now=datetime.now(UTC)
+    )
     body = json_body(usage.UPLOAD)
     registry = scene_registry()
     rows = usage.validate_batch(

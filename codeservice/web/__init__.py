@@ -87,7 +87,8 @@ def init_app(app: Flask) -> None:
 
 
 @web.context_processor
-def _template_globals() -> dict[str, Any]:
+def template_globals() -> dict[str, Any]:
+    """What every page's template may use (the console's too, :mod:`.console`)."""
     lang = i18n.current_language()
     return {
         "lang": lang,
@@ -122,7 +123,8 @@ def _now() -> datetime:
 
 
 @web.after_request
-def _page_headers(response: Response) -> Response:
+def page_headers(response: Response) -> Response:
+    """No caching, and the strict policy, on every page (the console's too)."""
     if request.endpoint == "web.static":
         return response
     # Pages hold a CSRF token or a live code: never cache or share them.

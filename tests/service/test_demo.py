@@ -12,13 +12,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from helpers import console_form
 from servers import STARTUP_SECONDS, free_port, service_env, wait_healthy
 
 from codeservice import create_app, db, scanners
 from codeservice.demo import (
     DEMO_DEVICE,
+    DEMO_OPERATOR,
     DEMO_RESIDENT,
     DEMO_SCANNER_FILE,
+    DEMO_USAGE_RECORDS,
     DEMO_VENUE,
     prepare,
 )
@@ -61,6 +64,19 @@ def test_the_demo_prepares_everything_and_is_safe_to_repeat(demo_config):
     assert {(item["venue_id"], item["device_id"]) for item in history} == {(DEMO_VENUE, DEMO_DEVICE)}
 
 
+def test_the_demo_operator_sees_a_day_of_usage_in_the_console(demo_config):
+    first, _ = prepare(create_app(demo_config))
+    again, _ = prepare(create_app(demo_config))
+    assert "created the demo operator" in first and "created the demo operator" not in again
+    assert any(f"added {DEMO_USAGE_RECORDS} usage records" in line for line in first)
+    assert not any("usage records" in line for line in again)  # once a day is there, no more
+    client = create_app(demo_config).test_client()
+    response = console_form(client, "/console/login", dict(DEMO_OPERATOR))
+    assert response.status_code == 303 and response.headers["Location"].endswith("/console")  # no change asked
+    page = client.get("/console").get_data(as_text=True)
+    assert 'id="chart-scans-by-hour"' in page and '<dd id="total-scans">0</dd>' not in page
+
+
 def test_the_demo_scanner_key_is_kept_private_and_replaced_once_revoked(demo_config):
     _, scanner_key = prepare(create_app(demo_config))
     key_file = os.path.join(demo_config["KEYS_DIR"], DEMO_SCANNER_FILE)
@@ -89,11 +105,12 @@ def test_dev_run_prints_the_resident_and_the_scanner_key(tmp_path, demo_config):
     assert server.stdout is not None
     try:
         output = ""
-        while "API description" not in output:
+        while "operator console" not in output:
             line = server.stdout.readline()
             assert line, f"the demo stopped after printing:\n{output}"
             output += line
         assert f"phone {DEMO_RESIDENT['phone']}, password {DEMO_RESIDENT['password']}" in output
+        assert f"/console/login as {DEMO_OPERATOR['username']}, password {DEMO_OPERATOR['password']}" in output
         scanner_key = (Path(demo_config["KEYS_DIR"]) / DEMO_SCANNER_FILE).read_text().strip()
         assert f"\n  {scanner_key}\n" in output
         assert f"Bearer {scanner_key}" in output and f"http://127.0.0.1:{port}/api/v1/verify" in output

@@ -63,9 +63,13 @@ def decide(client: Any, key: str, token: str, scene: str = "venue", context: Any
 def verbs(statements: list[str]) -> list[str]:
     """Each statement's first words, what it does to which table; the connection's PRAGMAs left out."""
     kept = []
-    for sql in statements:
+    for i, sql in enumerate(statements):
         words = sql.split()
         if words[0] == "PRAGMA":
+            continue
+        if i and statements[i - 1] == sql:
+            # SQLite reports a statement again as each trigger it fires starts (sqlite3_trace_v2's
+            # SQLITE_TRACE_STMT): migration 0008's roll-up trigger on usage_records, not another statement
             continue
         table = next((words[i + 1] for i, word in enumerate(words[:-1]) if word in ("INTO", "FROM", "UPDATE")), "")
         kept.append(f"{words[0]} {table}".strip())

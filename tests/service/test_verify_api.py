@@ -235,6 +235,7 @@ def test_transit_exit_closes_the_trip_with_the_fare(logged_in, scanner_key):
         "fare_cents": FULL_FARE,
         "trip_id": entry["detail"]["trip_id"],
         "entry_station": "People's Square",
+        "category": None,
     }
     # The trip is closed: exiting again is no_entry, entering again opens a new trip.
     assert decide(logged_in, scanner_key, live_code(logged_in), "transit", EXIT)["code"] == "no_entry"
@@ -341,10 +342,10 @@ def test_venue_no_reservation_and_a_reservation(app, keys_dir, client, scanner_k
     context = {"capacity": 10, "reservations": {guest: {"id": "R-1", "party_size": 3}}}
     decision = decide(client, scanner_key, service_code(app, keys_dir), "venue", context)
     assert (decision["ok"], decision["code"]) == (False, "no_reservation")
-    assert decision["detail"] == {"venue_id": "v1", "party_size": 1, "reservation_id": None}
+    assert decision["detail"] == {"venue_id": "v1", "party_size": 1, "reservation_id": None, "capacity": 10}
     decision = decide(client, scanner_key, service_code(app, keys_dir, sub=guest), "venue", context)
     assert decision["code"] == "accepted"
-    assert decision["detail"] == {"venue_id": "v1", "party_size": 3, "reservation_id": "R-1"}
+    assert decision["detail"] == {"venue_id": "v1", "party_size": 3, "reservation_id": "R-1", "capacity": 10}
 
 
 # -- the code's own rules ---------------------------------------------------------

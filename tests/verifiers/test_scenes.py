@@ -398,7 +398,8 @@ def test_venue_capacity_full(present):
     decisions = [present("venue", context, now=NOW + i, sub=sub) for i, sub in enumerate([ALICE, BOB, CAROL])]
 
     assert codes(*decisions) == ["accepted", "accepted", "capacity_full"]
-    assert decisions[2].detail == {"venue_id": "museum-1", "party_size": 1, "reservation_id": None}
+    # The capacity checked against is logged, for the console's capacity use.
+    assert decisions[2].detail == {"venue_id": "museum-1", "party_size": 1, "reservation_id": None, "capacity": 2}
 
 
 def test_venue_capacity_counts_people_not_codes(present):
@@ -415,8 +416,8 @@ def test_venue_capacity_counts_people_not_codes(present):
     carol = present("venue", context, now=NOW + 2, sub=CAROL)
 
     assert codes(alice, bob, carol) == ["accepted", "capacity_full", "accepted"]
-    assert alice.detail == {"venue_id": "museum-1", "party_size": 3, "reservation_id": "R-1"}
-    assert bob.detail == {"venue_id": "museum-1", "party_size": 3, "reservation_id": "R-2"}
+    assert alice.detail == {"venue_id": "museum-1", "party_size": 3, "reservation_id": "R-1", "capacity": 5}
+    assert bob.detail == {"venue_id": "museum-1", "party_size": 3, "reservation_id": "R-2", "capacity": 5}
 
 
 def test_venue_capacity_is_per_venue_and_per_day(make_verifier, present):

@@ -92,6 +92,20 @@ class TransitScene(Scene):
         ),
         DetailField("trip_id", "text", {"zh": "行程号", "en": "Trip"}, nullable=True, max_length=64, shown=False),
         DetailField("entry_station", "text", {"zh": "进站车站", "en": "Entered at"}),
+        # The concession the exit's fare was computed with (null: the full fare), for fare clearing.
+        DetailField(
+            "category",
+            "text",
+            {"zh": "优惠类别", "en": "Concession"},
+            nullable=True,
+            choices={
+                "senior": {"zh": "老年人", "en": "Senior"},
+                "student": {"zh": "学生", "en": "Student"},
+                "disabled": {"zh": "残疾人", "en": "Disabled"},
+                "child": {"zh": "儿童", "en": "Child"},
+            },
+            shown=False,
+        ),
     )
 
     def __init__(
@@ -140,6 +154,7 @@ class TransitScene(Scene):
             raise NoEntry(detail=detail)
         detail["entry_station"] = trip["station"]
         detail["fare_cents"] = self.fare(trip["station"], context.station, visit.category)
+        detail["category"] = visit.category if visit.category in self.concessions else None
         return Outcome(detail=detail, writes=[StateWrite(trip_key, None, 0)])
 
     def fare(self, from_station: str, to_station: str, category: str | None) -> int:

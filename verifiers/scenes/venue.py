@@ -21,6 +21,8 @@ from .base import (
 )
 
 MAX_PARTY_SIZE = 100
+MAX_CAPACITY = 100_000_000
+"""The largest capacity a usage record names (a larger one still applies, but is not logged)."""
 
 
 class AlreadyEntered(SceneRejection):
@@ -66,6 +68,11 @@ class VenueScene(Scene):
         DetailField("venue_id", "text", {"zh": "场馆", "en": "Venue"}, shown=False),
         DetailField("party_size", "integer", {"zh": "人数", "en": "Party"}, minimum=1, maximum=MAX_PARTY_SIZE),
         DetailField("reservation_id", "text", {"zh": "预约号", "en": "Reservation"}, nullable=True),
+        # The capacity (entries a day) the scan was checked against, when the scanner has one: the console's use.
+        DetailField(
+            "capacity", "integer", {"zh": "容量", "en": "Capacity"}, nullable=True, minimum=1, maximum=MAX_CAPACITY,
+            shown=False,
+        ),
     )
 
     def parse_context(self, context: Mapping[str, Any], visit_defaults: Mapping[str, Any]) -> VenueContext:
@@ -84,6 +91,8 @@ class VenueScene(Scene):
             "party_size": party_size,
             "reservation_id": reservation.id if reservation else None,
         }
+        if context.capacity is not None and context.capacity <= MAX_CAPACITY:
+            detail["capacity"] = context.capacity
         entry_key = f"entry:{visit.day}:{context.venue_id}:{visit.sub}"
         if state.get(entry_key) is not None:
             raise AlreadyEntered(detail=detail)
