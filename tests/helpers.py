@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from PIL import Image
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from verifiers.jose import b64url_decode, b64url_encode, jwk_from_public_key, kid_for
 from verifiers.scenes import ENTRY_POINT_GROUP
@@ -604,3 +605,26 @@ def local_moment(day: date, hour: int, minute: int, zone: str = "Asia/Shanghai")
     from zoneinfo import ZoneInfo
 
     return datetime(day.year, day.month, day.day, hour, minute, tzinfo=ZoneInfo(zone))
+
+
+class LiveServer:
+    """The app (or a WSGI wrapper of it) served by threads on a loopback port that survives a restart."""
+
+    def __init__(self, app: Any, handler: type[WSGIRequestHandler] | None = None) -> None:
+        self.app, self.port, self.handler = app, 0, handler
+        self.start()
+
+    def start(self) -> None:
+        self.server = make_server("127.0.0.1", self.port, self.app, threaded=True, request_handler=self.handler)
+        self.port = self.server.server_port
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"

@@ -17,7 +17,6 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from email.utils import formatdate
@@ -25,8 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import add_scanner, service_code
-from werkzeug.serving import WSGIRequestHandler, make_server
+from helpers import LiveServer, add_scanner, service_code
+from werkzeug.serving import WSGIRequestHandler
 
 from verifiers import KeySet, OfflineVerifier
 from verifiers.sync import STATUS_HEADER
@@ -46,29 +45,6 @@ def dated(skew: float = 0, date: str | None = None) -> type[WSGIRequestHandler]:
     return Dated
 
 
-class Live:
-    """The app (or a WSGI wrapper) served by threads on a loopback port that survives a restart."""
-
-    def __init__(self, app: Any, handler: type[WSGIRequestHandler] | None = None) -> None:
-        self.app, self.port, self.handler = app, 0, handler
-        self.start()
-
-    def start(self) -> None:
-        self.server = make_server("127.0.0.1", self.port, self.app, threaded=True, request_handler=self.handler)
-        self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-
 class Watch:
     """WSGI middleware: records each usage upload's health header."""
 
@@ -83,9 +59,9 @@ class Watch:
 
 
 @pytest.fixture
-def watched(app: Any) -> Iterator[tuple[Watch, Live]]:
+def watched(app: Any) -> Iterator[tuple[Watch, LiveServer]]:
     watch = Watch(app)
-    live = Live(watch)
+    live = LiveServer(watch)
     yield watch, live
     live.stop()
 
@@ -114,7 +90,7 @@ def rows_on_server(app: Any) -> int:
 
 
 def test_every_sync_reports_its_health_even_with_nothing_to_upload(
-    watched: tuple[Watch, Live], key: str, tmp_path: Path, client: Any
+    watched: tuple[Watch, LiveServer], key: str, tmp_path: Path, client: Any
 ) -> None:
     watch, live = watched
     keys = KeySet.from_jwks(client.get("/.well-known/jwks.json").get_json())
@@ -136,7 +112,7 @@ def test_every_sync_reports_its_health_even_with_nothing_to_upload(
 def test_a_member_that_is_unknown_is_left_out(key: str, tmp_path: Path, client: Any, app: Any) -> None:
     """Answers whose ``Date`` cannot be read: no clock-offset member (and the upload goes on)."""
     watch = Watch(app)
-    live = Live(watch, dated(date="not a date"))
+    live = LiveServer(watch, dated(date="not a date"))
     try:
         keys = KeySet.from_jwks(client.get("/.well-known/jwks.json").get_json())
         with OfflineVerifier(keys, issuer=ISSUER, store=tmp_path / "gate.db") as verifier:
@@ -200,7 +176,7 @@ def gate_files(tmp_path: Path, client: Any, key: str) -> dict[str, Path]:
 
 
 def test_background_sync_across_a_service_restart_uploads_every_record_once(
-    app: Any, keys_dir: Path, watched: tuple[Watch, Live], gate_files: dict[str, Path]
+    app: Any, keys_dir: Path, watched: tuple[Watch, LiveServer], gate_files: dict[str, Path]
 ) -> None:
     watch, live = watched
     gate = gate_process(
@@ -241,7 +217,7 @@ def test_background_sync_across_a_service_restart_uploads_every_record_once(
 def test_the_gate_warns_when_its_clock_is_off_and_reports_the_offset(
     app: Any, gate_files: dict[str, Path]
 ) -> None:
-    skewed = Live(app, dated(skew=100))
+    skewed = LiveServer(app, dated(skew=100))
     try:
         gate = gate_process(
             [

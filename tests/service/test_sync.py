@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import ISSUER
+from helpers import ISSUER, LiveServer
 from sqlalchemy import func, select
-from werkzeug.serving import make_server
 
 import verifiers.sync
 from codeservice import db
@@ -41,30 +40,6 @@ SCANNER_SCENES = "clinic,transit,venue"
 
 
 # -- the service, live ---------------------------------------------------------------
-
-
-class LiveServer:
-    """The app (or a WSGI wrapper of it) served on a loopback port by threads."""
-
-    def __init__(self, app: Any, port: int = 0) -> None:
-        self.app = app
-        self.port = port
-        self.start()
-
-    def start(self) -> None:
-        self.server = make_server("127.0.0.1", self.port, self.app, threaded=True)
-        self.port = self.server.server_port
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(10)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
 
 @pytest.fixture
