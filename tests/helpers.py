@@ -460,6 +460,18 @@ def write_distribution(site: Path, name: str, scenes: dict[str, str], version: s
     return dist_info
 
 
+def browser_config(folder: Path, keys_dir: Path, **settings: Any) -> dict[str, Any]:
+    """A browser test's service: a real SQLite file in ``folder``, ``keys_dir``'s keys, development
+    cookies (plain http on loopback), no rate limits; ``settings`` added or overriding."""
+    return {
+        "DATABASE_URL": f"sqlite:///{folder / 'service.db'}",
+        "KEYS_DIR": str(keys_dir),
+        "ENV": "development",
+        "RATE_LIMITS": "off",
+        **settings,
+    }
+
+
 @contextlib.contextmanager
 def served_app(config: dict[str, Any], install: Callable[[Any], Any] | None = None) -> Iterator[dict[str, Any]]:
     """The whole service made from ``config`` (after ``install(app)``: a test's changes to it), its schema

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PHONE, TESTS, add_scanner, api_register, log_in, served_app, service_code
+from helpers import PHONE, TESTS, add_scanner, api_register, browser_config, log_in, served_app, service_code
 
 AXE = TESTS / "vendor" / "axe-core" / "axe.min.js"
 BLOCKING = ("serious", "critical")
@@ -29,13 +29,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     from helpers import new_keys_dir
 
     tmp = tmp_path_factory.mktemp("a11y")
-    config = {
-        "DATABASE_URL": f"sqlite:///{tmp / 'a11y.db'}",
-        "KEYS_DIR": str(new_keys_dir(tmp / "keys")),
-        "ENV": "development",
-        "RATE_LIMITS": "off",
-    }
-    with served_app(config) as running:
+    with served_app(browser_config(tmp, new_keys_dir(tmp / "keys"))) as running:
         running["keys_dir"] = tmp / "keys"
         running["scanner_key"] = add_scanner(
             running["app"].test_cli_runner(), venue="museum", device="door-1", scenes="venue,transit,clinic"

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import DEMO_PASSWORD, PHONE, api_register, log_in, read_qr, registration, served_app
+from helpers import DEMO_PASSWORD, PHONE, api_register, browser_config, log_in, read_qr, registration, served_app
 
 CODE_TTL = 15
 MIN_QR_PX = 240
@@ -28,14 +28,7 @@ LEAD_SCREENSHOT = Path("/tmp/code_page.png")
 @pytest.fixture
 def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
     """The whole service on a free loopback port; yields its base URL and app."""
-    config = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'browser.db'}",
-        "KEYS_DIR": str(keys_dir),
-        "ENV": "development",
-        "CODE_TTL": CODE_TTL,
-        "RATE_LIMITS": "off",
-    }
-    with served_app(config) as running:
+    with served_app(browser_config(tmp_path, keys_dir, CODE_TTL=CODE_TTL)) as running:
         yield running
 
 

@@ -17,20 +17,24 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from helpers import CONSOLE_PASSWORD, accepted, add_operator, add_scanner, iso, local_moment, record, served_app
+from helpers import (
+    CONSOLE_PASSWORD,
+    accepted,
+    add_operator,
+    add_scanner,
+    browser_config,
+    iso,
+    local_moment,
+    record,
+    served_app,
+)
 
 SCREENSHOT = Path("/tmp/console_page.png")
 
 
 @pytest.fixture
 def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
-    config = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'console.db'}",
-        "KEYS_DIR": str(keys_dir),
-        "ENV": "development",
-        "RATE_LIMITS": "off",
-    }
-    with served_app(config) as running:
+    with served_app(browser_config(tmp_path, keys_dir)) as running:
         yield running
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import PHONE, api_register, log_in, read_qr, served_app
+from helpers import PHONE, api_register, browser_config, log_in, read_qr, served_app
 
 from verifiers import KeySet, cbor
 from verifiers.base45 import b45decode, b45encode
@@ -71,13 +71,7 @@ def serving(
     tmp_path: Path, keys_dir: Path, install: Callable[[Any], Any] = lambda app: None
 ) -> Iterator[dict[str, Any]]:
     """The whole service, after ``install(app)`` (a test's changes to it), on a free loopback port."""
-    config = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'device.db'}",
-        "KEYS_DIR": str(keys_dir),
-        "ENV": "development",
-        "RATE_LIMITS": "off",
-    }
-    with served_app(config, install) as running:
+    with served_app(browser_config(tmp_path, keys_dir), install) as running:
         yield running
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import CHROMIUM, CHROMIUM_ARGS, PHONE, add_scanner, served_app, service_code
+from helpers import CHROMIUM, CHROMIUM_ARGS, PHONE, add_scanner, browser_config, served_app, service_code
 from offline_minting import a_device_code, a_paper_code
 
 from codeservice.keystore import KeyStore
@@ -32,13 +32,7 @@ TABLET = {"width": 800, "height": 1280}
 
 @pytest.fixture
 def server(tmp_path: Path, keys_dir: Path) -> Iterator[dict[str, Any]]:
-    config = {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'scanner.db'}",
-        "KEYS_DIR": str(keys_dir),
-        "ENV": "development",
-        "RATE_LIMITS": "off",
-    }
-    with served_app(config) as running:
+    with served_app(browser_config(tmp_path, keys_dir)) as running:
         yield running
 
 
