@@ -58,23 +58,31 @@ def device_signer() -> tuple[ec.EllipticCurvePrivateKey, Callable[[bytes], bytes
     return private, sign
 
 
+def phone_credential(
+    issuer: Ed25519PrivateKey, kid: str, now: int, cat: str | None = None
+) -> tuple[bytes, Callable[[bytes], bytes]]:
+    """A new phone's credential (24 h, every scope), and the phone's signing function."""
+    device, sign = device_signer()
+    claims = {
+        1: DEFAULT_ISSUER,
+        2: secrets.token_urlsafe(12),
+        4: now + 86400,
+        6: now - 60,
+        7: secrets.token_bytes(8),
+        8: {1: cose_key_from_p256(device.public_key())},
+        "use": "device",
+        "scp": ["clinic", "transit", "venue"],
+    }
+    if cat:
+        claims["cat"] = cat
+    return mint_credential(claims, alg="EdDSA", kid=b64url_decode(kid), sign=issuer.sign), sign
+
+
 def make_codes(issuer: Ed25519PrivateKey, kid: str, count: int, now: int, cat: str | None = None) -> list[str]:
+    """``count`` codes, each of a new phone's credential."""
     codes = []
     for _ in range(count):
-        device, sign = device_signer()
-        claims = {
-            1: DEFAULT_ISSUER,
-            2: secrets.token_urlsafe(12),
-            4: now + 86400,
-            6: now - 60,
-            7: secrets.token_bytes(8),
-            8: {1: cose_key_from_p256(device.public_key())},
-            "use": "device",
-            "scp": ["clinic", "transit", "venue"],
-        }
-        if cat:
-            claims["cat"] = cat
-        credential = mint_credential(claims, alg="EdDSA", kid=b64url_decode(kid), sign=issuer.sign)
+        credential, sign = phone_credential(issuer, kid, now, cat)
         codes.append(device_code(credential, now - 5, sign))
     return codes
 
@@ -83,18 +91,7 @@ def make_presentations(issuer: Ed25519PrivateKey, kid: str, phones: int, each: i
     """``each`` codes of one credential per phone, t one second apart (replay is by (cti, t)), phone by phone."""
     codes = []
     for _ in range(phones):
-        device, sign = device_signer()
-        claims = {
-            1: DEFAULT_ISSUER,
-            2: secrets.token_urlsafe(12),
-            4: now + 86400,
-            6: now - 60,
-            7: secrets.token_bytes(8),
-            8: {1: cose_key_from_p256(device.public_key())},
-            "use": "device",
-            "scp": ["clinic", "transit", "venue"],
-        }
-        credential = mint_credential(claims, alg="EdDSA", kid=b64url_decode(kid), sign=issuer.sign)
+        credential, sign = phone_credential(issuer, kid, now)
         codes.extend(device_code(credential, now - 55 + i, sign) for i in range(each))
     return codes
 
