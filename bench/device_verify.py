@@ -1,8 +1,8 @@
 """Benchmark: the pure check of a device code (contract section 9) against its floor.
 
 Run by hand: ``.venv/bin/python bench/device_verify.py [--rounds N] [--batch N]``.
-In one process, interleaved round by round so that machine noise hits every
-variant alike:
+In one process, interleaved slice by slice (``bench/interleaved.py``) so that
+machine noise hits every variant alike:
 
   (a) the floor: one bare Ed25519 verify (the issuer's signature over the
       credential's Sig_structure) plus one bare P-256 verify (the device's
@@ -19,7 +19,8 @@ variant alike:
       point decompression not redone); (a)-(c) have a new credential in
       every code, so the cache never helps them
 
-Prints µs/op (median over rounds) and (b)'s, (c)'s and (d)'s ratios to (a); then the QR
+Prints µs/op and (b)'s, (c)'s and (d)'s ratios to (a), by the clock and by CPU time
+(medians of ratios paired slice by slice); then the QR
 version (error correction M, alphanumeric mode) of a device code for the
 default issuer, with and without ``cat``.
 """
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import secrets
-import statistics
 import time
 from collections.abc import Callable
 
@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
     decode_dss_signature,
     encode_dss_signature,
 )
+from interleaved import Samples, report, run_interleaved  # bench/, run as a script
 
 from verifiers import DEFAULT_ISSUER, KeySet, OfflineVerifier, cbor
 from verifiers.base45 import b45decode
@@ -96,12 +97,6 @@ def make_presentations(issuer: Ed25519PrivateKey, kid: str, phones: int, each: i
     return codes
 
 
-def time_per_op(run: Callable[[], None], count: int) -> float:
-    start = time.perf_counter()
-    run()
-    return (time.perf_counter() - start) / count * 1e6
-
-
 def qr_version(text: str) -> int:
     import qrcode
     from qrcode.util import MODE_ALPHA_NUM, QRData
@@ -127,10 +122,12 @@ def main() -> None:
     ecdsa = ec.ECDSA(hashes.SHA256())
     now = int(time.time())
 
-    samples: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": []}
+    samples: dict[str, Samples] = {}
     context = {"department": "cardiology"}
+    phones = 20
+    count = args.batch - args.batch % phones
     for _ in range(args.rounds):
-        codes = make_codes(issuer, jwk["kid"], args.batch, now)
+        codes = make_codes(issuer, jwk["kid"], count, now)
         bare = []
         for text in codes:  # the same inputs, prepared outside the timing: the floor is the crypto alone
             presentation = parse_sign1(b45decode(text[5:]))
@@ -145,49 +142,45 @@ def main() -> None:
                 (credential.signature, credential.to_be_signed(), device_public, der, presentation.to_be_signed())
             )
 
-        def floor() -> None:
+        def floor(start: int, stop: int) -> None:
             verify = issuer_public.verify
-            for issuer_signature, issuer_input, device_public, der, device_input in bare:  # noqa: B023 - called in this iteration only
+            for issuer_signature, issuer_input, device_public, der, device_input in bare[start:stop]:  # noqa: B023 - called in this iteration only
                 verify(issuer_signature, issuer_input)
                 device_public.verify(der, device_input, ecdsa)
 
-        def check() -> None:
-            for text in codes:  # noqa: B023 - called in this iteration only
+        def check(start: int, stop: int) -> None:
+            for text in codes[start:stop]:  # noqa: B023 - called in this iteration only
                 check_offline_code(text, keys, rules, now)
 
         verifier = OfflineVerifier(keys, issuer=DEFAULT_ISSUER, venue_id="hospital-1", device_id="desk-1")
 
-        def verify() -> None:
-            for text in codes:  # noqa: B023 - called in this iteration only
+        def verify(start: int, stop: int) -> None:
+            for text in codes[start:stop]:  # noqa: B023 - called in this iteration only
                 verifier.verify(text, "clinic", context, now=now)  # noqa: B023
 
-        phones = 20
-        same_credential = make_presentations(issuer, jwk["kid"], phones, min(60, args.batch // phones), now)
+        same_credential = make_presentations(issuer, jwk["kid"], phones, count // phones, now)
         gate = OfflineVerifier(keys, issuer=DEFAULT_ISSUER, venue_id="hospital-1", device_id="desk-2")
-        desks = [{"department": f"d{i}"} for i in range(len(same_credential))]  # one check-in a day per desk
+        desks = [{"department": f"d{i}"} for i in range(count)]  # one check-in a day per desk
 
-        def verify_again() -> None:
-            for text, desk in zip(same_credential, desks, strict=True):  # noqa: B023 - called in this iteration only
-                gate.verify(text, "clinic", desk, now=now)  # noqa: B023
+        def verify_again(start: int, stop: int) -> None:
+            for index in range(start, stop):
+                gate.verify(same_credential[index], "clinic", desks[index], now=now)  # noqa: B023
 
-        samples["a"].append(time_per_op(floor, args.batch))
-        samples["b"].append(time_per_op(check, args.batch))
-        samples["c"].append(time_per_op(verify, args.batch))
-        samples["d"].append(time_per_op(verify_again, len(same_credential)))
-        assert all(record["code"] == "accepted" for record in verifier.pending_records(args.batch))
-        assert all(record["code"] == "accepted" for record in gate.pending_records(len(same_credential)))
+        run_interleaved({"a": floor, "b": check, "c": verify, "d": verify_again}, count, samples=samples)
+        assert all(record["code"] == "accepted" for record in verifier.pending_records(count))
+        assert all(record["code"] == "accepted" for record in gate.pending_records(count))
 
-    base = statistics.median(samples["a"])
-    labels = {
-        "a": "bare Ed25519 verify + bare P-256 verify",
-        "b": "check_offline_code, device code",
-        "c": "OfflineVerifier.verify, device code, memory",
-        "d": "(c), the same credential again (cache hits)",
-    }
-    print(f"{args.rounds} rounds x {args.batch} device codes, interleaved; medians")
-    for name, label in labels.items():
-        median = statistics.median(samples[name])
-        print(f"({name}) {label:44s} {median:8.1f} µs/op  {median / base:5.2f}x (a)")
+    print(f"{args.rounds} rounds x {count} device codes, interleaved in slices of 50; medians")
+    report(
+        samples,
+        {
+            "a": "bare Ed25519 verify + bare P-256 verify",
+            "b": "check_offline_code, device code",
+            "c": "OfflineVerifier.verify, device code, memory",
+            "d": "(c), the same credential again (cache hits)",
+        },
+        floor="a",
+    )
     for cat in (None, "senior"):
         text = make_codes(issuer, jwk["kid"], 1, now, cat)[0]
         print(f"QR, level M, alphanumeric, cat={cat!s:6s}: {len(text)} characters, version {qr_version(text)}")

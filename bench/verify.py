@@ -1,22 +1,22 @@
 """Benchmark: the offline verify path against a bare Ed25519 verify.
 
 Run by hand: ``.venv/bin/python bench/verify.py [--rounds N] [--batch N]``.
-In one process, interleaved round by round so that machine noise hits every
-variant alike:
+In one process, interleaved slice by slice (``bench/interleaved.py``) so that
+machine noise hits every variant alike:
 
   (a) bare Ed25519 verify (cryptography) of the same signing inputs: the floor
   (b) OfflineVerifier.verify of fresh valid codes, store=None
   (c) the same with an SQLite store (WAL, synchronous=NORMAL)
   (d) the same as (b) with ES256 codes
 
-Prints µs/op (median over rounds) and each variant's ratio to (a).
+Prints µs/op and each variant's ratio to (a), by the clock and by CPU time
+(medians of ratios paired slice by slice).
 """
 
 from __future__ import annotations
 
 import argparse
 import secrets
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+from interleaved import Run, Samples, report, run_interleaved  # bench/, run as a script
 
 from verifiers import KeySet, OfflineVerifier
 from verifiers.jose import b64url_decode, b64url_encode, compact_json, jwk_from_public_key, kid_for
@@ -68,12 +69,6 @@ def make_tokens(jwk: dict[str, str], sign: Callable[[bytes], bytes], count: int,
     return tokens
 
 
-def time_per_op(run: Callable[[], None], count: int) -> float:
-    start = time.perf_counter()
-    run()
-    return (time.perf_counter() - start) / count * 1e6
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=15)
@@ -88,7 +83,7 @@ def main() -> None:
     memory = OfflineVerifier(keys, issuer=ISSUER, venue_id="v", device_id="d")
     stored = OfflineVerifier(keys, issuer=ISSUER, venue_id="v", device_id="d", store=workdir / "scanner.db")
 
-    samples: dict[str, list[float]] = {name: [] for name in ("a", "b", "c", "d")}
+    samples: dict[str, Samples] = {}
     for _ in range(args.rounds):
         # Minted each round: on a loaded machine the whole run can outlast a code's 60 s (+10 s leeway).
         now = int(time.time())
@@ -99,39 +94,45 @@ def main() -> None:
             (b64url_decode(t.rsplit(".", 1)[1]), t.rsplit(".", 1)[0].encode("ascii")) for t in ed_tokens
         ]
 
-        def bare_verify() -> None:
+        def bare_verify(start: int, stop: int) -> None:
             verify = ed_public.verify
-            for signature, signing_input in bare:  # noqa: B023 - called in this iteration only
+            for signature, signing_input in bare[start:stop]:  # noqa: B023 - called in this iteration only
                 verify(signature, signing_input)
 
-        def full(verifier: OfflineVerifier, tokens: list[str]) -> Callable[[], None]:
-            def run() -> None:
+        def full(verifier: OfflineVerifier, tokens: list[str]) -> Run:
+            def run(start: int, stop: int) -> None:
                 verify = verifier.verify
-                for token in tokens:
+                for token in tokens[start:stop]:
                     if not verify(token, "transit", CONTEXT).ok:
                         raise SystemExit("a valid code was rejected: the benchmark is broken")
 
             return run
 
-        samples["a"].append(time_per_op(bare_verify, args.batch))
-        samples["b"].append(time_per_op(full(memory, ed_tokens), args.batch))
-        samples["c"].append(time_per_op(full(stored, ed_tokens_2), args.batch))
-        samples["d"].append(time_per_op(full(memory, es_tokens), args.batch))
+        run_interleaved(
+            {
+                "a": bare_verify,
+                "b": full(memory, ed_tokens),
+                "c": full(stored, ed_tokens_2),
+                "d": full(memory, es_tokens),
+            },
+            args.batch,
+            samples=samples,
+        )
         for verifier in (memory, stored):  # keep outboxes from growing round over round
             pending = verifier.pending_records(10 * args.batch)
             verifier.store.mark_synced(record["id"] for record in pending)
 
-    floor = statistics.median(samples["a"])
-    labels = {
-        "a": "bare Ed25519 verify (cryptography)",
-        "b": "OfflineVerifier.verify, store=None",
-        "c": "OfflineVerifier.verify, SQLite store",
-        "d": "OfflineVerifier.verify, ES256, store=None",
-    }
-    print(f"{args.rounds} rounds x {args.batch} codes, interleaved; medians")
-    for name, label in labels.items():
-        median = statistics.median(samples[name])
-        print(f"({name}) {label:44s} {median:8.1f} µs/op  {median / floor:5.2f}x (a)")
+    print(f"{args.rounds} rounds x {args.batch} codes, interleaved in slices of 50; medians")
+    report(
+        samples,
+        {
+            "a": "bare Ed25519 verify (cryptography)",
+            "b": "OfflineVerifier.verify, store=None",
+            "c": "OfflineVerifier.verify, SQLite store",
+            "d": "OfflineVerifier.verify, ES256, store=None",
+        },
+        floor="a",
+    )
     stored.close()
 
 
