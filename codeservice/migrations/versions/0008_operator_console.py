@@ -27,7 +27,7 @@ Create Date: 2026-12-08
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import sqlalchemy as sa
 from alembic import op
@@ -41,24 +41,10 @@ KEY = "hour_start, venue_id, scene, form, ok, code, line, station, direction, ca
 COLUMNS = f"{KEY}, shard, records, fare_cents, people, capacity"
 
 
-def _postgresql_dimensions(r: str) -> str:
-    """The roll-up's key and measures of a record ``r``, on PostgreSQL: ``j`` is its detail as jsonb, parsed once.
-
-    As on SQLite, a text member counts only when it is a JSON string, a number only when a JSON integer
-    of at most 12 digits: a detail of any other shape is counted with blanks, never refused.
-    """
-
-    def text(name: str, size: int) -> str:
-        return f"CASE WHEN jsonb_typeof(j->'{name}') = 'string' THEN left(j->>'{name}', {size}) ELSE '' END"
-
-    def number(name: str) -> str:
-        return (
-            f"CASE WHEN jsonb_typeof(j->'{name}') = 'number' AND (j->>'{name}') ~ '^[0-9]{{1,12}}$' "
-            f"THEN (j->>'{name}')::bigint END"
-        )
-
+def _dimensions(r: str, hour_start: str, text: Callable[[str, int], str], number: Callable[[str], str]) -> str:
+    """The roll-up's key and measures of a record ``r``, given the dialect's hour, text member and number member."""
     return f"""
-        (floor(extract(epoch FROM {r}.decided_at) / 3600) * 3600)::bigint AS hour_start,
+        {hour_start} AS hour_start,
         coalesce({r}.venue_id, '') AS venue_id,
         coalesce({r}.scene, '') AS scene,
         coalesce({r}.form, 'online') AS form,
@@ -73,6 +59,25 @@ def _postgresql_dimensions(r: str) -> str:
         CASE WHEN {r}.scene = 'venue' AND {r}.ok THEN coalesce({number("party_size")}, 1) END AS people,
         CASE WHEN {r}.scene = 'venue' THEN {number("capacity")} END AS capacity
     """
+
+
+def _postgresql_dimensions(r: str) -> str:
+    """The dimensions on PostgreSQL: ``j`` is the record's detail as jsonb, parsed once.
+
+    As on SQLite, a text member counts only when it is a JSON string, a number only when a JSON integer
+    of at most 12 digits: a detail of any other shape is counted with blanks, never refused.
+    """
+
+    def text(name: str, size: int) -> str:
+        return f"CASE WHEN jsonb_typeof(j->'{name}') = 'string' THEN left(j->>'{name}', {size}) ELSE '' END"
+
+    def number(name: str) -> str:
+        return (
+            f"CASE WHEN jsonb_typeof(j->'{name}') = 'number' AND (j->>'{name}') ~ '^[0-9]{{1,12}}$' "
+            f"THEN (j->>'{name}')::bigint END"
+        )
+
+    return _dimensions(r, f"(floor(extract(epoch FROM {r}.decided_at) / 3600) * 3600)::bigint", text, number)
 
 
 # A detail holding an escaped NUL (json keeps it, jsonb and text cannot) is counted with blanks, never refused.
@@ -127,22 +132,7 @@ def _sqlite_dimensions(r: str) -> str:
             f"THEN json_extract(d, '$.{name}') END"
         )
 
-    return f"""
-        coalesce(CAST(strftime('%s', {r}.decided_at) AS INTEGER) / 3600 * 3600, 0) AS hour_start,
-        coalesce({r}.venue_id, '') AS venue_id,
-        coalesce({r}.scene, '') AS scene,
-        coalesce({r}.form, 'online') AS form,
-        {r}.ok AS ok,
-        {r}.code AS code,
-        CASE WHEN {r}.scene = 'transit' THEN {text("line", 200)} ELSE '' END AS line,
-        CASE WHEN {r}.scene = 'transit' THEN {text("station", 200)} ELSE '' END AS station,
-        CASE WHEN {r}.scene = 'transit' THEN {text("direction", 8)} ELSE '' END AS direction,
-        CASE WHEN {r}.scene = 'transit' AND {r}.ok THEN {text("category", 16)} ELSE '' END AS category,
-        CASE WHEN {r}.scene = 'clinic' THEN {text("department", 200)} ELSE '' END AS department,
-        CASE WHEN {r}.scene = 'transit' AND {r}.ok THEN {number("fare_cents")} END AS fare,
-        CASE WHEN {r}.scene = 'venue' AND {r}.ok THEN coalesce({number("party_size")}, 1) END AS people,
-        CASE WHEN {r}.scene = 'venue' THEN {number("capacity")} END AS capacity
-    """
+    return _dimensions(r, f"coalesce(CAST(strftime('%s', {r}.decided_at) AS INTEGER) / 3600 * 3600, 0)", text, number)
 
 
 _SQLITE_DETAIL = "CASE WHEN json_valid({r}.detail) THEN {r}.detail ELSE '{{}}' END AS d"
