@@ -63,8 +63,21 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(console)
 
 
+LAYOUT = "web/console/base.html"
+
+
 def _page(template: str, status: int = 200, **context: Any) -> Response:
-    response = current_app.make_response(render_template(f"web/console/{template}", **context))
+    return _rendered(f"web/console/{template}", status, context)
+
+
+def _message(status: int, title_key: str, message_key: str, back: str) -> Response:
+    """The residents' message page in the console's layout."""
+    context = {"layout": LAYOUT, "title_key": title_key, "message_key": message_key, "back": back}
+    return _rendered("web/message.html", status, context)
+
+
+def _rendered(template: str, status: int, context: dict[str, Any]) -> Response:
+    response = current_app.make_response(render_template(template, **context))
     response.status_code = status
     return response
 
@@ -81,7 +94,7 @@ def _operator() -> Operator:
 @console.before_request
 def _guard() -> Response | None:
     if request.method == "POST" and not csrf.is_valid():
-        return _page("message.html", 400, title_key="csrf_title", message_key="csrf_message", back=request.path)
+        return _message(400, "csrf_title", "csrf_message", back=request.path)
     if request.endpoint in OPEN_ENDPOINTS:
         return None
     operator = operator_auth.current_operator()
@@ -192,7 +205,7 @@ def _scope() -> tuple[usage_report.DayWindow, str | None, list[str] | None]:
 def _bad_scope(error: ClientError) -> Response:
     key = "console_bad_day" if isinstance(error, InvalidDay) else "console_bad_venue"
     back = url_for("console.index")
-    return _page("message.html", error.status, title_key="console_title", message_key=key, back=back)
+    return _message(error.status, "console_title", key, back=back)
 
 
 @console.get("")
