@@ -344,6 +344,52 @@ def test_csv_injection_is_neutralised(client: Any, runner: Any, hostile: str) ->
         assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
 
 
+def test_the_report_is_the_same_text_on_both_databases(
+    app: Any, client: Any, runner: Any, day_records: dict[str, Any]
+) -> None:
+    # PostgreSQL writes the records' lines in SQL; they must be what the csv module writes from the rows
+    _, key = add_scanner(runner, venue="=venue", device="@gate", scenes="transit")
+    day = day_records["day"]
+    awkward = [
+        transit(day, 12, minute, station, "out", fare=fare)
+        for minute, (station, fare) in enumerate(
+            [("=1+2", 300), ('say "hi", then\nleave', 5), ("+1", 0), ("-2", 12), ("@x", 1), ("\tcmd", 2),
+             ("\rcmd", 3), ('"=quoted"', 4), ("a,\"=b", 5), ("S 站", None)]
+        )
+    ]
+    awkward[0]["detail"]["line"] = "-1"
+    awkward[1]["decided_at"] = awkward[2]["decided_at"]  # the same moment: ordered by id
+    awkward[3]["decided_at"] = awkward[3]["decided_at"].replace(".000Z", ".120Z")  # written .12
+    response = upload(client, key, awkward)
+    assert accepted(response) == (len(awkward), 0), response.get_json()
+    from codeservice import db, usage_report
+
+    fields = ["station", "direction", "line", "fare_cents", "trip_id", "entry_station", "party_size"]
+    with app.app_context():
+        session = db.session()
+        for venues, count in ((None, 24), (["=venue"], 10), (["nowhere"], 0)):
+            window = usage_report.day_window(day, "Asia/Shanghai")
+            text = "".join(usage_report.csv_report(session, window, venues, fields))
+            expected = io.StringIO()
+            writer = csv.writer(expected, quoting=csv.QUOTE_ALL, lineterminator="\n")
+            for row in usage_report._records(session, window, venues):
+                writer.writerow(
+                    [usage_report._cell(value) for value in usage_report._record_values(row, window, fields)]
+                )
+            records = text[text.index("\n") + 1: text.index("\n\n") + 1]
+            assert records == expected.getvalue()
+            assert len(list(csv.reader(io.StringIO(records)))) == count
+
+
+def test_a_day_has_one_offset_unless_the_clocks_change() -> None:
+    from codeservice.usage_report import day_window
+
+    assert day_window(date(2026, 11, 1), "Asia/Shanghai").offset == timedelta(hours=8)
+    assert day_window(date(2026, 11, 10), "America/New_York").offset == timedelta(hours=-5)
+    assert day_window(date(2026, 11, 1), "America/New_York").offset is None  # 25 hours
+    assert day_window(date(2026, 3, 8), "America/New_York").offset is None  # 23 hours
+
+
 def test_usage_report_csv_and_json(runner: Any, day_records: dict[str, Any]) -> None:
     day = day_records["day"].isoformat()
     result = runner.invoke(args=["usage", "report", "--day", day, "--format", "csv"])
