@@ -315,10 +315,14 @@ def measure(args: argparse.Namespace) -> None:
                 with raw.cursor() as cursor:
                     cursor.execute("SET LOCAL jit = off")  # as the report runs it
                 for venues in (None, ["venue-007"]):
-                    select, params = usage_report._lines_query(window, venues, FIELDS)
+                    copy = usage_report._copy_statement(FIELDS, venues)
+                    select = copy[len("COPY ("): copy.rindex(") TO STDOUT")]
+                    params: dict[str, Any] = {"zone": zone, "start": window.start, "end": window.end}
+                    if venues:
+                        params["venues"] = venues
                     with raw.cursor() as cursor:
                         cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + select, params)
-                        print("\n-- the report's records (its lines' query)" + (f" of {venues[0]}" if venues else ""))
+                        print("\n-- the report's records (the COPY's query)" + (f" of {venues[0]}" if venues else ""))
                         print("\n".join(row[0] for row in cursor.fetchall()))
                 raw.rollback()
 

@@ -253,7 +253,7 @@ def _detail_json(index: int, detail: dict[str, Any]) -> str:
         raise InvalidUsageRecord(index, "detail", f"must not nest objects and arrays over {MAX_DETAIL_DEPTH} deep")
     if "\\ud" in text and not _valid_unicode(detail):
         raise InvalidUsageRecord(index, "detail", "must be valid Unicode (a lone surrogate is not)")
-    if "\\u0000" in text and _holds_nul(detail):
+    if "\\u0000" in text and holds_nul(detail):
         raise InvalidUsageRecord(index, "detail", "must not contain NUL characters")
     return text
 
@@ -274,13 +274,14 @@ def _valid_unicode(detail: dict[str, Any]) -> bool:
     return True
 
 
-def _holds_nul(value: Any) -> bool:
+def holds_nul(value: Any) -> bool:
+    """Whether a NUL character is anywhere in a JSON value, its keys included."""
     if isinstance(value, str):
         return "\x00" in value
     if isinstance(value, dict):
-        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+        return any(holds_nul(key) or holds_nul(item) for key, item in value.items())
     if isinstance(value, list):
-        return any(_holds_nul(item) for item in value)
+        return any(holds_nul(item) for item in value)
     return False
 
 
