@@ -32,7 +32,8 @@ from helpers import add_scanner, gb11643_id, registration, service_code
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from codeservice import MAX_BODY_BYTES, db
+from codeservice import MAX_BODY_BYTES, db, keystore
+from codeservice.extensions import KEYS
 from codeservice.issuance import new_code_id
 from codeservice.keystore import KeyStore
 from codeservice.models import Resident, Scanner, UsageRecord
@@ -523,6 +524,37 @@ def test_a_scene_the_key_does_not_name_is_403(app, keys_dir, client, runner, sce
     response = scan(client, key, {"token": service_code(app, keys_dir), "scene": scene, "context": ENTRY})
     assert_error(response, 403, "scene_not_permitted")
     assert usage_count(app) == 0
+
+
+# -- the service's keys: a change takes effect at the next decision -----------------
+# (The verify path keeps its key set and verifiers per process: made again when the keyring changes or a
+# published key's time is up, never served stale.)
+
+DENTAL = {"department": "dental"}
+
+
+def test_a_rotation_and_a_retirement_take_effect_at_the_next_decision(app, keys_dir, client, scanner_key):
+    assert decide(client, scanner_key, service_code(app, keys_dir), "clinic", DENTAL)["code"] == "accepted"
+    store = KeyStore(keys_dir)  # as `keys rotate` and `keys retire` would, in another process
+    old_kid = store.signer().kid
+    signed_before = [service_code(app, keys_dir) for _ in range(2)]
+    store.rotate()
+    assert decide(client, scanner_key, service_code(app, keys_dir), "clinic", DENTAL)["code"] == "accepted"
+    assert decide(client, scanner_key, signed_before[0], "clinic", DENTAL)["code"] == "accepted"  # still published
+    store.retire(old_kid)
+    assert decide(client, scanner_key, signed_before[1], "clinic", DENTAL)["code"] == "unknown_key"
+
+
+def test_a_rotated_out_key_is_unknown_once_its_publication_ends(app, keys_dir, client, scanner_key, monkeypatch):
+    signed_before = [service_code(app, keys_dir) for _ in range(2)]
+    KeyStore(keys_dir).rotate()
+    assert decide(client, scanner_key, signed_before[0], "clinic", DENTAL)["code"] == "accepted"
+    served = app.extensions[KEYS]
+    old = served.keys()[0]
+    assert old.state == "published" and old.published_until is not None
+    monkeypatch.setattr(keystore, "_now", lambda now: old.published_until + 1 if now is None else now)
+    assert [key.state for key in served.keys()] == ["expired", "signing"]
+    assert decide(client, scanner_key, signed_before[1], "clinic", DENTAL)["code"] == "unknown_key"
 
 
 # -- usage records ---------------------------------------------------------------
