@@ -26,6 +26,7 @@ from typing import Any, cast
 from flask import Flask, current_app
 
 from verifiers import Decision, KeySet, OfflineVerifier, SceneRegistry
+from verifiers.offline_codes import CredentialCache
 from verifiers.shapes import Member
 
 from . import db, observability
@@ -114,6 +115,9 @@ class Verifiers:
         self._key_set: tuple[tuple[Any, ...], KeySet] | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
+        # One bounded cache of checked device credentials for every verifier here (their rules are the same),
+        # not one per verifier: as many verifiers as scanners would each keep thousands.
+        self._credentials = CredentialCache()
 
     def key_set(self) -> KeySet:
         """The published keys as a KeySet: the same object while :meth:`KeyStore.jwks_version` stays the same."""
@@ -155,7 +159,9 @@ class Verifiers:
             revoked=RevokedIds(rows.revoked_subs),  # asked, never copied
             attended=scanner.attended,  # the key's, never the request's (contract section 9, rule 6)
             revoked_credentials=RevokedIds(rows.revoked_ctis),  # likewise
+            credential_cache_size=0,
         )
+        verifier.credentials = self._credentials
         return _Made(scanner, rows, key_set, store, verifier)
 
 

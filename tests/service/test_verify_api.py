@@ -32,7 +32,7 @@ from helpers import add_scanner, gb11643_id, registration, service_code
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from codeservice import MAX_BODY_BYTES, db, keystore
+from codeservice import MAX_BODY_BYTES, db, keystore, scanners, scanning
 from codeservice.extensions import KEYS
 from codeservice.issuance import new_code_id
 from codeservice.keystore import KeyStore
@@ -555,6 +555,24 @@ def test_a_rotated_out_key_is_unknown_once_its_publication_ends(app, keys_dir, c
     monkeypatch.setattr(keystore, "_now", lambda now: old.published_until + 1 if now is None else now)
     assert [key.state for key in served.keys()] == ["expired", "signing"]
     assert decide(client, scanner_key, signed_before[1], "clinic", DENTAL)["code"] == "unknown_key"
+
+
+def test_each_scanner_has_its_verifier_made_again_on_a_change_and_all_share_one_credential_cache(app, runner):
+    keys = [add_scanner(runner, venue=venue)[1] for venue in ("v1", "v2")]
+    with app.app_context(), scanning.scan_connection() as connection:
+        directory = scanning.scan_directory()
+        rows = directory.fresh(connection)
+        found = [scanners.scanner_by_hash(directory, rows, connection, hash_key(key)) for key in keys]
+        first, second = (scanning.verifier_for(connection, scanner, rows) for scanner in found)
+        assert scanning.verifier_for(connection, found[0], rows) is first  # kept
+        assert (first.venue_id, second.venue_id) == ("v1", "v2")
+        assert first.credentials is second.credentials  # one bounded cache, not one per scanner
+    add_scanner(runner, venue="v3")  # a change to the scanners: the process's copy is loaded again
+    with app.app_context(), scanning.scan_connection() as connection:
+        newer = directory.fresh(connection)
+        assert newer is not rows
+        again = scanners.scanner_by_hash(directory, newer, connection, hash_key(keys[0]))
+        assert scanning.verifier_for(connection, again, newer) is not first  # made again, on the new copy
 
 
 # -- usage records ---------------------------------------------------------------
