@@ -38,6 +38,7 @@ def make_engine(url: str) -> Engine:
         _create_private_file(url)
         engine = create_engine(url, connect_args={"timeout": 30})
         event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "checkout", _sqlite_checkout)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     engine = create_engine(url)
@@ -132,6 +133,21 @@ def _sqlite_connect(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+_NO_FLUSH_AT_COMMIT = "codeservice.no_flush_at_commit"
+"""In a pooled SQLite connection's ``info``: it commits with ``synchronous=NORMAL``, lent to a ``SqliteWriter``."""
+_lending = threading.local()  # .to_writer: the checkout under way is SqliteWriter.connection's
+
+
+def _sqlite_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    """A connection left committing without a flush by the verify path flushes again when anyone else borrows it."""
+    if record.info.get(_NO_FLUSH_AT_COMMIT) and not getattr(_lending, "to_writer", False):
+        try:
+            dbapi_connection.execute("PRAGMA synchronous=FULL")
+        except Exception as error:  # not as every other user expects it: the pool replaces it
+            raise exc.DisconnectionError() from error
+        del record.info[_NO_FLUSH_AT_COMMIT]
+
+
 def _sqlite_begin(connection: Any) -> None:
     # Take the write lock up front: a transaction that reads, then writes
     # (check a code, then record it) can never be overtaken in between, and
@@ -189,6 +205,29 @@ class SqliteWriter:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
+
+    @staticmethod
+    def connection(engine: Engine) -> Any:
+        """A pooled connection of ``engine`` for the writer's commits: ``synchronous=NORMAL`` (flush_log flushes).
+
+        It is left so when it goes back to the pool, for the next of these;
+        any other checkout gets it back with ``synchronous=FULL`` first (the
+        engine's ``checkout`` hook), as every other user of the pool expects.
+        So a run of scans sets neither PRAGMA, on the path that runs most.
+        """
+        _lending.to_writer = True
+        try:
+            connection = engine.raw_connection()
+        finally:
+            _lending.to_writer = False
+        if not connection.info.get(_NO_FLUSH_AT_COMMIT):
+            try:
+                cast(Any, connection.driver_connection).execute("PRAGMA synchronous=NORMAL")
+            except BaseException:
+                connection.close()
+                raise
+            connection.info[_NO_FLUSH_AT_COMMIT] = True
+        return connection
 
     def flush_log(self) -> None:
         """Flush the write-ahead log (``fdatasync``, as SQLite does): every commit in it is then on disk."""

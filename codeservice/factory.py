@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import click
-from flask import Flask, Request, has_request_context, request
+from flask import Flask, Request, Response, has_request_context, request
 from flask.sessions import (
     SecureCookieSession,
     SecureCookieSessionInterface,
@@ -110,6 +110,11 @@ class CookieSessions(SecureCookieSessionInterface):
         if app.secret_key and self.get_cookie_name(app) not in request.cookies:
             return self.session_class()
         return super().open_session(app, request)
+
+    def save_session(self, app: Flask, session: SessionMixin, response: Response) -> None:
+        if not session and not session.modified and not session.accessed:
+            return  # what Flask's does for such a session, without first working out the cookie's attributes
+        super().save_session(app, session, response)
 
     def get_cookie_name(self, app: Flask) -> str:
         if _in_console():

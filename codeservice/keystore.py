@@ -18,6 +18,7 @@ cache the key set; a retired key is withdrawn at once.
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import fcntl
 import json
@@ -209,6 +210,7 @@ class KeyStore:
         self.leeway = leeway
         self._signers: dict[str, FileSigner] = {}
         self._keyring_cache: tuple[tuple[int, int, int], list[dict[str, Any]]] | None = None
+        self._expiries: tuple[tuple[int, int, int] | None, list[int]] | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> KeyStore:
@@ -236,6 +238,22 @@ class KeyStore:
         if entry is None:
             raise KeyStoreError(f"no signing key in {self.directory}; {INIT_HINT}")
         return self._signer_for(entry)
+
+    def jwks_version(self, now: int | None = None) -> tuple[Any, ...]:
+        """A value that changes whenever :meth:`jwks` may: the keyring's file, and the keys' expiries passed.
+
+        Two equal versions mean the same JWKS, so a caller can keep what it
+        made of one (the verify path's key set) and make it again only when
+        the version changes: a rotation or retirement (by this process or any
+        other: the file is checked at each call) or a published key's expiry
+        reached. A ``stat`` and a bisection; nothing is copied.
+        """
+        now = _now(now)
+        stamp, entries = self._keyring()
+        if self._expiries is None or self._expiries[0] != stamp:
+            ends = sorted({self._info(entry, 0).published_until or 0 for entry in entries})
+            self._expiries = (stamp, ends)
+        return stamp, bisect.bisect_left(self._expiries[1], now)
 
     def jwks(self, now: int | None = None) -> dict[str, list[dict[str, str]]]:
         """The public keys of the signing key and every published key, newest first."""
@@ -392,11 +410,15 @@ class KeyStore:
 
     def _read_keyring(self) -> list[dict[str, Any]]:
         """The keyring's entries (a fresh copy), validated; [] if there is no keyring yet."""
+        return [dict(entry) for entry in self._keyring()[1]]
+
+    def _keyring(self) -> tuple[tuple[int, int, int] | None, list[dict[str, Any]]]:
+        """The keyring file's stamp (None: no keyring) and its entries, validated: the cached list, not a copy."""
         path = self.keyring_path
         try:
             st = os.stat(path)
         except FileNotFoundError:
-            return []
+            return None, []
         except OSError as exc:
             raise KeyFileError(path, f"cannot read: {exc.strerror or exc}") from None
         stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
@@ -406,7 +428,7 @@ class KeyStore:
             except OSError as exc:
                 raise KeyFileError(path, f"cannot read: {exc.strerror or exc}") from None
             self._keyring_cache = (stamp, _parse_keyring(path, data))
-        return [dict(entry) for entry in self._keyring_cache[1]]
+        return self._keyring_cache
 
     def _write_keyring(self, entries: list[dict[str, Any]]) -> None:
         body = {"version": KEYRING_VERSION, "keys": entries}

@@ -37,7 +37,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
@@ -87,10 +87,15 @@ class JsonFormatter(logging.Formatter):
     """A record as one line of JSON; the request's fields when the record has them."""
 
     REQUEST_FIELDS = ("request_id", "method", "path", "status", "duration_ms")
+    _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one for every line, not one per line
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._second: tuple[int, str] = (-1, "")  # the last second formatted, ``YYYY-MM-DDTHH:MM:SS``
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "time": self._time(record.created),
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
@@ -103,7 +108,18 @@ class JsonFormatter(logging.Formatter):
             # The type and the stack, not the message (see the module's docstring).
             entry["exception"] = record.exc_info[0].__name__
             entry["stack"] = "".join(traceback.format_tb(record.exc_info[2]))
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return self._ENCODER.encode(entry)
+
+    def _time(self, created: float) -> str:
+        """``created`` in UTC as ISO 8601 with milliseconds (``...T07:14:28.098+00:00``), the second's text reused."""
+        second = int(created)
+        microseconds = round((created - second) * 1e6)  # as datetime.fromtimestamp rounds
+        if microseconds >= 1_000_000:
+            second, microseconds = second + 1, microseconds - 1_000_000
+        cached = self._second
+        if cached[0] != second:
+            cached = self._second = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+        return f"{cached[1]}.{microseconds // 1000:03d}+00:00"
 
 
 class RequestIdFilter(logging.Filter):
@@ -160,6 +176,27 @@ class Metrics:
     usage_batches: Counter
     usage_records: Counter
     db_query_duration: Histogram
+    _labelled: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    """The children of ``labels()`` already asked for, by their labels (as many as the metrics' own)."""
+
+    def count_request(self, route: str, method: str, status: int, duration: float) -> None:
+        """One request answered: counted by route, method and status, its duration observed by route."""
+        key = ("request", route, method, status)
+        children = self._labelled.get(key)
+        if children is None:
+            children = self._labelled[key] = (
+                self.requests.labels(route=route, method=method, status=str(status)),
+                self.request_duration.labels(route=route),
+            )
+        children[0].inc()
+        children[1].observe(duration)
+
+    def count_verify_decision(self, scene: str, code: str) -> None:
+        key = ("verify", scene, code)
+        child = self._labelled.get(key)
+        if child is None:
+            child = self._labelled[key] = self.verify_decisions.labels(scene=scene, code=code)
+        child.inc()
 
     @classmethod
     def create(cls) -> Metrics:
@@ -207,7 +244,7 @@ def database_latency() -> Callable[[float], None]:
 
 
 def record_verify_decision(scene: str, code: str) -> None:
-    _metrics().verify_decisions.labels(scene=scene, code=code).inc()
+    _metrics().count_verify_decision(scene, code)
 
 
 def record_code_issued(format: str) -> None:  # the label's name
@@ -324,26 +361,25 @@ def _start_request() -> None:
 
 
 def _finish_request(response: Response) -> Response:
-    started = g.get("request_started")
+    # The request's objects once each, not once per use through their proxies.
+    this, request_g = request._get_current_object(), g._get_current_object()  # type: ignore[attr-defined]
+    started = request_g.get("request_started")
     duration = time.perf_counter() - started if started is not None else 0.0
-    route = request.url_rule.rule if request.url_rule is not None else UNMATCHED_ROUTE
-    metrics = _metrics()
-    metrics.requests.labels(route=route, method=request.method, status=str(response.status_code)).inc()
-    metrics.request_duration.labels(route=route).observe(duration)
-    if g.get("request_id"):
-        response.headers[REQUEST_ID_HEADER] = g.request_id
-    ACCESS_LOGGER.info(
-        "%s %s %s",
-        request.method,
-        request.path,
-        response.status_code,
-        extra={
-            "method": request.method,
-            "path": request.path,  # the path only: never the query string
-            "status": response.status_code,
-            "duration_ms": round(duration * 1000, 3),
-        },
-    )
+    route = this.url_rule.rule if this.url_rule is not None else UNMATCHED_ROUTE
+    method, path, status = this.method, this.path, response.status_code
+    _metrics().count_request(route, method, status, duration)
+    request_id = request_g.get("request_id")
+    if request_id:
+        response.headers[REQUEST_ID_HEADER] = request_id
+    if ACCESS_LOGGER.isEnabledFor(logging.INFO):
+        # Logger.info's record, without its search of the stack for the caller (no line shows it).
+        record = ACCESS_LOGGER.makeRecord(ACCESS_LOGGER.name, logging.INFO, __file__, 0, "%s %s %s",
+                                          (method, path, status), None)
+        record.method = method
+        record.path = path  # the path only: never the query string
+        record.status = status
+        record.duration_ms = round(duration * 1000, 3)
+        ACCESS_LOGGER.handle(record)
     return response
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -126,7 +127,7 @@ def init_app(app: Flask) -> None:
 
     Call after the blueprints are registered: the limits wrap their views.
     """
-    app.after_request(_security_headers)
+    app.after_request(_security_headers(security_headers(app.config)))
     if not rate_limits_enabled(app.config):
         return
     storage = app.config.get("RATE_LIMIT_STORAGE_URL") or "memory://"
@@ -183,10 +184,16 @@ def security_headers(config: Any) -> tuple[tuple[str, str], ...]:
     return (*SECURITY_HEADERS.items(), *hsts)
 
 
-def _security_headers(response: Response) -> Response:
-    headers = response.headers
-    present = {name.lower() for name in headers.keys()}  # one pass, not one scan per header
-    for name, value in security_headers(current_app.config):
-        if name.lower() not in present:
-            headers.add(name, value)
-    return response
+def _security_headers(added: tuple[tuple[str, str], ...]) -> Callable[[Response], Response]:
+    """The after-request hook that adds ``added`` (made once per app) where the view set none of them."""
+    lowered = tuple((name.lower(), name, value) for name, value in added)
+
+    def add(response: Response) -> Response:
+        headers = response.headers
+        present = {name.lower() for name in headers.keys()}  # one pass, not one scan per header
+        for lower, name, value in lowered:
+            if lower not in present:
+                headers.add(name, value)
+        return response
+
+    return add

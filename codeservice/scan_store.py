@@ -81,11 +81,8 @@ def parse_rfc3339(value: str) -> datetime:
 # SQLite times as SQLAlchemy writes them). sqlite3 keeps each statement
 # prepared (its statement cache, by the SQL's text).
 _STATEMENTS = {
-    # SQLite only: the write transaction takes the write lock at once; whether
-    # COMMIT flushes the log itself (see ScanConnection.write).
+    # SQLite only: the write transaction takes the write lock at once.
     "begin": "BEGIN IMMEDIATE",
-    "no_flush_at_commit": "PRAGMA synchronous=NORMAL",
-    "flush_at_commit": "PRAGMA synchronous=FULL",
     "directory_version": "SELECT version FROM scan_directory_version WHERE id = 1",
     "active_scanners": (
         "SELECT id, venue_id, device_id, scenes, key_hash, revoked_at, attended FROM scanners WHERE revoked_at IS NULL"
@@ -193,18 +190,21 @@ class ScanConnection:
         self._statements = _PSYCOPG_STATEMENTS if self.postgres else _STATEMENTS
         self._sqlite = sqlite
         self._observe = observe  # the database latency metric: one observation per round trip
-        self._connection = engine.raw_connection()
+        # SQLite with a writer: a connection that commits without a flush (write() flushes, outside the lock).
+        self._connection = engine.raw_connection() if sqlite is None else sqlite.connection(engine)
         self._driver = cast(Any, self._connection.driver_connection)  # a psycopg or sqlite3 connection
         self._rollback_pending = False
         if self.postgres:
             import psycopg
 
             self._driver.autocommit = True  # the first round trip of a decision begins its transaction
+            # Each statement is sent with its values in its text, so none is ever prepared: psycopg's
+            # count of statements to prepare would only hash and cache every one of them, then evict it.
+            self._prepare_threshold = self._driver.prepare_threshold
+            self._driver.prepare_threshold = None
             self._cursor: Any = psycopg.ClientCursor(self._driver)  # several statements in one round trip
         else:
             self._cursor = None
-            if sqlite is not None:
-                self._driver.execute(_STATEMENTS["no_flush_at_commit"])  # write() flushes, outside the lock
 
     # -- statements ------------------------------------------------------------
 
@@ -312,17 +312,13 @@ class ScanConnection:
 
     def close(self, *, invalidate: bool = False) -> None:
         """Back to the pool as it lent it; ``invalidate``: the connection failed, drop it."""
-        if not invalidate and self._sqlite is not None:
-            try:
-                self._driver.execute(_STATEMENTS["flush_at_commit"])  # as the pool's other users expect
-            except Exception:  # not as expected, then not back in the pool
-                invalidate = True
         if not invalidate and self.postgres:
             try:
                 self._rollback_pending = False
                 if self._driver.info.transaction_status != _IDLE:
                     self._run("ROLLBACK", {})  # a decision that failed otherwise than by a refusal
                 self._driver.autocommit = False  # as the pool's other users expect
+                self._driver.prepare_threshold = self._prepare_threshold
             except Exception:  # the connection broken
                 invalidate = True
         if invalidate:

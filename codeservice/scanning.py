@@ -5,25 +5,35 @@ with a :class:`~codeservice.scan_store.DatabaseStore` (the database adapter,
 which has the verify path's statements and its concurrency), on the app's
 engine, keys, scenes and configuration, and the process's copy of the
 scanners and the revocation list (:class:`~codeservice.scan_cache.ScanDirectory`).
+
+Nothing of that is made per request that need not be (:class:`Verifiers`):
+the key set is made again only when the JWKS may have changed
+(:meth:`~codeservice.keystore.KeyStore.jwks_version`: a rotation or
+retirement, by any process, takes effect at the next decision, as before),
+and each thread keeps one verifier per scanner, made again when the key set,
+the process's copy of the scanners and revocations, or the scanner changes.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from typing import cast
+from dataclasses import dataclass
+from typing import Any, cast
 
 from flask import Flask, current_app
 
-from verifiers import Decision, KeySet, OfflineVerifier
+from verifiers import Decision, KeySet, OfflineVerifier, SceneRegistry
+from verifiers.offline_codes import CredentialCache
 from verifiers.shapes import Member
 
 from . import db, observability
-from .context import key_store, scene_registry
 from .errors import SceneNotPermitted
-from .extensions import KEY_SET, SCAN_DIRECTORY
+from .extensions import KEYS, SCAN_DIRECTORY, SCENES, VERIFIERS
 from .http import json_body
+from .keystore import KeyStore
 from .scan_cache import RevokedIds, ScanDirectory
 from .scan_store import PURGE_EVERY, DatabaseStore, DirectoryRows, ScanConnection, ScannerRow, purge_expired
 
@@ -45,6 +55,7 @@ def init_app(app: Flask) -> None:
     directory = ScanDirectory()
     directory.watch(db.engine(app))
     app.extensions[SCAN_DIRECTORY] = directory
+    app.extensions[VERIFIERS] = Verifiers(app.config, app.extensions[KEYS], app.extensions[SCENES])
 
 
 def scan_directory() -> ScanDirectory:
@@ -67,32 +78,100 @@ def scan_connection() -> Iterator[ScanConnection]:
 
 
 def service_key_set() -> KeySet:
-    """The published keys as a KeySet, rebuilt only when the JWKS changes."""
-    jwks = key_store().jwks()
-    cache = current_app.extensions.setdefault(KEY_SET, {})
-    fingerprint = tuple(sorted(key["kid"] for key in jwks["keys"]))
-    if cache.get("fingerprint") != fingerprint:
-        cache["key_set"] = KeySet.from_jwks(jwks)
-        cache["fingerprint"] = fingerprint
-    return cast(KeySet, cache["key_set"])
+    """The published keys as a KeySet, made again only when the JWKS may have changed."""
+    return _verifiers().key_set()
+
+
+MAX_VERIFIERS_PER_THREAD = 1024
+"""Verifiers a thread keeps (one per scanner it has served); past this many they are all made afresh."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """One thread's verifier for one scanner, and what it was made of (compared by identity)."""
+
+    scanner: ScannerRow
+    rows: DirectoryRows
+    key_set: KeySet
+    store: DatabaseStore
+    verifier: OfflineVerifier
+
+
+class Verifiers:
+    """The app's key set and each thread's verifiers, made once per change instead of once per request.
+
+    The configuration (issuer, leeway, scenes) is read once, when the app is
+    made (``init_app``). A verifier's store is the thread's own, its
+    connection set for each decision (:meth:`for_scan`), so a verifier is
+    never used by two threads at once.
+    """
+
+    def __init__(self, config: Mapping[str, Any], keys: KeyStore, scenes: SceneRegistry) -> None:
+        self._keys = keys
+        self._issuer: str = config["ISSUER"]
+        self._leeway: int = config["LEEWAY"]
+        self._scene_config: dict[str, Any] = config.get("SCENES") or {}
+        self._scenes = scenes
+        self._key_set: tuple[tuple[Any, ...], KeySet] | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        # One bounded cache of checked device credentials for every verifier here (their rules are the same),
+        # not one per verifier: as many verifiers as scanners would each keep thousands.
+        self._credentials = CredentialCache()
+
+    def key_set(self) -> KeySet:
+        """The published keys as a KeySet: the same object while :meth:`KeyStore.jwks_version` stays the same."""
+        version = self._keys.jwks_version()
+        made = self._key_set
+        if made is None or made[0] != version:
+            with self._lock:
+                made = self._key_set
+                if made is None or made[0] != version:
+                    # The version read before the keys: a change in between makes it again next time.
+                    made = self._key_set = (version, KeySet.from_jwks(self._keys.jwks()))
+        return made[1]
+
+    def for_scan(self, connection: ScanConnection, scanner: ScannerRow, rows: DirectoryRows) -> OfflineVerifier:
+        """This thread's verifier for ``scanner``, its store on ``connection``; ``rows``: the process's copy."""
+        key_set = self.key_set()
+        made_here: dict[str, _Made] | None = getattr(self._local, "made", None)
+        if made_here is None:
+            made_here = self._local.made = {}
+        made = made_here.get(scanner.key_hash)
+        if made is None or made.scanner is not scanner or made.rows is not rows or made.key_set is not key_set:
+            if len(made_here) >= MAX_VERIFIERS_PER_THREAD:
+                made_here.clear()
+            made = made_here[scanner.key_hash] = self._make(connection, scanner, rows, key_set)
+        made.store.connection = connection
+        return made.verifier
+
+    def _make(self, connection: ScanConnection, scanner: ScannerRow, rows: DirectoryRows, key_set: KeySet) -> _Made:
+        store = DatabaseStore(connection, scanner)
+        verifier = OfflineVerifier(
+            key_set,
+            issuer=self._issuer,
+            store=store,
+            leeway=self._leeway,
+            venue_id=scanner.venue_id,
+            device_id=scanner.device_id,
+            scenes=self._scenes,
+            scene_config=self._scene_config,
+            revoked=RevokedIds(rows.revoked_subs),  # asked, never copied
+            attended=scanner.attended,  # the key's, never the request's (contract section 9, rule 6)
+            revoked_credentials=RevokedIds(rows.revoked_ctis),  # likewise
+            credential_cache_size=0,
+        )
+        verifier.credentials = self._credentials
+        return _Made(scanner, rows, key_set, store, verifier)
+
+
+def _verifiers() -> Verifiers:
+    return cast(Verifiers, current_app.extensions[VERIFIERS])
 
 
 def verifier_for(connection: ScanConnection, scanner: ScannerRow, rows: DirectoryRows) -> OfflineVerifier:
     """The verifier of one scan: ``rows`` is the process's copy of the revocation list (:class:`ScanDirectory`)."""
-    config = current_app.config
-    return OfflineVerifier(
-        service_key_set(),
-        issuer=config["ISSUER"],
-        store=DatabaseStore(connection, scanner),
-        leeway=config["LEEWAY"],
-        venue_id=scanner.venue_id,
-        device_id=scanner.device_id,
-        scenes=scene_registry(),
-        scene_config=config.get("SCENES") or {},
-        revoked=RevokedIds(rows.revoked_subs),  # asked, never copied
-        attended=scanner.attended,  # the key's, never the request's (contract section 9, rule 6)
-        revoked_credentials=RevokedIds(rows.revoked_ctis),  # likewise
-    )
+    return _verifiers().for_scan(connection, scanner, rows)
 
 
 ScannerLookup = Callable[[ScanDirectory, DirectoryRows, ScanConnection], ScannerRow]

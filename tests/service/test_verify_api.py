@@ -32,7 +32,8 @@ from helpers import add_scanner, gb11643_id, registration, service_code
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from codeservice import MAX_BODY_BYTES, db
+from codeservice import MAX_BODY_BYTES, db, keystore, scanners, scanning
+from codeservice.extensions import KEYS
 from codeservice.issuance import new_code_id
 from codeservice.keystore import KeyStore
 from codeservice.models import Resident, Scanner, UsageRecord
@@ -523,6 +524,55 @@ def test_a_scene_the_key_does_not_name_is_403(app, keys_dir, client, runner, sce
     response = scan(client, key, {"token": service_code(app, keys_dir), "scene": scene, "context": ENTRY})
     assert_error(response, 403, "scene_not_permitted")
     assert usage_count(app) == 0
+
+
+# -- the service's keys: a change takes effect at the next decision -----------------
+# (The verify path keeps its key set and verifiers per process: made again when the keyring changes or a
+# published key's time is up, never served stale.)
+
+DENTAL = {"department": "dental"}
+
+
+def test_a_rotation_and_a_retirement_take_effect_at_the_next_decision(app, keys_dir, client, scanner_key):
+    assert decide(client, scanner_key, service_code(app, keys_dir), "clinic", DENTAL)["code"] == "accepted"
+    store = KeyStore(keys_dir)  # as `keys rotate` and `keys retire` would, in another process
+    old_kid = store.signer().kid
+    signed_before = [service_code(app, keys_dir) for _ in range(2)]
+    store.rotate()
+    assert decide(client, scanner_key, service_code(app, keys_dir), "clinic", DENTAL)["code"] == "accepted"
+    assert decide(client, scanner_key, signed_before[0], "clinic", DENTAL)["code"] == "accepted"  # still published
+    store.retire(old_kid)
+    assert decide(client, scanner_key, signed_before[1], "clinic", DENTAL)["code"] == "unknown_key"
+
+
+def test_a_rotated_out_key_is_unknown_once_its_publication_ends(app, keys_dir, client, scanner_key, monkeypatch):
+    signed_before = [service_code(app, keys_dir) for _ in range(2)]
+    KeyStore(keys_dir).rotate()
+    assert decide(client, scanner_key, signed_before[0], "clinic", DENTAL)["code"] == "accepted"
+    served = app.extensions[KEYS]
+    old = served.keys()[0]
+    assert old.state == "published" and old.published_until is not None
+    monkeypatch.setattr(keystore, "_now", lambda now: old.published_until + 1 if now is None else now)
+    assert [key.state for key in served.keys()] == ["expired", "signing"]
+    assert decide(client, scanner_key, signed_before[1], "clinic", DENTAL)["code"] == "unknown_key"
+
+
+def test_each_scanner_has_its_verifier_made_again_on_a_change_and_all_share_one_credential_cache(app, runner):
+    keys = [add_scanner(runner, venue=venue)[1] for venue in ("v1", "v2")]
+    with app.app_context(), scanning.scan_connection() as connection:
+        directory = scanning.scan_directory()
+        rows = directory.fresh(connection)
+        found = [scanners.scanner_by_hash(directory, rows, connection, hash_key(key)) for key in keys]
+        first, second = (scanning.verifier_for(connection, scanner, rows) for scanner in found)
+        assert scanning.verifier_for(connection, found[0], rows) is first  # kept
+        assert (first.venue_id, second.venue_id) == ("v1", "v2")
+        assert first.credentials is second.credentials  # one bounded cache, not one per scanner
+    add_scanner(runner, venue="v3")  # a change to the scanners: the process's copy is loaded again
+    with app.app_context(), scanning.scan_connection() as connection:
+        newer = directory.fresh(connection)
+        assert newer is not rows
+        again = scanners.scanner_by_hash(directory, newer, connection, hash_key(keys[0]))
+        assert scanning.verifier_for(connection, again, newer) is not first  # made again, on the new copy
 
 
 # -- usage records ---------------------------------------------------------------
