@@ -36,10 +36,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from scan import DEFAULT_PG_URL, ISSUER, postgres_schema, prepare_service
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from helpers import LibpqTrace  # the round-trip tests' reader of the same trace
 
 from codeservice import create_app, db, scanners
 from codeservice.context import scene_registry
@@ -47,47 +48,6 @@ from codeservice.issuance import issue_code, new_code_id
 from codeservice.keystore import KeyStore
 
 VERIFY = "/api/v1/verify"
-
-
-class Tracer:
-    """libpq's trace of every connection the app opens, in one file; round trips counted from it."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file = open(path, "w")
-        self.offset = 0
-
-    def attach(self, engine: Any) -> None:
-        from psycopg import pq
-
-        def traced(dbapi_connection: Any, _record: Any) -> None:
-            pgconn = dbapi_connection.pgconn
-            pgconn.trace(self.file.fileno())
-            pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-
-        event.listen(engine, "connect", traced)
-
-    def round_trips(self) -> tuple[int, list[str]]:
-        """Round trips since the last call, and the statements' first words, in order."""
-        self.file.flush()
-        with open(self.path) as trace:
-            trace.seek(self.offset)
-            lines = trace.read().splitlines()
-            self.offset = trace.tell()
-        trips, sent = 0, []
-        for line in lines:
-            fields = line.split("\t")
-            if len(fields) < 3:
-                continue
-            if fields[0] == "B" and fields[2] == "ReadyForQuery":  # the server's answer to each round trip
-                trips += 1
-            elif fields[0] == "F" and fields[2] in ("Query", "Parse") and len(fields) > 3:
-                text = fields[3].strip()
-                sent.append(text[:60] if fields[2] == "Query" else text.split('" "', 1)[-1][:60])
-        return trips, sent
-
-    def close(self) -> None:
-        self.file.close()
 
 
 def codes(keys_dir: Path, count: int, scopes: tuple[str, ...] = ("clinic", "venue")) -> list[str]:
@@ -106,7 +66,7 @@ def present(client: Any, key: str, token: str, scene: str = "clinic", context: A
     return str(response.get_json()["code"])
 
 
-def measure(label: str, database_url: str, workdir: Path, decisions: int, tracer: Tracer | None) -> None:
+def measure(label: str, database_url: str, workdir: Path, decisions: int, tracer: LibpqTrace | None) -> None:
     service = prepare_service(label, database_url, workdir)
     app = create_app({"DATABASE_URL": database_url, "KEYS_DIR": str(service.keys_dir), "ENV": "development",
                       "RATE_LIMITS": "off"})
@@ -139,7 +99,7 @@ def measure(label: str, database_url: str, workdir: Path, decisions: int, tracer
     token, venue_token, checked = codes(service.keys_dir, 3)
     present(client, venue_key, checked)  # checked in today: the next of this resident is refused
     again = codes_for_same(service.keys_dir, checked)
-    tracer.round_trips()
+    tracer.since_last()
     kinds = [
         ("accepted (clinic: one state key)", lambda: present(client, key, token)),
         ("accepted (venue: two state keys)", lambda: present(client, venue_key, venue_token, "venue", {})),
@@ -149,8 +109,8 @@ def measure(label: str, database_url: str, workdir: Path, decisions: int, tracer
     ]
     for name, decide in kinds:
         code = decide()
-        trips, sent = tracer.round_trips()
-        print(f"  {name}: {code}, {trips} round trips: {sent}", flush=True)
+        trips, sent = tracer.since_last()
+        print(f"  {name}: {code}, {trips} round trips: {[text[:60] for text in sent]}", flush=True)
 
 
 def codes_for_same(keys_dir: Path, token: str) -> str:
@@ -178,7 +138,7 @@ def main(argv: list[str] | None = None) -> None:
                 None)
         if not args.no_postgres:
             (workdir / "postgres").mkdir()
-            tracer = Tracer(workdir / "libpq.trace")
+            tracer = LibpqTrace(workdir / "libpq.trace")
             try:
                 with postgres_schema(args.pg_url) as url:
                     measure("postgres", url, workdir / "postgres", args.decisions, tracer)

@@ -640,3 +640,50 @@ class LiveServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+# -- PostgreSQL's wire ---------------------------------------------------------------------
+
+
+class LibpqTrace:
+    """libpq's trace of every connection an engine opens once attached, in one file, read back as round trips
+    (one ReadyForQuery from the server each) and the statements sent (Query and Parse messages), in order."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.file = open(path, "w")
+        self.offset = 0
+
+    def attach(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        event.listen(engine, "connect", self._trace)
+
+    def detach(self, engine: Any) -> None:
+        from sqlalchemy import event
+
+        event.remove(engine, "connect", self._trace)
+
+    def _trace(self, dbapi_connection: Any, _record: Any) -> None:
+        from psycopg import pq
+
+        dbapi_connection.pgconn.trace(self.file.fileno())
+        dbapi_connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
+
+    def since_last(self) -> tuple[int, list[str]]:
+        """Round trips since the last call, and the statements sent meanwhile."""
+        self.file.flush()
+        with open(self.path) as trace:
+            trace.seek(self.offset)
+            lines = trace.read().splitlines()
+            self.offset = trace.tell()
+        trips, sent = 0, []
+        for fields in (line.split("\t") for line in lines):
+            if len(fields) > 2 and fields[0] == "B" and fields[2] == "ReadyForQuery":
+                trips += 1
+            elif len(fields) > 3 and fields[0] == "F" and fields[2] in ("Query", "Parse"):
+                sent.append(fields[3].strip())
+        return trips, sent
+
+    def close(self) -> None:
+        self.file.close()

@@ -23,8 +23,8 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
-from helpers import ISSUER, service_code
-from sqlalchemy import create_engine, event
+from helpers import ISSUER, LibpqTrace, service_code
+from sqlalchemy import create_engine
 from sqlalchemy.orm import Session
 
 from codeservice import db, scanners, scanning
@@ -42,50 +42,21 @@ def database_url(postgres_schema: str) -> str:
     return postgres_schema
 
 
-class Wire:
-    """libpq's trace of the app's connections, read back as round trips and the statements sent."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.file = open(path, "w")
-        self.offset = 0
-
-    def trace(self, dbapi_connection: Any, _record: Any) -> None:
-        from psycopg import pq
-
-        dbapi_connection.pgconn.trace(self.file.fileno())
-        dbapi_connection.pgconn.set_trace_flags(pq.Trace.SUPPRESS_TIMESTAMPS | pq.Trace.REGRESS_MODE)
-
-    def since_last(self) -> tuple[int, list[str]]:
-        self.file.flush()
-        with open(self.path) as trace:
-            trace.seek(self.offset)
-            lines = trace.read().splitlines()
-            self.offset = trace.tell()
-        trips, sent = 0, []
-        for fields in (line.split("\t") for line in lines):
-            if len(fields) > 2 and fields[0] == "B" and fields[2] == "ReadyForQuery":
-                trips += 1
-            elif len(fields) > 3 and fields[0] == "F" and fields[2] in ("Query", "Parse"):
-                sent.append(fields[3].strip())
-        return trips, sent
-
-
 @pytest.fixture
-def wire(app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Wire]:
+def wire(app: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LibpqTrace]:
     """Every connection the app opens from now on, traced; the scan directory loaded and kept fresh meanwhile."""
     engine = db.engine(app)
     engine.dispose()  # the connections made so far were not traced
-    traced = Wire(tmp_path / "libpq.trace")
-    event.listen(engine, "connect", traced.trace)
+    traced = LibpqTrace(tmp_path / "libpq.trace")
+    traced.attach(engine)
     with app.app_context(), scanning.scan_connection() as connection:
         directory = scanning.scan_directory()
         directory.fresh(connection)
         monkeypatch.setattr(directory, "max_age", 3600.0)  # no check of the version row among the decisions
     traced.since_last()
     yield traced
-    event.remove(engine, "connect", traced.trace)
-    traced.file.close()
+    traced.detach(engine)
+    traced.close()
 
 
 def present(client: Any, key: str, token: str, scene: str = "clinic", context: Any = CLINIC) -> dict[str, Any]:
@@ -96,7 +67,7 @@ def present(client: Any, key: str, token: str, scene: str = "clinic", context: A
     return response.get_json()
 
 
-def decided_in(wire: Wire, client: Any, key: str, token: str, *args: Any) -> tuple[str, int, list[str]]:
+def decided_in(wire: LibpqTrace, client: Any, key: str, token: str, *args: Any) -> tuple[str, int, list[str]]:
     wire.since_last()
     decision = present(client, key, token, *args)
     trips, sent = wire.since_last()
