@@ -55,14 +55,14 @@ INSERT INTO usage_records (id, scene, venue_id, device_id, sub, jti, decided_at,
 SELECT gen_random_uuid()::text, s.scene, s.venue_id, s.device_id, s.sub, s.jti, s.decided_at, s.code = 'accepted',
        s.code,
        CASE s.scene
-         WHEN 'transit' THEN json_build_object(
+         WHEN 'transit' THEN jsonb_build_object(
            'station', s.station, 'direction', s.direction, 'line', '1',
            'fare_cents', CASE WHEN s.code = 'accepted' AND s.direction = 'out' THEN s.fare END,
            'trip_id', NULL,
            'category', CASE WHEN s.code = 'accepted' AND s.direction = 'out' THEN s.category END)
-         WHEN 'venue' THEN json_build_object('venue_id', s.venue_id, 'party_size', s.party,
-                                             'reservation_id', NULL, 'capacity', s.capacity)
-         ELSE json_build_object('department', s.department, 'appointment_id', NULL)
+         WHEN 'venue' THEN jsonb_build_object('venue_id', s.venue_id, 'party_size', s.party,
+                                              'reservation_id', NULL, 'capacity', s.capacity)
+         ELSE jsonb_build_object('department', s.department, 'appointment_id', NULL)
        END,
        s.scanner_id, s.online, s.decided_at + interval '5 seconds', s.form
 FROM (

@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     false,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -125,7 +126,8 @@ class UsageRecord(Base):
     decided_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     ok: Mapped[bool] = mapped_column(Boolean)
     code: Mapped[str] = mapped_column(String(32))
-    detail: Mapped[dict[str, Any]]
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON().with_variant(JSONB(), "postgresql"))
+    """jsonb on PostgreSQL (migration 0010): stored parsed, so the day report reads its members without parsing."""
     scanner_id: Mapped[int | None] = mapped_column(Integer)
     online: Mapped[bool] = mapped_column(Boolean)
     """True when decided by the verify endpoint, False when uploaded after an offline scan."""

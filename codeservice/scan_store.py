@@ -136,6 +136,17 @@ def _psycopg_record(deletes: tuple[bool, ...]) -> str:
     return ("WITH " + ", ".join(writes) + " " if writes else "") + _PSYCOPG_STATEMENTS["usage"]
 
 
+def _without_nul(value: Any) -> Any:
+    """A JSON value with each NUL in its strings (keys included) replaced by U+FFFD."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
+
+
 _IDLE = 0  # psycopg.pq.TransactionStatus.IDLE
 _SQLITE_TIME = "%Y-%m-%d %H:%M:%S.%f"  # SQLAlchemy's storage format for DateTime on SQLite
 
@@ -330,6 +341,16 @@ class ScanConnection:
     def json_in(self, value: Any) -> str:
         return json.dumps(value, separators=(",", ":"))
 
+    def detail_in(self, detail: Any) -> str:
+        """A usage record's detail as JSON text: on PostgreSQL (jsonb, which holds no NUL) each NUL as U+FFFD.
+
+        The same replacement migration 0010 made in the details stored before; SQLite keeps a NUL.
+        """
+        text = self.json_in(detail)
+        if self.postgres and "\\u0000" in text:  # rare: a scanner's context holding a NUL
+            text = self.json_in(_without_nul(detail))
+        return text
+
     def json_out(self, value: Any) -> Any:
         # psycopg hands json columns back decoded; sqlite3 hands back the text,
         # except that a JSON column has numeric affinity there: a bare number
@@ -449,7 +470,7 @@ class DatabaseStore:
                 "decided_at": connection.time_in(parse_rfc3339(record["decided_at"])),
                 "ok": record["ok"],
                 "code": record["code"],
-                "detail": connection.json_in(record["detail"]),
+                "detail": connection.detail_in(record["detail"]),
                 "scanner_id": scanner.id,
                 "online": True,
                 "received_at": connection.time_in(datetime.now(UTC)),

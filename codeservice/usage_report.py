@@ -400,8 +400,8 @@ def _safe_sql(expression: str) -> str:
 
 
 def _copy_statement(detail_fields: Sequence[str], venues: Sequence[str] | None) -> str:
-    # The detail is parsed once per record (json_to_record), each member as text: a JSON string as
-    # its value, any other value as its JSON text, as _record_values writes them.
+    # The detail's members (jsonb_to_record: looked up, the detail is stored parsed) each as text: a JSON
+    # string as its value, any other value as jsonb writes it, as _record_values writes them (json.dumps).
     names = [f'"{name.replace(chr(34), chr(34) * 2)}"' for name in detail_fields]
     columns = [
         "r.id",
@@ -415,9 +415,8 @@ def _copy_statement(detail_fields: Sequence[str], venues: Sequence[str] | None) 
         *(_safe_sql(f"d.{name}") for name in names),
     ]
     detail = (
-        # a detail holding an escaped NUL (json keeps it; text cannot) is blank cells, as the roll-up counts it
-        ", json_to_record(CASE WHEN json_typeof(r.detail) = 'object' AND strpos(r.detail::text, '\\u0000') = 0 "
-        "THEN r.detail ELSE '{}' END) AS d("
+        # a detail that is no object is blank cells, as the roll-up counts it (jsonb holds no NUL: migration 0010)
+        ", jsonb_to_record(CASE WHEN jsonb_typeof(r.detail) = 'object' THEN r.detail ELSE '{}' END) AS d("
         + ", ".join(f"{name} text" for name in names)
         + ")"
         if names

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
@@ -170,3 +171,69 @@ def test_init_db_command_succeeds_twice(app: Any, engine: Engine) -> None:
         assert result.output.strip() == f"Database ready: {shown}"
 
     assert revision(engine) == head(engine)
+
+
+def detail_type(engine: Engine) -> str:
+    columns = {column["name"]: column for column in inspect(engine).get_columns("usage_records")}
+    return type(columns["detail"]["type"]).__name__
+
+
+def test_detail_is_jsonb_on_postgresql_and_back_on_downgrade(app: Any, engine: Engine) -> None:
+    db.init_db(app)
+    postgres = engine.dialect.name == "postgresql"
+    assert detail_type(engine) == ("JSONB" if postgres else "JSON")
+    with engine.begin() as connection:
+        command.downgrade(migrations.alembic_config(connection), "0009")
+    assert revision(engine) == "0009"
+    assert detail_type(engine) == "JSON"
+    if postgres:  # 0008's roll-up function again, on json
+        with engine.connect() as connection:
+            source = connection.scalar(
+                text(
+                    "SELECT prosrc FROM pg_proc WHERE proname = 'usage_hourly_add'"
+                    " AND pronamespace = current_schema()::regnamespace"
+                )
+            )
+        assert "json_typeof(s.detail::json)" in source and "jsonb_typeof(s.detail)" not in source
+    with engine.begin() as connection:
+        insert(connection, "usage_records", USAGE)
+
+    db.init_db(app)
+
+    assert revision(engine) == head(engine)
+    assert schema_differences(engine) == []
+    with engine.begin() as connection:  # the roll-up's function on jsonb
+        insert(connection, "usage_records", {**USAGE, "id": "1" * 36})
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT sum(records) FROM usage_hourly")) == 2
+        assert connection.execute(text("SELECT detail FROM usage_records")).scalars().all() in (
+            [{"gate": "north"}] * 2, ['{"gate": "north"}'] * 2
+        )
+
+
+@pytest.mark.parametrize("fresh_url", ["postgresql"], indirect=True)
+def test_an_escaped_nul_in_a_json_detail_becomes_u_fffd(
+    app: Any, engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Written by hand: uploads and the verify path refuse a NUL. Only a real escape is one: "\\u0000"
+    # (an escaped backslash, then the text u0000) stays as it is.
+    details = {
+        "a" * 36: r'{"station": "S\u00009\u0000", "line": "\\u0000", "note": "\\\u0000"}',
+        "b" * 36: '{"station": "S9"}',
+        "c" * 36: r'{"line": "\\u0000"}',
+    }
+    with engine.begin() as connection:
+        migrations.upgrade(connection, "0009")
+        for record_id, detail in details.items():
+            insert(connection, "usage_records", {**USAGE, "id": record_id, "detail": detail})
+    with caplog.at_level("WARNING", logger="codeservice.migrations"):
+        db.init_db(app)
+
+    with engine.connect() as connection:
+        stored = dict(connection.execute(text("SELECT id, detail FROM usage_records")).all())
+    assert stored == {
+        "a" * 36: {"station": "S\ufffd9\ufffd", "line": "\\u0000", "note": "\\\ufffd"},
+        "b" * 36: {"station": "S9"},
+        "c" * 36: {"line": "\\u0000"},
+    }
+    assert "1 usage record details held an escaped NUL" in caplog.text

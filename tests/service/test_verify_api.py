@@ -474,6 +474,16 @@ def test_any_context_gives_a_decision(app, keys_dir, client, scanner_key, scene,
     assert usage_count(app) == 1
 
 
+def test_a_nul_in_a_detail_is_stored_as_u_fffd_on_postgresql(app, keys_dir, client, scanner_key):
+    """jsonb (migration 0010) holds no NUL: U+FFFD instead; SQLite's JSON text keeps it."""
+    context = {"station": "x\u0000y", "direction": "in"}
+    assert decide(client, scanner_key, service_code(app, keys_dir), "transit", context)["code"] == "accepted"
+    with Session(db.engine(app)) as session:
+        detail = session.scalars(select(UsageRecord.detail)).one()
+    postgres = db.engine(app).dialect.name == "postgresql"
+    assert detail["station"] == ("x\ufffdy" if postgres else "x\u0000y")
+
+
 @pytest.mark.parametrize(
     ("scene", "context"),
     [

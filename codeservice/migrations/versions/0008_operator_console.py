@@ -81,18 +81,20 @@ def _postgresql_dimensions(r: str) -> str:
 
 
 # A detail holding an escaped NUL (json keeps it, jsonb and text cannot) is counted with blanks, never refused.
+# detail::json: nothing on a json column; a database made by create_all from newer models has jsonb (0010).
 _POSTGRESQL_DETAIL = (
-    "CASE WHEN json_typeof({r}.detail) = 'object' AND strpos({r}.detail::text, '\\u0000') = 0 "
+    "CASE WHEN json_typeof({r}.detail::json) = 'object' AND strpos({r}.detail::text, '\\u0000') = 0 "
     "THEN {r}.detail::jsonb ELSE '{{}}'::jsonb END AS j"
 )
 
 
-def _postgresql_rollup(source: str, shard: str) -> str:
+def _postgresql_rollup(source: str, shard: str, detail: str = _POSTGRESQL_DETAIL) -> str:
+    """The grouped upsert of ``source``'s records; ``detail`` makes ``j`` (0010 passes jsonb's)."""
     return f"""
         INSERT INTO usage_hourly AS h ({COLUMNS})
         SELECT {KEY}, {shard}, count(*), coalesce(sum(fare), 0), coalesce(sum(people), 0), max(capacity)
         FROM (SELECT {_postgresql_dimensions("r")}
-              FROM (SELECT s.*, {_POSTGRESQL_DETAIL.format(r="s")} FROM {source} AS s) AS r) AS d
+              FROM (SELECT s.*, {detail.format(r="s")} FROM {source} AS s) AS r) AS d
         GROUP BY {KEY}
         ORDER BY {KEY}
         ON CONFLICT ({KEY}, shard) DO UPDATE SET
