@@ -474,14 +474,15 @@ def test_any_context_gives_a_decision(app, keys_dir, client, scanner_key, scene,
     assert usage_count(app) == 1
 
 
-def test_a_nul_in_a_detail_is_stored_as_u_fffd_on_postgresql(app, keys_dir, client, scanner_key):
-    """jsonb (migration 0010) holds no NUL: U+FFFD instead; SQLite's JSON text keeps it."""
-    context = {"station": "x\u0000y", "direction": "in"}
-    assert decide(client, scanner_key, service_code(app, keys_dir), "transit", context)["code"] == "accepted"
-    with Session(db.engine(app)) as session:
-        detail = session.scalars(select(UsageRecord.detail)).one()
-    postgres = db.engine(app).dialect.name == "postgresql"
-    assert detail["station"] == ("x\ufffdy" if postgres else "x\u0000y")
+def test_a_nul_in_a_detail_is_stored_as_u_fffd_on_postgresql(app):
+    """jsonb (migration 0010) holds no NUL: a scene's detail holding one (the built-in scenes refuse a NUL in
+    their context; a plug-in's may not) is stored with U+FFFD there; SQLite's JSON text keeps it."""
+    with app.app_context(), scanning.scan_connection() as connection:
+        stored = connection.detail_in({"station": "x\u0000y", "\u0000": ["\u0000"]})
+    if db.engine(app).dialect.name == "postgresql":
+        assert json.loads(stored) == {"station": "x\ufffdy", "\ufffd": ["\ufffd"]}
+    else:
+        assert json.loads(stored) == {"station": "x\u0000y", "\u0000": ["\u0000"]}
 
 
 @pytest.mark.parametrize(

@@ -654,6 +654,9 @@ def test_a_bad_context_is_checked_before_the_code(present, context):
 def test_a_context_that_is_not_utf8_json_is_bad_context(present, make_token):
     # A lone surrogate (JSON allows "\ud800") cannot be written to a UTF-8 usage record.
     expect(present(make_token(), context={"station": "\ud800", "direction": "in"}), "bad_context")
+    # Nor a NUL: PostgreSQL's jsonb and the service's upload refuse it (an offline gate's record would be stuck).
+    expect(present(make_token(), context={"station": "x\x00y", "direction": "in"}), "bad_context")
+    expect(present(make_token(), context={"station": "x", "direction": "in", "line": "\x00"}), "bad_context")
     expect(present(make_token(), context={"station": "x", "direction": "in", "line": {1, 2}}), "bad_context")
 
 

@@ -237,8 +237,9 @@ class _KeysAsked:
 
 
 def is_text(value: object, max_length: int = 200) -> TypeGuard[str]:
-    """A non-blank string that is also valid UTF-8 (no lone surrogates): it reaches usage records."""
-    if type(value) is not str or not value.strip() or len(value) > max_length:
+    """A non-blank string that a usage record can hold: valid UTF-8 (no lone surrogates) and no NUL
+    (neither PostgreSQL nor the service's usage upload takes one)."""
+    if type(value) is not str or not value.strip() or len(value) > max_length or "\x00" in value:
         return False
     try:
         value.encode("utf-8")
