@@ -77,11 +77,6 @@ def scan_connection() -> Iterator[ScanConnection]:
     connection.close()
 
 
-def service_key_set() -> KeySet:
-    """The published keys as a KeySet, made again only when the JWKS may have changed."""
-    return _verifiers().key_set()
-
-
 MAX_VERIFIERS_PER_THREAD = 1024
 """Verifiers a thread keeps (one per scanner it has served); past this many they are all made afresh."""
 
