@@ -12,7 +12,7 @@ library's :class:`~verifiers.ReadAhead` store: (1) claim the code (its
 every scene state key the scene will ask for (``Scene.state_keys``); (2)
 the scene decides in Python, then its state writes and the usage record are
 written and committed. On PostgreSQL each step is one round trip: (1) is
-``BEGIN; SELECT * FROM codeservice_claim_and_read(...)`` (migration 0009: a
+``BEGIN; SELECT * FROM codeservice_claim_and_read(...)`` (migrations 0009 and 0011: a
 transaction advisory lock per key, taken in one order, then the values); (2)
 is one statement, the state writes as data-modifying CTEs of the usage
 INSERT, followed by ``COMMIT``. A refusal after (1) (a replay, a scene's
@@ -98,7 +98,7 @@ _STATEMENTS = {
         "INSERT INTO seen_codes (jti, expires_at) VALUES (:jti, :expires_at) ON CONFLICT (jti) DO NOTHING RETURNING jti"
     ),
     "read_state": "SELECT value FROM scene_state WHERE key = :key AND expires_at >= :now",
-    # PostgreSQL: the claim, then each key's advisory lock, then their values (migration 0009).
+    # PostgreSQL: the claim, then each key's advisory lock, then their values, one by one (migrations 0009, 0011).
     "claim_and_read": (
         "SELECT claimed, state_values FROM codeservice_claim_and_read(:jti, :expires_at,"
         " ARRAY(SELECT json_array_elements_text(:keys::json)), :now)"

@@ -237,3 +237,57 @@ def test_an_escaped_nul_in_a_json_detail_becomes_u_fffd(
         "c" * 36: {"line": "\\u0000"},
     }
     assert "1 usage record details held an escaped NUL" in caplog.text
+
+
+CLAIM_AND_READ = "SELECT claimed, state_values FROM codeservice_claim_and_read(:jti, 2000000000, :keys, 100)"
+# (jti to claim or None, the keys, the answer): none, missing, expired, repeated, JSON null, a claim twice
+CLAIMS_AND_READS = [
+    (None, [], (True, [])),
+    (None, ["a"], (True, [{"x": 1}])),
+    (None, ["missing", "expired"], (True, [None, None])),
+    (None, ["a", "null", "missing", "a"], (True, [{"x": 1}, None, None, {"x": 1}])),
+    ("jti-1", ["a"], (True, [{"x": 1}])),
+    ("jti-1", ["a"], (False, None)),
+]
+
+
+def claim_and_read_source(engine: Engine) -> str:
+    with engine.connect() as connection:
+        return str(
+            connection.scalar(
+                text(
+                    "SELECT prosrc FROM pg_proc WHERE proname = 'codeservice_claim_and_read'"
+                    " AND pronamespace = current_schema()::regnamespace"
+                )
+            )
+        )
+
+
+def claims_and_reads(engine: Engine) -> list[tuple[Any, ...]]:
+    """Each of CLAIMS_AND_READS's calls, in one transaction each (a claim commits)."""
+    answers = []
+    for jti, keys, _ in CLAIMS_AND_READS:
+        with engine.begin() as connection:
+            answers.append(tuple(connection.execute(text(CLAIM_AND_READ), {"jti": jti, "keys": keys}).one()))
+    return answers
+
+
+@pytest.mark.parametrize("fresh_url", ["postgresql"], indirect=True)
+def test_claim_and_read_answers_as_0009s_did_and_0009s_comes_back_on_downgrade(app: Any, engine: Engine) -> None:
+    db.init_db(app)
+    with engine.begin() as connection:
+        for key, value, expires_at in (("a", '{"x": 1}', 200), ("null", "null", 200), ("expired", "1", 99)):
+            insert(connection, "scene_state", {"key": key, "value": value, "expires_at": expires_at})
+    expected = [answer for *_, answer in CLAIMS_AND_READS]
+
+    assert "FOREACH" in claim_and_read_source(engine)
+    assert claims_and_reads(engine) == expected  # 0011's, key by key
+    with engine.begin() as connection:
+        connection.execute(text("DELETE FROM seen_codes"))
+        command.downgrade(migrations.alembic_config(connection), "0010")
+    assert "array_agg" in claim_and_read_source(engine)
+    assert claims_and_reads(engine) == expected  # 0009's, one aggregate query
+    db.init_db(app)
+    assert revision(engine) == head(engine)
+    assert "FOREACH" in claim_and_read_source(engine)
+    assert schema_differences(engine) == []
