@@ -1,0 +1,169 @@
+"""Benchmark: a decision's SQL alone on PostgreSQL, against the durable floor's one INSERT, with pgbench.
+
+Run by hand (it prints, asserts nothing, and drops what it made)::
+
+    .venv/bin/python bench/decision_sql.py [--seconds 5] [--rounds 3] [--clients 2]
+
+No Python and no HTTP on the measured path: pgbench (PostgreSQL's own load
+generator, simple query protocol, ``--clients`` connections over 127.0.0.1)
+sends the server what a request would send it, over a fresh schema made by
+the service's own ``init_db``. The statements are the verify path's own
+(``codeservice.scan_store``), their parameters written as SQL expressions,
+so that each transaction has its own code, resident and state key:
+
+  floor              ``bench/hello_app.py``'s durable floor: one autocommit
+                     INSERT of a row into a table with one index
+  usage              the usage record's INSERT alone, autocommit (its five
+                     indexes; the roll-up trigger fires)
+  usage, no roll-up  the same with the roll-up trigger disabled for the round
+  claim              the first round trip, then COMMIT: ``BEGIN;
+                     codeservice_claim_and_read(jti, [key])``
+  decision           a clinic check-in as the verify path sends it, two round
+                     trips: ``BEGIN; claim_and_read``, then the state write
+                     as a CTE of the usage record's INSERT, ``COMMIT``
+  decision, no roll-up   the same with the roll-up trigger disabled
+  decision, 1 trip   the same statements sent in one round trip (the state
+                     write here does not wait for the read): what a second
+                     round trip costs
+
+Rounds run every variant in turn, so that the machine's noise hits them
+alike; printed: transactions per second per round, and each variant's ratio
+to the floor of the same round (range over the rounds). The verify endpoint
+can be no nearer its durable floor than its SQL alone is to the floor's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from hello_app import TABLE  # bench/, run as a script
+from scan import DEFAULT_PG_URL, postgres_schema, prepare_service
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from codeservice.scan_store import _PSYCOPG_STATEMENTS, _psycopg_record
+
+# Each transaction's own numbers: pgbench draws them, the SQL below builds the values from them.
+DRAW = "\\set n random(1, 1000000000000)\n"
+KEY = "'checkin:2026-12-05:cardiology:' || :n"
+CLAIM = {
+    "jti": "'j' || :n || '-1767225600'",
+    "expires_at": "2000000000",
+    "keys": f"json_build_array({KEY})::text",
+    "now": "extract(epoch FROM now())::bigint",
+}
+USAGE = {
+    "id": "gen_random_uuid()::text",
+    "scene": "'clinic'",
+    "venue_id": "'bench-clinic'",
+    "device_id": "'desk-1'",
+    "sub": "'s' || :n",
+    "jti": "'j' || :n || '-1767225600'",
+    "decided_at": "now()",
+    "ok": "true",
+    "code": "'accepted'",
+    "detail": "'{\"department\": \"cardiology\", \"appointment_id\": null}'",
+    "scanner_id": "{scanner_id}",
+    "online": "true",
+    "received_at": "now()",
+    "form": "'device'",
+    "key0": KEY,
+    "value0": "('\"j' || :n || '-1767225600\"')::json",
+    "expires_at0": "2000000000",
+}
+
+
+def scripts(scanner_id: int) -> dict[str, str]:
+    """Each variant's pgbench script; ``\\;`` joins statements into one round trip."""
+    usage = {name: value.replace("{scanner_id}", str(scanner_id)) for name, value in USAGE.items()}
+    claim = _PSYCOPG_STATEMENTS["claim_and_read"] % CLAIM
+    record = _psycopg_record((False,)) % usage
+    insert = _PSYCOPG_STATEMENTS["usage"] % usage
+    return {
+        "floor": "INSERT INTO hello_durable VALUES (gen_random_uuid()::text,"
+        " '{\"sub\": \"hello\", \"exp\": 2000000000}');\n",
+        "usage": DRAW + insert + ";\n",
+        "usage, no roll-up": DRAW + insert + ";\n",
+        "claim": DRAW + f"BEGIN \\; {claim};\nCOMMIT;\n",
+        "decision": DRAW + f"BEGIN \\; {claim};\n{record} \\; COMMIT;\n",
+        "decision, no roll-up": DRAW + f"BEGIN \\; {claim};\n{record} \\; COMMIT;\n",
+        "decision, 1 trip": DRAW + f"BEGIN \\; {claim} \\; {record} \\; COMMIT;\n",
+    }
+
+
+def pgbench(url: str, schema: str, script: Path, seconds: float, clients: int) -> float:
+    """Transactions per second, pgbench's own figure (without connection time)."""
+    address = make_url(url)
+    env = dict(os.environ, PGOPTIONS=f"-c search_path={schema}")
+    result = subprocess.run(
+        [
+            "pgbench", "-n", "-M", "simple", "-c", str(clients), "-j", str(clients), "-T", str(seconds),
+            "-h", address.host or "127.0.0.1", "-p", str(address.port or 5432), "-U", address.username or "postgres",
+            "-f", str(script), address.database or "test",
+        ],
+        env=env, capture_output=True, text=True,
+    )
+    found = re.search(r"^tps = ([0-9.]+)", result.stdout, re.MULTILINE)
+    if result.returncode != 0 or found is None:
+        raise SystemExit(f"pgbench printed no tps:\n{result.stdout}{result.stderr}")
+    return float(found.group(1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=int, default=5, help="seconds per variant per round [5]")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--clients", type=int, default=2, help="pgbench connections, as gunicorn's workers [2]")
+    parser.add_argument("--pg-url", default=os.environ.get("CODESERVICE_BENCH_PG_URL", DEFAULT_PG_URL))
+    args = parser.parse_args()
+    if shutil.which("pgbench") is None:
+        raise SystemExit("pgbench is not installed (Debian: postgresql-contrib or postgresql-client)")
+
+    with tempfile.TemporaryDirectory() as workdir, postgres_schema(args.pg_url) as database_url:
+        service = prepare_service("postgres", database_url, Path(workdir))
+        schema = make_url(database_url).query["options"].split("=", 1)[1]
+        engine = create_engine(database_url)
+        with engine.begin() as connection:
+            connection.execute(text(TABLE))
+            synchronous_commit = connection.execute(text("SHOW synchronous_commit")).scalar()
+        files = {}
+        for name, body in scripts(service.scanner_id).items():
+            files[name] = Path(workdir) / f"{len(files)}.sql"
+            files[name].write_text(body)
+
+        tps: dict[str, list[float]] = {name: [] for name in files}
+        for _ in range(args.rounds):
+            for name, script in files.items():
+                rollup_off = name.endswith("no roll-up")
+                if rollup_off:
+                    with engine.begin() as connection:
+                        connection.execute(text("ALTER TABLE usage_records DISABLE TRIGGER usage_hourly_add"))
+                try:
+                    tps[name].append(pgbench(args.pg_url, schema, script, args.seconds, args.clients))
+                finally:
+                    if rollup_off:
+                        with engine.begin() as connection:
+                            connection.execute(text("ALTER TABLE usage_records ENABLE TRIGGER usage_hourly_add"))
+        engine.dispose()
+
+    load = os.getloadavg()[0]
+    print(
+        f"{args.rounds} rounds x {args.seconds} s, {args.clients} clients, synchronous_commit={synchronous_commit},"
+        f" load {load:.1f} at the end"
+    )
+    print(f"{'':<20}{'tps per round':>32}   ratio to the floor (range)")
+    for name, figures in tps.items():
+        ratios = [value / floor for value, floor in zip(figures, tps["floor"], strict=True)]
+        rounds = " ".join(f"{value:>9,.0f}" for value in figures)
+        print(f"{name:<20}{rounds:>32}   {min(ratios):.2f}-{max(ratios):.2f}x")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
