@@ -41,34 +41,24 @@ depends_on: str | Sequence[str] | None = None
 
 _0009 = importlib.import_module("codeservice.migrations.versions.0009_scan_directory_version")
 
-CLAIM_AND_READ = """
-CREATE OR REPLACE FUNCTION codeservice_claim_and_read(
-    claim_jti text, claim_expires_at bigint, state_keys text[], now_ts bigint,
-    OUT claimed boolean, OUT state_values json[]
-) LANGUAGE plpgsql VOLATILE AS $$
-DECLARE
-    lock_id bigint;
-    state_key text;
-BEGIN
-    IF claim_jti IS NOT NULL THEN
-        INSERT INTO seen_codes (jti, expires_at) VALUES (claim_jti, claim_expires_at) ON CONFLICT (jti) DO NOTHING;
-        IF NOT FOUND THEN
-            claimed := false;
-            RETURN;
-        END IF;
-    END IF;
-    claimed := true;
-    FOR lock_id IN SELECT DISTINCT hashtextextended(k, 0) FROM unnest(state_keys) AS k ORDER BY 1 LOOP
-        PERFORM pg_advisory_xact_lock(lock_id);
-    END LOOP;
+# 0009's function with its read replaced: the claim and the locks are as they were.
+_AGGREGATE_READ = """
+    SELECT coalesce(array_agg(s.value ORDER BY k.n), '{}') INTO state_values
+    FROM unnest(state_keys) WITH ORDINALITY AS k(key, n)
+    LEFT JOIN scene_state s ON s.key = k.key AND s.expires_at >= now_ts;
+"""
+_KEY_BY_KEY_READ = """
     state_values := '{}';
     FOREACH state_key IN ARRAY coalesce(state_keys, '{}') LOOP
         state_values := state_values
             || (SELECT s.value FROM scene_state s WHERE s.key = state_key AND s.expires_at >= now_ts);
     END LOOP;
-END
-$$
 """
+_DECLARE = "    lock_id bigint;\n"
+assert _AGGREGATE_READ in _0009.CLAIM_AND_READ and _DECLARE in _0009.CLAIM_AND_READ
+CLAIM_AND_READ = _0009.CLAIM_AND_READ.replace(_AGGREGATE_READ, _KEY_BY_KEY_READ).replace(
+    _DECLARE, _DECLARE + "    state_key text;\n"
+)
 
 
 def upgrade() -> None:
