@@ -173,6 +173,17 @@ def test_init_db_command_succeeds_twice(app: Any, engine: Engine) -> None:
     assert revision(engine) == head(engine)
 
 
+def function_source(engine: Engine, name: str) -> str:
+    """PostgreSQL: the body of the function ``name`` in the current schema."""
+    with engine.connect() as connection:
+        return str(
+            connection.scalar(
+                text("SELECT prosrc FROM pg_proc WHERE proname = :name AND pronamespace = current_schema()::regnamespace"),
+                {"name": name},
+            )
+        )
+
+
 def detail_type(engine: Engine) -> str:
     columns = {column["name"]: column for column in inspect(engine).get_columns("usage_records")}
     return type(columns["detail"]["type"]).__name__
@@ -187,13 +198,7 @@ def test_detail_is_jsonb_on_postgresql_and_back_on_downgrade(app: Any, engine: E
     assert revision(engine) == "0009"
     assert detail_type(engine) == "JSON"
     if postgres:  # 0008's roll-up function again, on json
-        with engine.connect() as connection:
-            source = connection.scalar(
-                text(
-                    "SELECT prosrc FROM pg_proc WHERE proname = 'usage_hourly_add'"
-                    " AND pronamespace = current_schema()::regnamespace"
-                )
-            )
+        source = function_source(engine, "usage_hourly_add")
         assert "json_typeof(s.detail::json)" in source and "jsonb_typeof(s.detail)" not in source
     with engine.begin() as connection:
         insert(connection, "usage_records", USAGE)
@@ -251,18 +256,6 @@ CLAIMS_AND_READS = [
 ]
 
 
-def claim_and_read_source(engine: Engine) -> str:
-    with engine.connect() as connection:
-        return str(
-            connection.scalar(
-                text(
-                    "SELECT prosrc FROM pg_proc WHERE proname = 'codeservice_claim_and_read'"
-                    " AND pronamespace = current_schema()::regnamespace"
-                )
-            )
-        )
-
-
 def claims_and_reads(engine: Engine) -> list[tuple[Any, ...]]:
     """Each of CLAIMS_AND_READS's calls, in one transaction each (a claim commits)."""
     answers = []
@@ -280,14 +273,14 @@ def test_claim_and_read_answers_as_0009s_did_and_0009s_comes_back_on_downgrade(a
             insert(connection, "scene_state", {"key": key, "value": value, "expires_at": expires_at})
     expected = [answer for *_, answer in CLAIMS_AND_READS]
 
-    assert "FOREACH" in claim_and_read_source(engine)
+    assert "FOREACH" in function_source(engine, "codeservice_claim_and_read")
     assert claims_and_reads(engine) == expected  # 0011's, key by key
     with engine.begin() as connection:
         connection.execute(text("DELETE FROM seen_codes"))
         command.downgrade(migrations.alembic_config(connection), "0010")
-    assert "array_agg" in claim_and_read_source(engine)
+    assert "array_agg" in function_source(engine, "codeservice_claim_and_read")
     assert claims_and_reads(engine) == expected  # 0009's, one aggregate query
     db.init_db(app)
     assert revision(engine) == head(engine)
-    assert "FOREACH" in claim_and_read_source(engine)
+    assert "FOREACH" in function_source(engine, "codeservice_claim_and_read")
     assert schema_differences(engine) == []
