@@ -178,7 +178,10 @@ def function_source(engine: Engine, name: str) -> str:
     with engine.connect() as connection:
         return str(
             connection.scalar(
-                text("SELECT prosrc FROM pg_proc WHERE proname = :name AND pronamespace = current_schema()::regnamespace"),
+                text(
+                    "SELECT prosrc FROM pg_proc WHERE proname = :name"
+                    " AND pronamespace = current_schema()::regnamespace"
+                ),
                 {"name": name},
             )
         )
