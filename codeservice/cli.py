@@ -123,7 +123,8 @@ def _row(key: KeyInfo) -> tuple[str, str, str, str, str]:
     return (key.kid, key.alg, key.state, _when(key.created_at), until)
 
 
-@keys_cli.command("retire")
+# A kid is base64url: one in 64 starts with "-", which is a KID here, not an unknown option.
+@keys_cli.command("retire", context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
 def retire_command(kid: str) -> None:
     """Unpublish a key at once (e.g. if it leaked).

@@ -132,6 +132,10 @@ def test_retire(runner: FlaskCliRunner, keys_dir: Path) -> None:
     [
         (["keys", "rotate"], "no signing key in"),
         (["keys", "retire", "AAAAAAAAAAA"], "no key with kid 'AAAAAAAAAAA'"),
+        # base64url kids that start with "-" (one in 64) are kids, not options
+        (["keys", "retire", "-vAAAAAAAAA"], "no key with kid '-vAAAAAAAAA'"),
+        (["keys", "retire", "--AAAAAAAAA"], "no key with kid '--AAAAAAAAA'"),
+        (["keys", "retire", "-hAAAAAAAAA"], "no key with kid '-hAAAAAAAAA'"),
     ],
 )
 def test_errors_without_keys_are_clean(runner: FlaskCliRunner, args: list[str], message: str) -> None:
