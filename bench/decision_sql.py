@@ -70,7 +70,7 @@ USAGE = {
     "ok": "true",
     "code": "'accepted'",
     "detail": "'{\"department\": \"cardiology\", \"appointment_id\": null}'",
-    "scanner_id": "{scanner_id}",
+    "scanner_id": "NULL",  # the bench scanner's id, set by scripts()
     "online": "true",
     "received_at": "now()",
     "form": "'device'",
@@ -82,7 +82,7 @@ USAGE = {
 
 def scripts(scanner_id: int) -> dict[str, str]:
     """Each variant's pgbench script; ``\\;`` joins statements into one round trip."""
-    usage = {name: value.replace("{scanner_id}", str(scanner_id)) for name, value in USAGE.items()}
+    usage = dict(USAGE, scanner_id=str(scanner_id))
     claim = _PSYCOPG_STATEMENTS["claim_and_read"] % CLAIM
     record = _psycopg_record((False,)) % usage
     insert = _PSYCOPG_STATEMENTS["usage"] % usage
