@@ -39,13 +39,12 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from hello_app import TABLE  # bench/, run as a script
 from scan import DEFAULT_PG_URL, postgres_schema, prepare_service
-from sqlalchemy import create_engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
 from codeservice.scan_store import _PSYCOPG_STATEMENTS, _psycopg_record
@@ -80,22 +79,32 @@ USAGE = {
 }
 
 
-def scripts(scanner_id: int) -> dict[str, str]:
-    """Each variant's pgbench script; ``\\;`` joins statements into one round trip."""
+def scripts(scanner_id: int) -> dict[str, tuple[str, bool]]:
+    """Each variant's pgbench script, and whether the roll-up trigger stays on for it.
+
+    ``\\;`` joins statements into one round trip.
+    """
     usage = dict(USAGE, scanner_id=str(scanner_id))
     claim = _PSYCOPG_STATEMENTS["claim_and_read"] % CLAIM
     record = _psycopg_record((False,)) % usage
-    insert = _PSYCOPG_STATEMENTS["usage"] % usage
+    insert = DRAW + _PSYCOPG_STATEMENTS["usage"] % usage + ";\n"
+    decision = DRAW + f"BEGIN \\; {claim};\n{record} \\; COMMIT;\n"
     return {
-        "floor": "INSERT INTO hello_durable VALUES (gen_random_uuid()::text,"
-        " '{\"sub\": \"hello\", \"exp\": 2000000000}');\n",
-        "usage": DRAW + insert + ";\n",
-        "usage, no roll-up": DRAW + insert + ";\n",
-        "claim": DRAW + f"BEGIN \\; {claim};\nCOMMIT;\n",
-        "decision": DRAW + f"BEGIN \\; {claim};\n{record} \\; COMMIT;\n",
-        "decision, no roll-up": DRAW + f"BEGIN \\; {claim};\n{record} \\; COMMIT;\n",
-        "decision, 1 trip": DRAW + f"BEGIN \\; {claim} \\; {record} \\; COMMIT;\n",
+        "floor": ("INSERT INTO hello_durable VALUES (gen_random_uuid()::text,"
+                  " '{\"sub\": \"hello\", \"exp\": 2000000000}');\n", True),
+        "usage": (insert, True),
+        "usage, no roll-up": (insert, False),
+        "claim": (DRAW + f"BEGIN \\; {claim};\nCOMMIT;\n", True),
+        "decision": (decision, True),
+        "decision, no roll-up": (decision, False),
+        "decision, 1 trip": (DRAW + f"BEGIN \\; {claim} \\; {record} \\; COMMIT;\n", True),
     }
+
+
+def set_rollup(engine: Engine, on: bool) -> None:
+    """Enable or disable the usage records' roll-up trigger (migration 0008)."""
+    with engine.begin() as connection:
+        connection.execute(text(f"ALTER TABLE usage_records {'ENABLE' if on else 'DISABLE'} TRIGGER usage_hourly_add"))
 
 
 def pgbench(url: str, schema: str, script: Path, seconds: float, clients: int) -> float:
@@ -133,24 +142,22 @@ def main() -> None:
         with engine.begin() as connection:
             connection.execute(text(TABLE))
             synchronous_commit = connection.execute(text("SHOW synchronous_commit")).scalar()
-        files = {}
-        for name, body in scripts(service.scanner_id).items():
-            files[name] = Path(workdir) / f"{len(files)}.sql"
-            files[name].write_text(body)
+        variants = {}
+        for name, (body, rollup) in scripts(service.scanner_id).items():
+            path = Path(workdir) / f"{len(variants)}.sql"
+            path.write_text(body)
+            variants[name] = (path, rollup)
 
-        tps: dict[str, list[float]] = {name: [] for name in files}
+        tps: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):
-            for name, script in files.items():
-                rollup_off = name.endswith("no roll-up")
-                if rollup_off:
-                    with engine.begin() as connection:
-                        connection.execute(text("ALTER TABLE usage_records DISABLE TRIGGER usage_hourly_add"))
+            for name, (path, rollup) in variants.items():
+                if not rollup:
+                    set_rollup(engine, False)
                 try:
-                    tps[name].append(pgbench(args.pg_url, schema, script, args.seconds, args.clients))
+                    tps[name].append(pgbench(args.pg_url, schema, path, args.seconds, args.clients))
                 finally:
-                    if rollup_off:
-                        with engine.begin() as connection:
-                            connection.execute(text("ALTER TABLE usage_records ENABLE TRIGGER usage_hourly_add"))
+                    if not rollup:
+                        set_rollup(engine, True)
         engine.dispose()
 
     load = os.getloadavg()[0]
@@ -166,4 +173,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
