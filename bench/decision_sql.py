@@ -35,15 +35,17 @@ can be no nearer its durable floor than its SQL alone is to the floor's.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 from hello_app import TABLE  # bench/, run as a script
-from scan import DEFAULT_PG_URL, postgres_schema, prepare_service
+from scan import DEFAULT_PG_URL, postgres_cpu, postgres_schema, prepare_service
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -107,9 +109,11 @@ def set_rollup(engine: Engine, on: bool) -> None:
         connection.execute(text(f"ALTER TABLE usage_records {'ENABLE' if on else 'DISABLE'} TRIGGER usage_hourly_add"))
 
 
-def pgbench(url: str, schema: str, script: Path, seconds: float, clients: int) -> float:
-    """Transactions per second, pgbench's own figure (without connection time)."""
+def pgbench(url: str, schema: str, script: Path, seconds: float, clients: int) -> tuple[float, float]:
+    """Transactions per second, pgbench's own figure (without connection time), and the server's CPU per
+    transaction in µs (every PostgreSQL process's, over the run, connections and all: an upper bound)."""
     address = make_url(url)
+    cpu_before = postgres_cpu()
     env = dict(os.environ, PGOPTIONS=f"-c search_path={schema}")
     result = subprocess.run(
         [
@@ -122,7 +126,10 @@ def pgbench(url: str, schema: str, script: Path, seconds: float, clients: int) -
     found = re.search(r"^tps = ([0-9.]+)", result.stdout, re.MULTILINE)
     if result.returncode != 0 or found is None:
         raise SystemExit(f"pgbench printed no tps:\n{result.stdout}{result.stderr}")
-    return float(found.group(1))
+    time.sleep(0.5)  # the run's backends end and the postmaster reaps them, their CPU with them
+    transactions = re.search(r"^number of transactions actually processed: ([0-9]+)", result.stdout, re.MULTILINE)
+    cpu_us = (postgres_cpu() - cpu_before) * 1e6 / int(transactions.group(1)) if transactions else math.nan
+    return float(found.group(1)), cpu_us
 
 
 def main() -> None:
@@ -149,12 +156,15 @@ def main() -> None:
             variants[name] = (path, rollup)
 
         tps: dict[str, list[float]] = {name: [] for name in variants}
+        cpu: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):
             for name, (path, rollup) in variants.items():
                 if not rollup:
                     set_rollup(engine, False)
                 try:
-                    tps[name].append(pgbench(args.pg_url, schema, path, args.seconds, args.clients))
+                    rate, cpu_us = pgbench(args.pg_url, schema, path, args.seconds, args.clients)
+                    tps[name].append(rate)
+                    cpu[name].append(cpu_us)
                 finally:
                     if not rollup:
                         set_rollup(engine, True)
@@ -165,11 +175,14 @@ def main() -> None:
         f"{args.rounds} rounds x {args.seconds} s, {args.clients} clients, synchronous_commit={synchronous_commit},"
         f" load {load:.1f} at the end"
     )
-    print(f"{'':<20}{'tps per round':>32}   ratio to the floor (range)")
+    print(f"{'':<20}{'tps per round':>32}   ratio to the floor (range)   server CPU per transaction (range)")
     for name, figures in tps.items():
         ratios = [value / floor for value, floor in zip(figures, tps["floor"], strict=True)]
         rounds = " ".join(f"{value:>9,.0f}" for value in figures)
-        print(f"{name:<20}{rounds:>32}   {min(ratios):.2f}-{max(ratios):.2f}x")
+        print(
+            f"{name:<20}{rounds:>32}   {min(ratios):.2f}-{max(ratios):.2f}x"
+            f"{'':<16}{min(cpu[name]):.0f}-{max(cpu[name]):.0f} µs"
+        )
 
 
 if __name__ == "__main__":

@@ -58,6 +58,7 @@ import http.client
 import json
 import math
 import os
+import resource
 import secrets
 import shutil
 import signal
@@ -69,8 +70,8 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,61 @@ class Server:
             return "(no log)"
 
 
+# -- CPU per request ------------------------------------------------------------------
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_of(pid: int) -> float:
+    """A process's CPU seconds so far, with its children's that it has waited for; 0 once it is gone.
+
+    The children's count: a PostgreSQL backend ends with its connection, and the postmaster gets its CPU.
+    """
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return sum(map(int, fields[11:15])) / _TICKS  # utime, stime, cutime, cstime: fields 14 to 17 of stat(5)
+
+
+def _pids(match: Any) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                if match(int(entry.name), (entry / "stat").read_text()):
+                    pids.append(int(entry.name))
+    return pids
+
+
+def postgres_cpu() -> float:
+    """CPU seconds so far of every process of the local PostgreSQL server (its backends, writers, autovacuum)."""
+    return sum(map(_cpu_of, _pids(lambda _pid, stat: stat.split(" (", 1)[1].startswith("postgres)"))))
+
+
+def cpu_snapshot(server: Server) -> dict[str, float]:
+    """CPU seconds so far of the server's processes, of the local PostgreSQL server's, and of this
+    script's reaped children (the load generator: wrk runs as a child). Linux only."""
+    group = server.process.pid if server.process else -1
+    app = _pids(lambda _pid, stat: int(stat.rsplit(")", 1)[1].split()[2]) == group)
+    return {
+        "app": sum(map(_cpu_of, app)),
+        "postgres": postgres_cpu(),
+        "generator": resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
+        + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime,
+    }
+
+
+def measured(server: Server, run: Callable[..., Load], *args: Any) -> Load:
+    """``run(*args)``'s load on ``server``, with the CPU each kind of process spent per request (µs)."""
+    before = cpu_snapshot(server)
+    load = run(*args)
+    after = cpu_snapshot(server)
+    if load.requests:
+        load.cpu_us = {kind: (after[kind] - before[kind]) * 1e6 / load.requests for kind in before}
+    return load
+
+
 # -- load generators ----------------------------------------------------------------
 
 
@@ -233,6 +289,8 @@ class Load:
     non_2xx: int
     socket_errors: int
     wrapped: int = 0
+    cpu_us: dict[str, float] = field(default_factory=dict)
+    """CPU per request by kind of process (``measured``): the server's workers, PostgreSQL's, the generator's."""
 
     @property
     def rps(self) -> float:
@@ -414,6 +472,12 @@ def combine(loads: list[Load]) -> Load:
         non_2xx=sum(load.non_2xx for load in loads),
         socket_errors=sum(load.socket_errors for load in loads),
         wrapped=sum(load.wrapped for load in loads),
+        cpu_us={
+            kind: sum(load.cpu_us[kind] * load.requests for load in loads) / sum(load.requests for load in loads)
+            for kind in loads[0].cpu_us
+        }
+        if all(load.cpu_us and load.requests for load in loads)
+        else {},
     )
 
 
@@ -455,8 +519,8 @@ def compare(
     for index in range(rounds):
         bodies = write_bodies(service, count, workdir / f"bodies-{service.label}-{index}.jsonl")
         floors.append(generator.run(hello.port, "/hello", per_round))
-        durables.append(generator.run(hello.port, durable_path, per_round))
-        verifies.append(generator.run(server.port, "/api/v1/verify", per_round, bodies, key))
+        durables.append(measured(hello, generator.run, hello.port, durable_path, per_round))
+        verifies.append(measured(server, generator.run, server.port, "/api/v1/verify", per_round, bodies, key))
         print(
             f"  round {index + 1}: hello {floors[-1].rps:,.0f} req/s, durable floor {durables[-1].rps:,.0f} req/s, "
             f"verify {verifies[-1].rps:,.0f} req/s",
@@ -679,6 +743,16 @@ def main(argv: list[str] | None = None) -> None:
     for label, load in loads.items():
         print(fmt_load(label, load))
     print("(p50 and p99: the median of the rounds' own percentiles)")
+    cpu_loads = {label: load for label, load in loads.items() if load.cpu_us}
+    if cpu_loads:
+        print(f"CPU per request, µs: {'phase':<16} {'app':>7} {'postgres':>9} {'generator':>9} {'total':>7}")
+        for label, load in cpu_loads.items():
+            cpu = load.cpu_us
+            print(
+                f"{'':<21}{label:<16} {cpu['app']:>7.0f} {cpu['postgres']:>9.0f} {cpu['generator']:>9.0f} "
+                f"{sum(cpu.values()):>7.0f}"
+            )
+        print("(the app: the gunicorn server's processes, SQLite included; postgres: every local PostgreSQL process)")
     ratios = [("jwt", "hello+jwt")]
     ratios += [(db, name) for db in ("sqlite", "postgres") for name in (f"durable-{db}", f"verify-{db}")]
     for label, name in ratios:
