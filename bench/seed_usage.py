@@ -5,12 +5,12 @@ Run by hand (it prints, asserts nothing)::
     .venv/bin/python bench/seed_usage.py [--records 10000000] [--days 30] [--schema console_bench]
     .venv/bin/python bench/seed_usage.py --measure-only [--runs 3]      # the schema seeded before
 
-The schema is made with the service's own migrations (``init-db``), so the
-roll-up trigger of migration 0008 counts every record as it lands, as it
-would in production. The records are generated on the server, a local day
-per ``INSERT … SELECT … FROM generate_series`` (one statement, so the
-statement trigger folds each day into ``usage_hourly`` in one grouped
-upsert): about 30 days of
+The schema is made with the service's own migrations (``init-db``), and
+each day is counted into ``usage_hourly`` by the service's own roll-up
+(``usage_hourly_roll_up()``, migration 0012) once it is committed, as in
+production. The records are generated on the server, a local day
+per ``INSERT … SELECT … FROM generate_series`` (one statement; the roll-up
+folds the day into ``usage_hourly`` in one grouped upsert): about 30 days of
 
 - a busy metro line (``metro-1``: 30 stations, 4 gates each) — 70 % of the
   records, entries and exits, fares with concessions (senior, student,
@@ -163,6 +163,8 @@ def seed(args: argparse.Namespace) -> None:
                     {"n": count, "start": start, "day": day.isoformat(), "venues": VENUES, "clinics": CLINICS,
                      "stations": STATIONS, "gates": GATES_PER_STATION},
                 )
+            with engine.begin() as connection:
+                connection.execute(sa.text("SELECT usage_hourly_roll_up()"))
             print(f"  {day}: {count:,} records in {time.perf_counter() - t0:.1f} s", flush=True)
         print(f"seeded {args.records:,} records in {time.perf_counter() - started:.0f} s")
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:

@@ -14,14 +14,17 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    CheckConstraint,
     Date,
     DateTime,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
     String,
     false,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -114,6 +117,13 @@ class UsageRecord(Base):
         # The console's exports of one venue's day, and a scanner's last decision (migration 0008).
         Index("ix_usage_records_venue_decided", "venue_id", "decided_at"),
         Index("ix_usage_records_scanner_decided", "scanner_id", "decided_at"),
+        # PostgreSQL: the roll-up's ranges of transactions (migration 0012); SQLite never fills the column.
+        Index(
+            "ix_usage_records_rollup_xact",
+            "rollup_xact",
+            postgresql_using="brin",
+            sqlite_where=text("rollup_xact IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -134,6 +144,10 @@ class UsageRecord(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     form: Mapped[str] = mapped_column(String(8), default="online", server_default="online")
     """The code's form (contract section 9): ``online`` (a JWS), ``device`` or ``paper``."""
+    rollup_xact: Mapped[int | None] = mapped_column(BigInteger, server_default=FetchedValue())
+    """PostgreSQL: the id of the transaction that inserted the record (its default, migration 0012), by which
+    :func:`codeservice.usage_rollup.roll_up` counts it into ``usage_hourly`` once it has committed.
+    NULL on SQLite (its trigger counts the record as it is inserted) and for records counted before 0012."""
 
 
 class SeenCode(Base):
@@ -236,15 +250,18 @@ class ScannerHealth(Base):
 
 
 class UsageHourly(Base):
-    """The usage records counted by UTC hour and what the console groups by: filled by a database trigger.
+    """The usage records counted by UTC hour and what the console groups by.
 
-    Migration 0008's triggers on ``usage_records`` add every inserted record
-    here, whatever inserts it (the verify path, uploads, a bulk load), so
-    the console reads an hour's few rows instead of its thousands of records.
-    Text dimensions are '' rather than null so that they are part of the key.
-    ``shard`` spreads concurrent writers (PostgreSQL: the backend's pid
-    modulo 8) over rows of their own, so two scans of the same kind in the
-    same hour never wait for each other's commit; readers sum over it.
+    Filled from ``usage_records`` whatever inserts them (the verify path,
+    uploads, a bulk load): on SQLite by migration 0008's trigger as each
+    lands; on PostgreSQL after their commit (migration 0012,
+    :func:`codeservice.usage_rollup.roll_up`, which every reader calls
+    first), so a decision writes no roll-up row. The console reads an hour's
+    few rows instead of its thousands of records. Text dimensions are ''
+    rather than null so that they are part of the key. ``shard``: 0008's
+    trigger spread concurrent PostgreSQL writers over rows of their own (the
+    backend's pid modulo 8); roll-ups take turns and write shard 0; readers
+    sum over it.
     """
 
     __tablename__ = "usage_hourly"
@@ -270,3 +287,17 @@ class UsageHourly(Base):
     """venue: the people let in (a reservation's party counts whole)."""
     capacity: Mapped[int | None] = mapped_column(BigInteger)
     """venue: the largest capacity a scan of this hour was checked against."""
+
+
+class UsageRollupMark(Base):
+    """PostgreSQL: where the last roll-up of usage records stopped (migration 0012); one row.
+
+    Every transaction whose id is below ``upto`` has had its records counted
+    into ``usage_hourly``. A roll-up holds this row's lock while it counts.
+    """
+
+    __tablename__ = "usage_rollup_mark"
+    __table_args__ = (CheckConstraint("id = 1", name="ck_usage_rollup_mark_one_row"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upto: Mapped[int] = mapped_column(BigInteger)

@@ -6,10 +6,11 @@ import re
 from datetime import UTC, datetime, timedelta
 from typing import cast
 
-from sqlalchemy import Table, delete, select
+from sqlalchemy import Table, delete, or_, select
 from sqlalchemy.orm import Session
 
-from .models import UsageHourly, UsageRecord
+from .models import UsageHourly, UsageRecord, UsageRollupMark
+from .usage_rollup import roll_up
 
 __all__ = ["BATCH_SIZE", "parse_age", "prune_usage"]
 
@@ -34,7 +35,10 @@ def prune_usage(session: Session, older_than: timedelta, now: datetime, *, batch
 
     One transaction per batch of at most ``batch_size`` rows. The console's
     hourly roll-up goes with them, for the whole hours before the cutoff
-    (the hour it falls in keeps the count of its records pruned).
+    (the hour it falls in keeps the count of its records pruned). Only
+    records counted in already are deleted (PostgreSQL rolls up after the
+    commit, migration 0012: each batch rolls up first); one committed since
+    is left for the next prune.
     """
     if older_than <= timedelta(0):
         raise ValueError("older_than must be positive")
@@ -42,10 +46,12 @@ def prune_usage(session: Session, older_than: timedelta, now: datetime, *, batch
         raise ValueError("now must carry a time zone")
     cutoff = (now - older_than).astimezone(UTC)
     table = cast(Table, UsageRecord.__table__)  # a mapped class's table is typed as any FromClause
-    batch = select(table.c.id).where(table.c.decided_at < cutoff).limit(batch_size).scalar_subquery()
+    counted = or_(table.c.rollup_xact.is_(None), table.c.rollup_xact < select(UsageRollupMark.upto).scalar_subquery())
+    batch = select(table.c.id).where(table.c.decided_at < cutoff, counted).limit(batch_size).scalar_subquery()
     statement = delete(table).where(table.c.id.in_(batch))
     removed = 0
     while True:
+        roll_up(session)
         count = session.connection().execute(statement).rowcount
         session.commit()
         removed += count

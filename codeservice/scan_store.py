@@ -50,6 +50,7 @@ from verifiers import Rejection, StateWrite
 from verifiers.errors import Replayed
 
 from .models import SceneStateEntry, SeenCode
+from .usage_rollup import roll_up
 
 if TYPE_CHECKING:
     from .db import SqliteWriter
@@ -480,8 +481,9 @@ class DatabaseStore:
 
 
 def purge_expired(session: Session, now: float | None = None) -> None:
-    """Forget codes and scene state that can no longer matter."""
+    """Forget codes and scene state that can no longer matter; count the usage records in (:func:`roll_up`)."""
     cutoff = int(time.time() if now is None else now)
     session.execute(delete(SeenCode).where(SeenCode.expires_at < cutoff))
     session.execute(delete(SceneStateEntry).where(SceneStateEntry.expires_at < cutoff))
     session.commit()
+    roll_up(session)  # PostgreSQL: the records not yet counted stay about PURGE_EVERY

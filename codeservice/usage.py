@@ -73,6 +73,7 @@ from verifiers.verifier import CHINA_STANDARD_TIME
 from .errors import BatchTooLarge, InvalidCursor, InvalidLimit, InvalidUsageRecord
 from .models import UsageRecord
 from .scan_store import dialect_insert
+from .usage_rollup import roll_up
 
 MAX_BATCH = 1000
 MAX_CLOCK_AHEAD = timedelta(minutes=5)
@@ -304,6 +305,8 @@ def ingest(session: Session, rows: list[dict[str, Any]]) -> tuple[int, int]:
         else:
             accepted = _insert_sqlite(session, ordered)
     session.commit()
+    if accepted:
+        roll_up(session)  # a batch's records counted in at once (PostgreSQL; SQLite's trigger did as they landed)
     return accepted, len(rows) - accepted
 
 

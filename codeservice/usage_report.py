@@ -6,8 +6,10 @@ alike. A local day is a calendar day in the service's time zone
 everything to those venues (an operator limited to some, or the one chosen);
 None is every venue.
 
-Every figure is one query over ``usage_hourly``, the roll-up a trigger keeps
-as records land (migration 0008), grouped by what the figure shows: an hour
+Every figure is one query over ``usage_hourly``, the roll-up of the records
+(migrations 0008 and 0012: on SQLite a trigger counts each record as it lands,
+on PostgreSQL :func:`~codeservice.usage_rollup.roll_up` counts them after their commit, before every
+read), grouped by what the figure shows: an hour
 of a busy day is a few hundred rows there instead of tens of thousands of
 records. The records themselves (the export) come from ``usage_records`` by
 ``decided_at`` (or ``(venue_id, decided_at)``), streamed.
@@ -39,6 +41,7 @@ from .errors import InvalidDay
 from .models import Credential, Device, Resident, Scanner, ScannerHealth, UsageHourly, UsageRecord, as_utc
 from .revocation import LISTED_AFTER_EXPIRY
 from .usage import holds_nul
+from .usage_rollup import roll_up
 
 __all__ = [
     "DayWindow",
@@ -149,6 +152,7 @@ class Figures:
 
 def figures(session: Session, window: DayWindow, venues: Sequence[str] | None, *, now: datetime) -> Figures:
     """Every figure of the console for the day and venues."""
+    roll_up(session)
     records = func.sum(UsageHourly.records)
     result = Figures(window)
     result.scans_by_hour_scene = [
@@ -240,6 +244,7 @@ class ClearingRow:
 
 def clearing(session: Session, window: DayWindow, venues: Sequence[str] | None) -> list[ClearingRow]:
     """The transit clearing summary: per line and station, accepted entries and exits (trips), fares, concessions."""
+    roll_up(session)
     rows = session.execute(
         _hourly(
             window, venues, UsageHourly.line, UsageHourly.station, UsageHourly.direction, UsageHourly.category,

@@ -14,9 +14,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from servers import private_schema
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import Session
 
 from codeservice import create_app, db, migrations
 from codeservice.models import Base
+from codeservice.usage_rollup import roll_up
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -210,8 +212,10 @@ def test_detail_is_jsonb_on_postgresql_and_back_on_downgrade(app: Any, engine: E
 
     assert revision(engine) == head(engine)
     assert schema_differences(engine) == []
-    with engine.begin() as connection:  # the roll-up's function on jsonb
+    with engine.begin() as connection:  # the roll-up on jsonb (PostgreSQL: after the commit, 0012)
         insert(connection, "usage_records", {**USAGE, "id": "1" * 36})
+    with Session(engine) as session:
+        roll_up(session)
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT sum(records) FROM usage_hourly")) == 2
         assert connection.execute(text("SELECT detail FROM usage_records")).scalars().all() in (
@@ -287,3 +291,50 @@ def test_claim_and_read_answers_as_0009s_did_and_0009s_comes_back_on_downgrade(a
     assert revision(engine) == head(engine)
     assert "FOREACH" in function_source(engine, "codeservice_claim_and_read")
     assert schema_differences(engine) == []
+
+
+def hourly_records(engine: Engine) -> int:
+    with engine.connect() as connection:
+        return int(connection.scalar(text("SELECT coalesce(sum(records), 0) FROM usage_hourly")))
+
+
+@pytest.mark.parametrize("fresh_url", ["postgresql"], indirect=True)
+def test_postgresql_counts_each_record_once_after_its_commit_and_0008s_trigger_comes_back_on_downgrade(
+    app: Any, engine: Engine
+) -> None:
+    db.init_db(app)
+    with engine.connect() as connection:  # no trigger: 0012 counts after the commit
+        assert connection.scalar(text("SELECT count(*) FROM pg_trigger WHERE tgname = 'usage_hourly_add'")) == 0
+    with engine.begin() as connection:
+        insert(connection, "usage_records", USAGE)
+    open_transaction = engine.connect()
+    open_transaction.begin()
+    insert(open_transaction, "usage_records", {**USAGE, "id": "1" * 36})  # not committed yet
+    with engine.begin() as connection:  # committed after the open one began: still waits for it
+        insert(connection, "usage_records", {**USAGE, "id": "2" * 36})
+    assert hourly_records(engine) == 0
+
+    with Session(engine) as session:
+        roll_up(session)
+    assert hourly_records(engine) == 1  # the open transaction holds the later one back: counted next time
+
+    open_transaction.commit()
+    open_transaction.close()
+    with Session(engine) as session:
+        roll_up(session)
+        roll_up(session)  # nothing left: each record once
+    assert hourly_records(engine) == 3
+
+    with engine.begin() as connection:
+        insert(connection, "usage_records", {**USAGE, "id": "3" * 36})
+        command.downgrade(migrations.alembic_config(connection), "0011")  # counts in what is pending, its own too
+    assert hourly_records(engine) == 4
+    assert "jsonb_typeof" in function_source(engine, "usage_hourly_add")
+    with engine.begin() as connection:  # 0008's trigger again
+        insert(connection, "usage_records", {**USAGE, "id": "4" * 36})
+    assert hourly_records(engine) == 5
+
+    db.init_db(app)
+    assert revision(engine) == head(engine)
+    assert schema_differences(engine) == []
+    assert hourly_records(engine) == 5  # what the trigger counted is not counted again
