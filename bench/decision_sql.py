@@ -14,21 +14,21 @@ so that each transaction has its own code, resident and state key:
   floor              ``bench/hello_app.py``'s durable floor: one autocommit
                      INSERT of a row into a table with one index
   usage              the usage record's INSERT alone, autocommit (its five
-                     indexes; the roll-up trigger fires)
-  usage, no roll-up  the same with the roll-up trigger disabled for the round
+                     indexes and the roll-up's BRIN: migration 0012 counts
+                     records into ``usage_hourly`` after their commit)
   claim              the first round trip, then COMMIT: ``BEGIN;
                      codeservice_claim_and_read(jti, [key])``
   decision           a clinic check-in as the verify path sends it, two round
                      trips: ``BEGIN; claim_and_read``, then the state write
                      as a CTE of the usage record's INSERT, ``COMMIT``
-  decision, no roll-up   the same with the roll-up trigger disabled
   decision, 1 trip   the same statements sent in one round trip (the state
                      write here does not wait for the read): what a second
                      round trip costs
 
 Rounds run every variant in turn, so that the machine's noise hits them
-alike; printed: transactions per second per round, and each variant's ratio
-to the floor of the same round (range over the rounds). The verify endpoint
+alike; printed: transactions per second per round, each variant's ratio
+to the floor of the same round (range over the rounds), and the server's CPU
+per transaction (every PostgreSQL process's, read from /proc). The verify endpoint
 can be no nearer its durable floor than its SQL alone is to the floor's.
 """
 
@@ -46,7 +46,7 @@ from pathlib import Path
 
 from hello_app import TABLE  # bench/, run as a script
 from scan import DEFAULT_PG_URL, postgres_cpu, postgres_schema, prepare_service
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from codeservice.scan_store import _PSYCOPG_STATEMENTS, _psycopg_record
@@ -81,32 +81,20 @@ USAGE = {
 }
 
 
-def scripts(scanner_id: int) -> dict[str, tuple[str, bool]]:
-    """Each variant's pgbench script, and whether the roll-up trigger stays on for it.
-
-    ``\\;`` joins statements into one round trip.
-    """
+def scripts(scanner_id: int) -> dict[str, str]:
+    """Each variant's pgbench script. ``\\;`` joins statements into one round trip."""
     usage = dict(USAGE, scanner_id=str(scanner_id))
     claim = _PSYCOPG_STATEMENTS["claim_and_read"] % CLAIM
     record = _psycopg_record((False,)) % usage
-    insert = DRAW + _PSYCOPG_STATEMENTS["usage"] % usage + ";\n"
-    decision = DRAW + f"BEGIN \\; {claim};\n{record} \\; COMMIT;\n"
     return {
-        "floor": ("INSERT INTO hello_durable VALUES (gen_random_uuid()::text,"
-                  " '{\"sub\": \"hello\", \"exp\": 2000000000}');\n", True),
-        "usage": (insert, True),
-        "usage, no roll-up": (insert, False),
-        "claim": (DRAW + f"BEGIN \\; {claim};\nCOMMIT;\n", True),
-        "decision": (decision, True),
-        "decision, no roll-up": (decision, False),
-        "decision, 1 trip": (DRAW + f"BEGIN \\; {claim} \\; {record} \\; COMMIT;\n", True),
+        "floor": (
+            "INSERT INTO hello_durable VALUES (gen_random_uuid()::text, '{\"sub\": \"hello\", \"exp\": 2000000000}');\n"
+        ),
+        "usage": DRAW + _PSYCOPG_STATEMENTS["usage"] % usage + ";\n",
+        "claim": DRAW + f"BEGIN \\; {claim};\nCOMMIT;\n",
+        "decision": DRAW + f"BEGIN \\; {claim};\n{record} \\; COMMIT;\n",
+        "decision, 1 trip": DRAW + f"BEGIN \\; {claim} \\; {record} \\; COMMIT;\n",
     }
-
-
-def set_rollup(engine: Engine, on: bool) -> None:
-    """Enable or disable the usage records' roll-up trigger (migration 0008)."""
-    with engine.begin() as connection:
-        connection.execute(text(f"ALTER TABLE usage_records {'ENABLE' if on else 'DISABLE'} TRIGGER usage_hourly_add"))
 
 
 def pgbench(url: str, schema: str, script: Path, seconds: float, clients: int) -> tuple[float, float]:
@@ -150,24 +138,18 @@ def main() -> None:
             connection.execute(text(TABLE))
             synchronous_commit = connection.execute(text("SHOW synchronous_commit")).scalar()
         variants = {}
-        for name, (body, rollup) in scripts(service.scanner_id).items():
+        for name, body in scripts(service.scanner_id).items():
             path = Path(workdir) / f"{len(variants)}.sql"
             path.write_text(body)
-            variants[name] = (path, rollup)
+            variants[name] = path
 
         tps: dict[str, list[float]] = {name: [] for name in variants}
         cpu: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):
-            for name, (path, rollup) in variants.items():
-                if not rollup:
-                    set_rollup(engine, False)
-                try:
-                    rate, cpu_us = pgbench(args.pg_url, schema, path, args.seconds, args.clients)
-                    tps[name].append(rate)
-                    cpu[name].append(cpu_us)
-                finally:
-                    if not rollup:
-                        set_rollup(engine, True)
+            for name, path in variants.items():
+                rate, cpu_us = pgbench(args.pg_url, schema, path, args.seconds, args.clients)
+                tps[name].append(rate)
+                cpu[name].append(cpu_us)
         engine.dispose()
 
     load = os.getloadavg()[0]

@@ -10,33 +10,35 @@ import pytest
 from sqlalchemy import func, insert, select
 
 from codeservice import db
-from codeservice.models import UsageRecord
+from codeservice.models import UsageHourly, UsageRecord
 from codeservice.retention import parse_age, prune_usage
 
 NOW = datetime(2026, 11, 18, 11, 6, 40, tzinfo=UTC)
 TABLE = UsageRecord.__table__
 
 
+def record(age: timedelta, now: datetime = NOW) -> dict[str, Any]:
+    """A usage record decided ``age`` before ``now``."""
+    return {
+        "id": str(uuid.uuid4()),
+        "scene": "venue",
+        "venue_id": "museum-1",
+        "device_id": "gate-1",
+        "sub": "q1w2e3r4t5y6u7i8",
+        "jti": uuid.uuid4().hex[:16],
+        "decided_at": now - age,
+        "ok": True,
+        "code": "ok",
+        "detail": {},
+        "scanner_id": None,
+        "online": True,
+        "received_at": now - age,
+    }
+
+
 def add_records(ages: list[timedelta], now: datetime = NOW) -> list[str]:
-    """One usage record decided ``age`` before ``now`` for each age; their ids."""
-    rows = [
-        {
-            "id": str(uuid.uuid4()),
-            "scene": "venue",
-            "venue_id": "museum-1",
-            "device_id": "gate-1",
-            "sub": "q1w2e3r4t5y6u7i8",
-            "jti": uuid.uuid4().hex[:16],
-            "decided_at": now - age,
-            "ok": True,
-            "code": "ok",
-            "detail": {},
-            "scanner_id": None,
-            "online": True,
-            "received_at": now - age,
-        }
-        for age in ages
-    ]
+    """One usage record decided ``age`` before ``now`` for each age, committed; their ids."""
+    rows = [record(age, now) for age in ages]
     session = db.session()
     session.execute(insert(TABLE), rows)
     session.commit()
@@ -104,3 +106,25 @@ def test_the_command_needs_an_age(runner: Any) -> None:
     result = runner.invoke(args=["usage", "prune"])
     assert result.exit_code == 2
     assert "--older-than" in result.output
+
+
+
+def test_prune_deletes_a_record_only_once_it_is_counted_in(app: Any) -> None:
+    """PostgreSQL counts records after their commit (migration 0012): the prune leaves one not counted yet."""
+    with app.app_context():
+        if db.engine().dialect.name != "postgresql":
+            pytest.skip("SQLite's trigger counts each record as it is inserted")
+        hour = NOW.replace(minute=0, second=0)  # the cutoff's hour: its roll-up row is kept
+        in_flight = db.engine().connect()
+        in_flight.begin()
+        in_flight.execute(insert(TABLE), [record(NOW - hour - timedelta(minutes=2))])  # decided at 11:02
+        add_records([timedelta(minutes=5)])  # committed, but after the transaction still open began
+        try:
+            assert prune_usage(db.session(), timedelta(minutes=1), NOW) == 0  # not counted yet: kept
+        finally:
+            in_flight.commit()
+            in_flight.close()
+        assert prune_usage(db.session(), timedelta(minutes=1), NOW) == 2  # both counted in, then deleted
+        assert remaining_ids() == set()
+        counted = select(func.sum(UsageHourly.records)).where(UsageHourly.hour_start == int(hour.timestamp()))
+        assert db.session().scalar(counted) == 2
