@@ -1,9 +1,10 @@
 """usage_rollup_after_commit: PostgreSQL counts usage records into ``usage_hourly`` after their commit, not in it.
 
 0008's statement trigger made every decision upsert a roll-up row in its own
-transaction: measured with pgbench (``bench/decision_sql.py``), the usage
-record's INSERT cost the server 294 µs of CPU with the trigger and 156 µs
-without, about a quarter of a whole clinic check-in's (587 µs). Here the
+transaction: measured with pgbench (``bench/decision_sql.py``, three rounds),
+the usage record's INSERT cost the server 176-224 µs of CPU with the trigger
+and 83-102 µs without; a whole clinic check-in 401-561 µs, 300-359 without
+(after this migration: 304-349). Here the
 trigger goes, and each record carries the id of the transaction that
 inserted it (``rollup_xact``, the column's default
 ``pg_current_xact_id()``; a BRIN index, which costs an INSERT next to
@@ -14,16 +15,19 @@ records are visible or gone for good), from where the last roll-up
 stopped (``usage_rollup_mark``), and moves the mark: each record is counted
 once, after its commit. Roll-ups take turns on the mark's row lock.
 
-Who rolls up: every reader of ``usage_hourly`` first (the console's figures
-and reports, so they are exact to the moment they are read, as before), the
-retention prune before it deletes records, and the verify path's
+Who rolls up (``codeservice.usage_rollup.roll_up``): every reader of
+``usage_hourly`` first (the console's figures and reports, so they count
+every record committed before they are read, as before), uploads once a
+batch, the retention prune before each batch it deletes, and the verify path's
 housekeeping (one decision in ``PURGE_EVERY``), which keeps the records not
 yet counted to about a thousand.
 
 Records stored before this migration were counted by the trigger: their
-``rollup_xact`` is NULL and no roll-up reads them. A transaction still open
-past this migration's lock took its xid before it, and its records get a
-``rollup_xact`` at least 0: the mark starts at 0, so none is missed.
+``rollup_xact`` is NULL and no roll-up reads them. Records inserted after it
+(its ``ALTER TABLE`` holds off inserts until it commits) have one, whatever
+their transaction's age, and the mark starts at 0: none is missed. The mark
+row, if deleted, comes back at 0 (with ``usage_hourly`` emptied too, as a
+test's clean-up does, every record is counted again from the start).
 
 SQLite keeps 0008's row trigger: its writers take turns on the database's
 write lock anyway, and its row ids can be reused after a delete, so they
