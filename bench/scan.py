@@ -31,6 +31,12 @@ resident (``sub``), at scene ``clinic``, so every request is a full
 cheap replay or passback. The run checks the database afterwards and prints
 how many decisions were accepted.
 
+Each phase's CPU per request is printed too, by kind of process (read from
+``/proc``, Linux only): the gunicorn server's processes (SQLite's work is in
+them), every local PostgreSQL process, and the load generator. Where the
+machine's commits are cheap, throughput follows CPU, and these say where a
+verify's goes against its durable floor's.
+
 The load generator is ``wrk`` when installed (a generated Lua script hands
 each request the next pre-issued body), else a bounded Python client
 (threads, one ``http.client`` connection each). Printed: requests/s, p50 and
@@ -239,31 +245,32 @@ def _cpu_of(pid: int) -> float:
     return sum(map(int, fields[11:15])) / _TICKS  # utime, stime, cutime, cstime: fields 14 to 17 of stat(5)
 
 
-def _pids(match: Any) -> list[int]:
+def _pids(match: Callable[[str], bool]) -> list[int]:
+    """The processes whose ``/proc/PID/stat`` line ``match`` accepts."""
     pids = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             with contextlib.suppress(OSError, IndexError):
-                if match(int(entry.name), (entry / "stat").read_text()):
+                if match((entry / "stat").read_text()):
                     pids.append(int(entry.name))
     return pids
 
 
 def postgres_cpu() -> float:
     """CPU seconds so far of every process of the local PostgreSQL server (its backends, writers, autovacuum)."""
-    return sum(map(_cpu_of, _pids(lambda _pid, stat: stat.split(" (", 1)[1].startswith("postgres)"))))
+    return sum(map(_cpu_of, _pids(lambda stat: stat.split(" (", 1)[1].startswith("postgres)"))))
 
 
 def cpu_snapshot(server: Server) -> dict[str, float]:
     """CPU seconds so far of the server's processes, of the local PostgreSQL server's, and of this
     script's reaped children (the load generator: wrk runs as a child). Linux only."""
     group = server.process.pid if server.process else -1
-    app = _pids(lambda _pid, stat: int(stat.rsplit(")", 1)[1].split()[2]) == group)
+    app = _pids(lambda stat: int(stat.rsplit(")", 1)[1].split()[2]) == group)  # its process group
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return {
         "app": sum(map(_cpu_of, app)),
         "postgres": postgres_cpu(),
-        "generator": resource.getrusage(resource.RUSAGE_CHILDREN).ru_utime
-        + resource.getrusage(resource.RUSAGE_CHILDREN).ru_stime,
+        "generator": children.ru_utime + children.ru_stime,
     }
 
 
